@@ -1,2 +1,56 @@
-"""nasframe: neural architecture search with YAML spaces, ASNG and plugins."""
+"""nasframe: neural architecture search with YAML search spaces, ASNG and plugins.
+
+The public API lives here; plugins import only from this module.
+"""
+
 __version__ = "0.1.0"
+
+from . import registry
+from .asng import ASNG, ranking_utility
+from .config import Choice, Config, load_config, validate_data
+from .datasets import Dataset
+from .errors import ConfigError, Problem, UserError
+from .network import Supernet, build_network, count_parameters
+from .ops import LAYOUTS, Op, layer_types
+from .registry import register
+from .space import ChoicePoint, SearchSpace, load_space
+
+__all__ = [
+    "__version__",
+    "ASNG",
+    "ranking_utility",
+    "Choice",
+    "ChoicePoint",
+    "Config",
+    "ConfigError",
+    "Dataset",
+    "LAYOUTS",
+    "Op",
+    "Problem",
+    "SearchSpace",
+    "Supernet",
+    "UserError",
+    "build_network",
+    "count_parameters",
+    "layer_types",
+    "load_config",
+    "load_space",
+    "register",
+    "registry",
+    "run_search",
+    "run_train",
+    "validate_data",
+]
+
+
+def __getattr__(name: str):
+    # The run loops import TensorBoard and friends: load them only when asked for.
+    if name == "run_search":
+        from .search import run_search
+
+        return run_search
+    if name == "run_train":
+        from .train import run_train
+
+        return run_train
+    raise AttributeError(f"module 'nasframe' has no attribute {name!r}")

@@ -1,0 +1,157 @@
+"""The ``nasframe`` command line: search, train, validate, plugins, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__, registry
+from .config import json_schema, load_config, validate_data
+from .errors import ConfigError, UserError
+from .yaml_io import dump_yaml, load_yaml
+
+__all__ = ["main"]
+
+RUN_CONFIG = "config.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nasframe", description="Neural architecture search with YAML spaces and ASNG."
+    )
+    p.add_argument("--version", action="version", version=f"nasframe {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def run_args(sp: argparse.ArgumentParser, what: str) -> None:
+        sp.add_argument("config", nargs="?", help=f"{what} (optional with --resume)")
+        sp.add_argument("--out", metavar="DIR", help="run directory (default: runs/NAME-TIME)")
+        sp.add_argument(
+            "--set",
+            metavar="KEY=VALUE",
+            action="append",
+            default=[],
+            help="override a config field, e.g. --set search.epochs=3",
+        )
+        sp.add_argument(
+            "--resume", metavar="DIR", help="continue the run in DIR from its checkpoint"
+        )
+        sp.add_argument("--quiet", action="store_true", help="no progress output")
+
+    run_args(
+        sub.add_parser("search", help="search a space, export the most likely architecture"),
+        "experiment YAML with a search space",
+    )
+    run_args(
+        sub.add_parser("train", help="train a fixed architecture (e.g. a run's arch.yaml)"),
+        "arch.yaml or experiment YAML whose choices are all fixed",
+    )
+    v = sub.add_parser("validate", help="check config files without running anything")
+    v.add_argument("files", nargs="+")
+    sub.add_parser("plugins", help="list the plugins of every kind and where they come from")
+    s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
+    s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
+    return p
+
+
+def _run_dir(args: argparse.Namespace, name: str) -> Path:
+    if args.resume:
+        return Path(args.resume)
+    if args.out:
+        out = Path(args.out)
+        if (out / "checkpoint.pt").exists():
+            raise UserError(
+                f"--out {out}: already holds a run; continue it with --resume {out} or choose "
+                "another directory"
+            )
+        return out
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _load_for_run(args: argparse.Namespace):
+    if args.config is None:
+        if not args.resume:
+            raise UserError(f"nasframe {args.command}: give a CONFIG file (or --resume DIR)")
+        saved = Path(args.resume) / RUN_CONFIG
+        if not saved.exists():
+            raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
+        return load_config(saved, args.set)
+    return load_config(args.config, args.set)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config, raw = _load_for_run(args)
+    run_dir = _run_dir(args, config.name)
+    if args.resume and not (run_dir / "checkpoint.pt").exists():
+        raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        dump_yaml(raw, run_dir / RUN_CONFIG)
+    if args.command == "search":
+        from .search import run_search
+
+        run_search(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    else:
+        from .train import run_train
+
+        run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    for f in args.files:
+        try:
+            raw, lines = load_yaml(f)
+            validate_data(raw, lines, f)
+            print(f"{f}: ok")
+        except ConfigError as e:
+            problems.extend(str(p) for p in e.problems)
+    if problems:
+        raise UserError("\n".join(problems))
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    rows = [("KIND", "NAME", "DISTRIBUTION", "VERSION", "OBJECT")]
+    for info in registry.plugins():
+        source = info.source + (" (conflict)" if info.conflicts else "")
+        rows.append((info.kind, info.name, source, info.version, info.value))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "search": _cmd_run,
+        "train": _cmd_run,
+        "validate": _cmd_validate,
+        "plugins": _cmd_plugins,
+        "schema": _cmd_schema,
+    }
+    try:
+        return handlers[args.command](args)
+    except UserError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""The experiment schema (one YAML file = one runnable experiment) and its validation.
+
+Every field that a search may choose is a *choice*: either a constant (``width: 32``) or
+``{choices: [16, 32, 64]}``. Names of ops, optimizers, strategies and datasets resolve through the
+registry, so plugins validate like built-ins. Problems are reported one line each as
+``file:line: where: what`` (see :class:`nasframe.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from . import registry
+from .errors import ConfigError, Problem, UserError, did_you_mean
+from .yaml_io import LineMap, load_yaml, parse_scalar
+
+__all__ = ["Config", "Choice", "load_config", "validate_data", "apply_overrides", "json_schema"]
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (they are usually typos), reported with the closest known key."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key '{key}'{hint}",
+                        {"key": str(key), "hint": did_you_mean(str(key), known)},
+                    )
+        return data
+
+
+class Choice(Strict, Generic[T]):
+    """A categorical choice; the order of ``choices`` is the one-hot index."""
+
+    choices: list[T] = Field(min_length=1)
+
+
+def _choice_kind(v: Any) -> str:
+    return "choice" if isinstance(v, dict) else "const"
+
+
+def choice_of(item: Any) -> Any:
+    """Type of a field that is either a constant ``item`` or a :class:`Choice` of them."""
+    return Annotated[
+        Union[Annotated[item, Tag("const")], Annotated[Choice[item], Tag("choice")]],  # noqa: UP007
+        Discriminator(_choice_kind),
+    ]
+
+
+def _plugin_name(kind: str):
+    def check(name: str) -> str:
+        if not registry.exists(kind, name):
+            raise PydanticCustomError("unknown_plugin", registry.unknown_message(kind, name))
+        return registry.normalize(name)
+
+    return AfterValidator(check)
+
+
+OpName = Annotated[str, _plugin_name("op")]
+Width = choice_of(PositiveInt)
+
+
+def options(value: Any) -> list[Any]:
+    """The options of a constant-or-choice field."""
+    return list(value.choices) if isinstance(value, Choice) else [value]
+
+
+# --------------------------------------------------------------------------------------------
+class DataConfig(Strict):
+    name: Annotated[str, _plugin_name("dataset")] = "mnist1d"
+    valid_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    root: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LayerConfig(Strict):
+    op: choice_of(OpName) = "conv3"  # type: ignore[valid-type]
+    width: Width | None = None  # type: ignore[valid-type]
+
+
+class StemConfig(Strict):
+    op: OpName = "conv3"
+    channels: Width = 32  # type: ignore[valid-type]
+
+
+class StageConfig(Strict):
+    name: str | None = None
+    stride: PositiveInt = 1
+    transition: OpName = "conv3"
+    depth: choice_of(NonNegativeInt) = 1  # type: ignore[valid-type]
+    width: Width = 32  # type: ignore[valid-type]
+    layer: LayerConfig | None = None
+    layers: list[LayerConfig] | None = None
+
+    @model_validator(mode="after")
+    def _layers(self) -> StageConfig:
+        if self.layer is not None and self.layers is not None:
+            raise PydanticCustomError(
+                "layers", "give either 'layer' (repeated for every layer) or 'layers', not both"
+            )
+        if self.layers is not None and len(self.layers) < max(options(self.depth)):
+            raise PydanticCustomError(
+                "layers",
+                "'layers' lists {n} layers but depth can be {d}; list one per layer",
+                {"n": len(self.layers), "d": max(options(self.depth))},
+            )
+        return self
+
+    def layer_configs(self) -> list[LayerConfig]:
+        """One layer config per possible layer (the template repeated, or the explicit list)."""
+        max_depth = max(options(self.depth))
+        if self.layers is not None:
+            return list(self.layers[:max_depth])
+        return [self.layer or LayerConfig() for _ in range(max_depth)]
+
+
+class HeadConfig(Strict):
+    pool: Literal["avg", "max"] = "avg"
+    classes: PositiveInt | None = None
+
+
+class ChainSpace(Strict):
+    """A chain of stages: stem, stages (transition + layers), pooling head."""
+
+    type: Literal["chain"] = "chain"
+    layout: Literal["conv1d", "conv2d", "linear"] = "conv1d"
+    stem: StemConfig = Field(default_factory=StemConfig)
+    stages: list[StageConfig] = Field(min_length=1)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+
+    @model_validator(mode="after")
+    def _names_and_layouts(self) -> ChainSpace:
+        seen: set[str] = set()
+        for i, st in enumerate(self.stages):
+            st.name = st.name or f"s{i + 1}"
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", st.name):
+                raise PydanticCustomError(
+                    "stage_name", "stage name '{n}' must be an identifier", {"n": st.name}
+                )
+            if st.name in seen:
+                raise PydanticCustomError("stage_name", "two stages named '{n}'", {"n": st.name})
+            seen.add(st.name)
+        return self
+
+
+class OptimizerConfig(BaseModel):
+    """An optimizer by registry name; any other key is passed to it as a keyword argument."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, _plugin_name("optimizer")] = "sgd"
+    lr: PositiveFloat = 0.05
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    gc: Literal["all", "conv"] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the optimizer (everything but name, schedule and gc)."""
+        return {"lr": self.lr, **(self.model_extra or {})}
+
+    @model_validator(mode="after")
+    def _known_kwargs(self) -> OptimizerConfig:
+        extra = dict(self.model_extra or {})
+        if not extra:
+            return self
+        try:
+            cls = registry.get("optimizer", self.name)
+            params = inspect.signature(cls).parameters
+        except (registry.PluginError, TypeError, ValueError):
+            return self
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return self
+        accepted = [n for n in params if n not in ("params", "self")]
+        for key in extra:
+            if key not in accepted:
+                raise PydanticCustomError(
+                    "unknown_key",
+                    "unknown key '{key}' for optimizer '{opt}'{hint}",
+                    {"key": key, "opt": self.name, "hint": did_you_mean(key, accepted)},
+                )
+        return self
+
+
+class SearchConfig(Strict):
+    strategy: Annotated[str, _plugin_name("strategy")] = "asng"
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    lam: int = Field(2, ge=2)
+    grad_clip: PositiveFloat | None = 5.0
+    checkpoint_every: NonNegativeInt = 0
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+
+
+class TrainConfig(Strict):
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 128
+    grad_clip: PositiveFloat | None = None
+    optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3)
+    )
+    growth: dict[str, Any] | None = None
+
+
+class PruneConfig(Strict):
+    method: Annotated[str, _plugin_name("pruner")] = "adam_sparsity"
+    threshold: PositiveFloat = 1e-4
+
+
+class LogConfig(Strict):
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class Config(Strict):
+    """One runnable experiment."""
+
+    version: Literal[1] = 1
+    name: str = "experiment"
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    space: ChainSpace
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    prune: PruneConfig | None = None
+    log: LogConfig = Field(default_factory=LogConfig)
+    #: Set in exported architectures: the hash of the space they were found in.
+    space_hash: str | None = None
+
+    @model_validator(mode="after")
+    def _device(self) -> Config:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise PydanticCustomError(
+                "device", "device must be auto, cpu, cuda or cuda:N, got '{d}'", {"d": self.device}
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+_TAGS = {"const", "choice"}
+
+
+def _pretty_loc(loc: tuple[Any, ...], raw: Any) -> str:
+    """Dotted path, with stages named by their name (``space.stages.s1.width``)."""
+    parts: list[str] = []
+    node = raw
+    for i, key in enumerate(loc):
+        shown = str(key)
+        if isinstance(key, int) and i > 0 and loc[i - 1] == "stages" and isinstance(node, list):
+            item = node[key] if key < len(node) else None
+            shown = str(item.get("name") or f"s{key + 1}") if isinstance(item, dict) else shown
+        parts.append(shown)
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            node = None
+    return ".".join(parts)
+
+
+def _problems(err: ValidationError, raw: Any, lines: LineMap, file: str) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for e in err.errors(include_url=False):
+        loc = tuple(k for k in e["loc"] if k not in _TAGS)
+        ctx = e.get("ctx") or {}
+        if e["type"] == "unknown_key" and "key" in ctx:
+            loc = (*loc, ctx["key"])
+        msg = e["msg"]
+        if e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        shown = _pretty_loc(lines.known_prefix(loc) if e["type"] != "missing" else loc, raw)
+        problem = Problem(file, lines.line(loc), shown, msg)
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            out.append(problem)
+    return out
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides (stages may be named: ``space.stages.s1.width=64``)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item}: expected key.path=value")
+        path, _, text = item.partition("=")
+        keys = [k for k in path.strip().split(".") if k]
+        if not keys:
+            raise UserError(f"--set {item}: empty key path")
+        node: Any = raw
+        for j, key in enumerate(keys):
+            last = j == len(keys) - 1
+            if isinstance(node, list):
+                idx = _list_index(node, key, item)
+                if last:
+                    node[idx] = parse_scalar(text)
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[key] = parse_scalar(text)
+                else:
+                    node = node.setdefault(key, {})
+            else:
+                raise UserError(f"--set {item}: '{'.'.join(keys[:j])}' is not a mapping")
+    return raw
+
+
+def _list_index(node: list, key: str, item: str) -> int:
+    if key.isdigit() and int(key) < len(node):
+        return int(key)
+    for i, el in enumerate(node):
+        if isinstance(el, dict) and el.get("name") == key:
+            return i
+    names = [str(el.get("name")) for el in node if isinstance(el, dict) and el.get("name")]
+    raise UserError(f"--set {item}: no list item '{key}'{did_you_mean(key, names)}")
+
+
+def validate_data(raw: Any, lines: LineMap | None = None, file: str = "<config>") -> Config:
+    """Validate already-loaded YAML data; problems raise :class:`ConfigError`."""
+    lines = lines or LineMap()
+    if not isinstance(raw, dict):
+        what = f"expected a mapping of sections (version, space, search, ...), got {type(raw).__name__}"
+        raise ConfigError([Problem(file, lines.line(()), "", what)])
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_problems(e, raw, lines, file)) from None
+    except UserError as e:  # a broken plugin met during validation
+        raise ConfigError([Problem(file, None, "", str(e))]) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict]:
+    """Read, override and validate a config file; returns the config and the raw mapping."""
+    raw, lines = load_yaml(path)
+    if overrides:
+        if not isinstance(raw, dict):
+            validate_data(raw, lines, str(path))
+        raw = apply_overrides(raw, overrides)
+    return validate_data(raw, lines, str(path)), raw
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of the config, for editors."""
+    return Config.model_json_schema()

@@ -1,0 +1,120 @@
+"""Built-in datasets, all offline: ``mnist1d`` (generated), ``digits`` (scikit-learn), ``synthetic``.
+
+A dataset plugin is a callable ``(root=None, **options) -> Dataset``. Inputs are float32 tensors with
+a channel dimension ((N, C, L) for signals, (N, C, H, W) for images, (N, F) for vectors), labels int64.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+__all__ = ["Dataset", "mnist1d", "digits", "synthetic", "cache_dir"]
+
+
+@dataclass
+class Dataset:
+    """Train and test tensors of a classification task."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached (``$NASFRAME_CACHE`` or ``~/.cache/nasframe``)."""
+    root = os.environ.get("NASFRAME_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nasframe"
+    )
+    return Path(root)
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist1d_arrays() -> dict[str, np.ndarray]:
+    path = cache_dir() / "mnist1d-v1.npz"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError):
+            pass  # a damaged cache is regenerated
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:
+        raise UserError("dataset 'mnist1d' needs the mnist1d package: pip install mnist1d") from e
+    state = np.random.get_state()  # make_dataset reseeds numpy's global RNG: isolate it
+    try:
+        d = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+    arrays = {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # caching is an optimisation only
+    return arrays
+
+
+def mnist1d(root: str | None = None) -> Dataset:
+    """MNIST-1D (Greydanus 2020): 4000 train / 1000 test signals of length 40, 10 classes."""
+    a = _mnist1d_arrays()
+
+    def x(v: np.ndarray) -> torch.Tensor:
+        return torch.tensor(v, dtype=torch.float32).unsqueeze(1)
+
+    return Dataset(
+        "mnist1d",
+        x(a["x"]),
+        torch.tensor(a["y"], dtype=torch.int64),
+        x(a["x_test"]),
+        torch.tensor(a["y_test"], dtype=torch.int64),
+        10,
+    )
+
+
+def digits(root: str | None = None, test_size: int = 497) -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images, shipped with scikit-learn), a fixed split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(d.target, dtype=torch.int64)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1797))
+    test, train = perm[:test_size], perm[test_size:]
+    return Dataset("digits", x[train], y[train], x[test], y[test], 10)
+
+
+def synthetic(
+    root: str | None = None,
+    shape: tuple[int, ...] | list[int] = (3, 32, 32),
+    classes: int = 10,
+    n_train: int = 1024,
+    n_test: int = 256,
+    seed: int = 0,
+) -> Dataset:
+    """Seeded random inputs with labels from a fixed random linear teacher (learnable, for tests)."""
+    if classes < 2 or n_train < 2 or n_test < 1:
+        raise UserError("synthetic data needs classes >= 2, n_train >= 2 and n_test >= 1")
+    g = torch.Generator().manual_seed(seed)
+    shape = tuple(int(s) for s in shape)
+    x = torch.randn(n_train + n_test, *shape, generator=g)
+    w = torch.randn(int(np.prod(shape)), classes, generator=g)
+    y = (x.flatten(1) @ w).argmax(1)
+    return Dataset("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes)

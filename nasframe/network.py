@@ -1,0 +1,236 @@
+"""Networks of a chain space: the weight-sharing supernet and the frozen network of one architecture.
+
+Both are built from the same list of slots (stem, per stage a transition and its layers, head). The
+supernet holds every candidate op at its largest width and, for a sampled architecture, runs only the
+chosen candidate with weights sliced to the chosen width. The frozen network is a plain
+``nn.Sequential`` of standard torch modules (what growth and pruning plugins operate on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import registry
+from .config import Choice, Config, options
+from .errors import UserError
+from .ops import LAYOUTS
+from .slicing import SlicedOp
+from .space import SearchSpace
+
+__all__ = ["Slot", "slots", "Supernet", "build_network", "count_parameters"]
+
+
+@dataclass
+class Slot:
+    """One place of the chain: which op(s), from which width to which width, and when it runs."""
+
+    where: str  # "stem", "<stage>.transition", "<stage>.layer<i>"
+    op: Any  # constant op name or Choice of names
+    op_path: str | None
+    out: Any  # constant width or Choice
+    out_path: str
+    stride: int
+    stage: str | None = None
+    layer: int | None = None  # index within the stage (None: not depth-controlled)
+    depth_field: Any = None
+    depth_path: str | None = None
+
+
+def slots(config: Config) -> list[Slot]:
+    """The chain's slots in execution order."""
+    sp = config.space
+    out = [Slot("stem", sp.stem.op, None, sp.stem.channels, "space.stem.channels", 1)]
+    for st in sp.stages:
+        base = f"space.stages.{st.name}"
+        out.append(
+            Slot(
+                f"{st.name}.transition",
+                st.transition,
+                None,
+                st.width,
+                f"{base}.width",
+                st.stride,
+                st.name,
+            )
+        )
+        for i, layer in enumerate(st.layer_configs()):
+            width, width_path = (
+                (layer.width, f"{base}.layer{i}.width")
+                if layer.width is not None
+                else (st.width, f"{base}.width")
+            )
+            out.append(
+                Slot(
+                    f"{st.name}.layer{i}",
+                    layer.op,
+                    f"{base}.layer{i}.op",
+                    width,
+                    width_path,
+                    1,
+                    st.name,
+                    i,
+                    st.depth,
+                    f"{base}.depth",
+                )
+            )
+    return out
+
+
+def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
+    dims = LAYOUTS[layout]
+    if dims == 0:
+        n = 1
+        for s in sample_shape:
+            n *= int(s)
+        return n
+    if len(sample_shape) != dims + 1:
+        kind = {1: "(channels, length)", 2: "(channels, height, width)"}[dims]
+        raise UserError(
+            f"space.layout: '{layout}' needs inputs shaped {kind}, but the data's samples are "
+            f"shaped {tuple(sample_shape)}; use layout "
+            + (
+                "'conv1d'"
+                if len(sample_shape) == 2
+                else "'conv2d'"
+                if len(sample_shape) == 3
+                else "'linear'"
+            )
+        )
+    return int(sample_shape[0])
+
+
+def _op_class(name: str, layout: str, where: str) -> Any:
+    cls = registry.get("op", name)
+    if layout not in getattr(cls, "layouts", ()):
+        raise UserError(
+            f"{where}: op '{name}' does not support layout '{layout}' (it supports "
+            f"{', '.join(cls.layouts)})"
+        )
+    return cls
+
+
+def _check_preserving(cls: Any, name: str, in_w: Any, out_w: Any, stride: int, where: str) -> None:
+    if getattr(cls, "channel_preserving", False) and set(options(in_w)) != set(options(out_w)):
+        raise UserError(
+            f"{where}: op '{name}' keeps the number of channels, but its input width can be "
+            f"{options(in_w)} and its output width {options(out_w)}; use a convolution here"
+        )
+
+
+class Supernet(nn.Module):
+    """All candidates of a space; ``forward(x, sample)`` runs only the sampled sub-network."""
+
+    def __init__(self, space: SearchSpace, sample_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        cfg = space.config
+        self.space = space
+        self.layout = cfg.space.layout
+        self.slots = slots(cfg)
+        in_ch = _input_channels(self.layout, sample_shape)
+        prev: Any = in_ch
+        self.candidates = nn.ModuleList()
+        for slot in self.slots:
+            names = options(slot.op)
+            ops = nn.ModuleDict()
+            for name in names:
+                cls = _op_class(name, self.layout, slot.where)
+                _check_preserving(cls, name, prev, slot.out, slot.stride, slot.where)
+                modules = cls.build(
+                    max(options(prev)), max(options(slot.out)), slot.stride, self.layout
+                )
+                ops[name] = SlicedOp(modules)
+            self.candidates.append(ops)
+            prev = slot.out
+        self.max_width = max(options(prev))
+        self.classifier = nn.Linear(self.max_width, num_classes)
+        self.pool = cfg.space.head.pool
+
+    def forward(self, x: torch.Tensor, sample: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits of the architecture ``sample`` (category indices; None: every first option)."""
+        sp = self.space
+        if self.layout == "linear":
+            x = x.flatten(1)
+        for slot, ops in zip(self.slots, self.candidates, strict=True):
+            if slot.layer is not None and slot.layer >= sp.value(
+                slot.depth_path, slot.depth_field, sample
+            ):
+                continue
+            name = sp.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
+            x = ops[name](x, sp.value(slot.out_path, slot.out, sample))
+        x = _global_pool(x, self.pool)
+        c = x.shape[1]
+        return F.linear(x, self.classifier.weight[:, :c], self.classifier.bias)
+
+
+def _global_pool(x: torch.Tensor, pool: str) -> torch.Tensor:
+    if x.dim() == 2:
+        return x
+    return x.flatten(2).amax(2) if pool == "max" else x.flatten(2).mean(2)
+
+
+def build_network(config: Config, sample_shape: Sequence[int], num_classes: int) -> nn.Sequential:
+    """The frozen network of a config whose choices all have one option (an exported arch).
+
+    A plain ``nn.Sequential`` of standard torch modules, no search code involved.
+    """
+    space = SearchSpace(config)
+    open_choices = [c.path for c in space.choices if c.size > 1]
+    if open_choices:
+        raise UserError(
+            f"the config still has {len(open_choices)} open choices ({', '.join(open_choices[:3])}"
+            f"{', ...' if len(open_choices) > 3 else ''}); train an exported arch.yaml from "
+            "`nasframe search`, or fix every choice"
+        )
+    layout = config.space.layout
+    dims = LAYOUTS[layout]
+    in_ch = _input_channels(layout, sample_shape)
+    sample = [0] * len(space.choices)
+    modules: list[nn.Module] = [nn.Flatten()] if dims == 0 and len(sample_shape) > 1 else []
+    prev: Any = in_ch
+    for slot in slots(config):
+        if slot.layer is not None and slot.layer >= space.value(
+            slot.depth_path, slot.depth_field, sample
+        ):
+            continue
+        name = space.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
+        out = space.value(slot.out_path, slot.out, sample)
+        cls = _op_class(name, layout, slot.where)
+        _check_preserving(cls, name, prev, out, slot.stride, slot.where)
+        modules.extend(cls.build(prev, out, slot.stride, layout))
+        prev = out
+    if dims > 0:
+        pool = config.space.head.pool
+        modules.append(
+            (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)[dims - 1](1)
+            if pool == "avg"
+            else (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)[dims - 1](1)
+        )
+        modules.append(nn.Flatten())
+    modules.append(nn.Linear(prev, num_classes))
+    return nn.Sequential(*modules)
+
+
+def num_classes_of(config: Config, data_classes: int) -> int:
+    """Classes of the head: the config's, checked against the data's."""
+    classes = config.space.head.classes
+    if classes is None:
+        return data_classes
+    if classes < data_classes:
+        raise UserError(
+            f"space.head.classes: {classes} classes, but the data has {data_classes} labels"
+        )
+    return classes
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def is_choice(field: Any) -> bool:
+    return isinstance(field, Choice)

@@ -1,0 +1,290 @@
+"""One-shot architecture search: supernet weights by SGD, architecture distribution by a strategy.
+
+One iteration is the reference protocol of ASNG-NAS: sample λ architectures, forward them on the
+same train minibatch, backward the mean loss, clip, one optimizer step; then sample λ fresh
+architectures, evaluate them on the same valid minibatch without gradients and update the
+distribution with their losses. The only host synchronisation of an iteration is the one read of
+those losses (together with the logging metrics).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import registry
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_json
+from .config import Config
+from .console import EpochProgress, say
+from .data import batch_at, epoch_order, load_dataset, split_train_valid
+from .device import resolve_device
+from .errors import UserError
+from .interrupt import stop_on_signals
+from .network import Supernet, num_classes_of
+from .optim import build_optimizer, build_schedule
+from .space import SearchSpace
+from .tblog import RunLogger
+from .yaml_io import dump_yaml
+
+__all__ = ["run_search", "TrainingDiverged", "Interrupted", "CHECKPOINT", "log_distribution"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite: reported with the step and the architecture."""
+
+
+class Interrupted(UserError):
+    """The run was stopped by a signal after writing a checkpoint."""
+
+    exit_code = 130
+
+
+class Meter:
+    """Running sums of host-side metrics, with weights (saved in checkpoints)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
+
+    def add(self, key: str, value: float, n: float = 1.0) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + value * n
+        self.counts[key] = self.counts.get(key, 0.0) + n
+
+    def mean(self, key: str) -> float:
+        return self.sums.get(key, 0.0) / max(self.counts.get(key, 0.0), 1e-12)
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
+
+def log_distribution(logger: RunLogger, space: SearchSpace, strategy: Any, step: int) -> None:
+    """θ per choice and option, entropy per choice, and the step size of the strategy."""
+    theta = np.asarray(strategy.theta)
+    for k, c in enumerate(space.choices):
+        for j, opt in enumerate(c.options):
+            logger.scalar(f"arch/theta/{c.path}/{opt}", float(theta[k, j]), step)
+        p = theta[k, : c.size]
+        p = p[p > 0]
+        logger.scalar(f"arch/entropy/{c.path}", float(-(p * np.log(p)).sum()), step)
+    if hasattr(strategy, "delta"):
+        logger.scalar("asng/delta", float(strategy.delta), step)
+    if hasattr(strategy, "Delta"):
+        logger.scalar("asng/Delta", float(strategy.Delta), step)
+
+
+def run_search(
+    config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Search ``config``'s space; write checkpoints, events, ``arch.yaml`` and ``summary.json``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    data = load_dataset(config.data)
+    space = SearchSpace(config)
+    if not space.choices:
+        raise UserError(
+            "space: nothing to search (every field is a constant); use `nasframe train`"
+        )
+    S = config.search
+    torch.manual_seed(config.seed)
+    net = Supernet(space, data.sample_shape, num_classes_of(config, data.num_classes)).to(device)
+    xtr, ytr, xva, yva = (
+        t.to(device)
+        for t in split_train_valid(
+            data.x_train, data.y_train, config.data.valid_fraction, config.seed
+        )
+    )
+    bs = min(S.batch_size, xtr.shape[0])
+    vbs = min(S.batch_size, xva.shape[0])
+    steps = max(1, xtr.shape[0] // bs)
+    strategy = registry.get("strategy", S.strategy)(
+        space.categories, lam=S.lam, seed=config.seed, **S.strategy_options
+    )
+    optimizer = build_optimizer(net.parameters(), S.optimizer)
+    schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
+    pos = {"epoch": 0, "step": 0, "global_step": 0, "wall_s": 0.0}
+    meter = Meter()
+    metrics: dict[str, float] = {}
+    ckpt_path = run_dir / CHECKPOINT
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "kind": "search",
+            "space_hash": space.hash,
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "strategy": strategy.state_dict(),
+            "rng": rng_state(),
+            "pos": dict(pos),
+            "meter": meter.state_dict(),
+            "metrics": dict(metrics),
+        }
+
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("kind") != "search" or ckpt.get("space_hash") != space.hash:
+            raise UserError(
+                f"{ckpt_path}: this checkpoint is from a different search space (hash "
+                f"{ckpt.get('space_hash')}, the config's is {space.hash}); resume it with the "
+                "config it was started with"
+            )
+        net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        strategy.load_state_dict(ckpt["strategy"])
+        set_rng_state(ckpt["rng"])
+        pos.update(ckpt["pos"])
+        meter.load_state_dict(ckpt["meter"])
+        metrics.update(ckpt["metrics"])
+        say(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
+    else:
+        say(
+            f"device: {device}   data: {data.name} {tuple(data.sample_shape)}, "
+            f"{xtr.shape[0]} train / {xva.shape[0]} valid"
+        )
+        say(
+            f"space: {len(space.choices)} choices, {space.size:,} architectures   "
+            f"strategy: {S.strategy}   run: {run_dir}"
+        )
+
+    logger = RunLogger(
+        run_dir, config.log.tensorboard, purge_step=pos["global_step"] if resume else None
+    )
+    params = [p for p in net.parameters()]
+    lam = S.lam
+    t_start = time.perf_counter()
+    wall0 = pos["wall_s"]
+    try:
+        with stop_on_signals() as stop:
+            while pos["epoch"] < S.epochs:
+                epoch = pos["epoch"]
+                tr_order = epoch_order(xtr.shape[0], config.seed, epoch, 0, device)
+                va_order = epoch_order(xva.shape[0], config.seed, epoch, 1, device)
+                bar = EpochProgress(epoch, S.epochs, steps, pos["step"], enabled=progress)
+                t_epoch = time.perf_counter()
+                first_step = pos["step"]
+                net.train()
+                while pos["step"] < steps:
+                    i = pos["step"]
+                    xb, yb = batch_at(xtr, ytr, tr_order, i, bs)
+                    archs = strategy.sample(lam)
+                    optimizer.zero_grad(set_to_none=True)
+                    train_loss = torch.zeros((), device=device)
+                    train_correct = torch.zeros((), device=device)
+                    for a in archs:
+                        out = net(xb, a)
+                        loss = F.cross_entropy(out, yb)
+                        (loss / lam).backward()
+                        train_loss += loss.detach()
+                        train_correct += (out.argmax(1) == yb).sum()
+                    if S.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(
+                            [p for p in params if p.grad is not None], S.grad_clip
+                        )
+                    optimizer.step()
+                    schedule.step()
+                    xv, yv = batch_at(xva, yva, va_order, i, vbs)
+                    varchs = strategy.sample(lam)
+                    with torch.no_grad():
+                        outs = [net(xv, a) for a in varchs]
+                        vlosses = [F.cross_entropy(o, yv) for o in outs]
+                        vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
+                    host = torch.stack(
+                        [*vlosses, train_loss / lam, train_correct, vcorrect.float()]
+                    ).tolist()
+                    f = host[:lam]
+                    if not all(math.isfinite(v) for v in host[: lam + 1]):
+                        bad = archs if not math.isfinite(host[lam]) else varchs
+                        raise TrainingDiverged(
+                            f"non-finite loss at epoch {epoch + 1}, step {i} (iteration "
+                            f"{pos['global_step']}): losses {host[: lam + 1]} for architecture "
+                            f"{space.decode(bad[0])}; try a smaller search.optimizer.lr or "
+                            "grad_clip"
+                        )
+                    strategy.update(varchs, f)
+                    meter.add("train/loss", host[lam])
+                    meter.add("train/acc", host[lam + 1] / (lam * xb.shape[0]))
+                    meter.add("valid/loss", sum(f) / lam)
+                    meter.add("valid/acc", host[lam + 2] / (lam * xv.shape[0]))
+                    pos["step"] += 1
+                    pos["global_step"] += 1
+                    bar.step(xb.shape[0] * lam, loss=host[lam], acc=meter.mean("train/acc"))
+                    if stop or (
+                        S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0
+                    ):
+                        pos["wall_s"] = wall0 + time.perf_counter() - t_start
+                        save_checkpoint(snapshot(), ckpt_path)
+                    if stop:
+                        raise Interrupted(
+                            f"stopped by signal {stop.signal} after iteration {pos['global_step']}; "
+                            f"checkpoint written; continue with: nasframe search --resume {run_dir}"
+                        )
+                gstep = pos["global_step"]
+                done = pos["step"] - first_step
+                elapsed = time.perf_counter() - t_epoch
+                metrics = {
+                    k: meter.mean(k) for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
+                }
+                logger.scalars(metrics, gstep)
+                log_distribution(logger, space, strategy, gstep)
+                if done:
+                    logger.scalar("sys/step_time", elapsed / done, gstep)
+                    logger.scalar("sys/samples_per_s", done * bs * lam / max(elapsed, 1e-9), gstep)
+                if device.type == "cuda":
+                    logger.scalar(
+                        "sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, gstep
+                    )
+                logger.text("arch/most_likely", _markdown(space.describe(strategy.mle())), gstep)
+                bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
+                meter = Meter()
+                pos["epoch"] += 1
+                pos["step"] = 0
+                pos["wall_s"] = wall0 + time.perf_counter() - t_start
+                save_checkpoint(snapshot(), ckpt_path)
+                logger.flush()
+    finally:
+        logger.close()
+
+    mle = strategy.mle()
+    arch = space.freeze(mle)
+    dump_yaml(arch, run_dir / "arch.yaml")
+    summary = {
+        "kind": "search",
+        "name": config.name,
+        "space_hash": space.hash,
+        "device": str(device),
+        "epochs": S.epochs,
+        "iterations": pos["global_step"],
+        "wall_time_s": pos["wall_s"],
+        "final": dict(metrics),
+        "categories": space.categories,
+        "paths": space.paths,
+        "theta": np.asarray(strategy.theta).tolist(),
+        "most_likely": {k: v for k, v in space.decode(mle).items()},
+        "arch": "arch.yaml",
+    }
+    write_json(summary, run_dir / "summary.json")
+    say("found architecture:\n" + _indent(space.describe(mle)))
+    say(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
+    say(f"retrain it with: nasframe train {run_dir / 'arch.yaml'}")
+    return summary
+
+
+def _markdown(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())

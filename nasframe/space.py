@@ -1,0 +1,158 @@
+"""The search space: the list of categorical choices of a config, their paths and encodings.
+
+Every choice has a stable path (``space.stages.s1.layer0.op``): its row of θ, its TensorBoard tag
+and its key in exported architectures. Choices with a single option are legal (C = 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Choice, Config, load_config, options
+
+__all__ = ["ChoicePoint", "SearchSpace", "load_space"]
+
+
+@dataclass(frozen=True)
+class ChoicePoint:
+    """One categorical variable: its path and its options (in one-hot order)."""
+
+    path: str
+    options: tuple[Any, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.options)
+
+
+class SearchSpace:
+    """The choices of a config's ``space`` section, in a fixed order."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.choices: list[ChoicePoint] = []
+        sp = config.space
+        self._add("space.stem.channels", sp.stem.channels)
+        for st in sp.stages:
+            base = f"space.stages.{st.name}"
+            self._add(f"{base}.depth", st.depth)
+            self._add(f"{base}.width", st.width)
+            for i, layer in enumerate(st.layer_configs()):
+                self._add(f"{base}.layer{i}.op", layer.op)
+                if layer.width is not None:
+                    self._add(f"{base}.layer{i}.width", layer.width)
+        self._index = {c.path: k for k, c in enumerate(self.choices)}
+
+    def _add(self, path: str, field: Any) -> None:
+        if isinstance(field, Choice):
+            self.choices.append(ChoicePoint(path, tuple(field.choices)))
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def categories(self) -> list[int]:
+        """Number of options C_i of each choice."""
+        return [c.size for c in self.choices]
+
+    @property
+    def paths(self) -> list[str]:
+        return [c.path for c in self.choices]
+
+    @property
+    def size(self) -> int:
+        """Number of distinct encodings (product of the C_i)."""
+        return math.prod(self.categories)
+
+    @property
+    def hash(self) -> str:
+        """Hash of the space definition: checkpoints and exported architectures carry it."""
+        text = json.dumps(self.config.space.model_dump(mode="json", warnings=False), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def index(self, path: str) -> int | None:
+        """Row of θ for a path, or None for a constant."""
+        return self._index.get(path)
+
+    def value(self, path: str, field: Any, sample: Sequence[int] | None) -> Any:
+        """The value a field takes in ``sample`` (category indices); constants are themselves."""
+        if not isinstance(field, Choice):
+            return field
+        k = self._index[path]
+        return field.choices[0 if sample is None else int(sample[k])]
+
+    def decode(self, sample: Sequence[int]) -> dict[str, Any]:
+        """Category indices -> {path: chosen value}."""
+        return {c.path: c.options[int(i)] for c, i in zip(self.choices, sample, strict=True)}
+
+    def encode(self, values: dict[str, Any]) -> np.ndarray:
+        """{path: value} -> category indices (the inverse of :meth:`decode`)."""
+        return np.array([c.options.index(values[c.path]) for c in self.choices], dtype=np.int64)
+
+    def random_sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One architecture drawn uniformly (each choice independently)."""
+        return np.array([rng.integers(c.size) for c in self.choices], dtype=np.int64)
+
+    # ----------------------------------------------------------------------------------------
+    def freeze(self, sample: Sequence[int]) -> dict[str, Any]:
+        """The config with every choice replaced by its value in ``sample``: a runnable arch.
+
+        Layers beyond the chosen depth are dropped; the result carries ``space_hash``.
+        """
+        cfg = self.config
+        raw = cfg.model_dump(mode="json", exclude_none=True, warnings=False)
+        sp = copy.deepcopy(raw["space"])
+        sp["stem"]["channels"] = self.value("space.stem.channels", cfg.space.stem.channels, sample)
+        for st_raw, st in zip(sp["stages"], cfg.space.stages, strict=True):
+            base = f"space.stages.{st.name}"
+            depth = self.value(f"{base}.depth", st.depth, sample)
+            st_raw["depth"] = depth
+            st_raw["width"] = self.value(f"{base}.width", st.width, sample)
+            layers = []
+            for i, layer in enumerate(st.layer_configs()[:depth]):
+                entry = {"op": self.value(f"{base}.layer{i}.op", layer.op, sample)}
+                if layer.width is not None:
+                    entry["width"] = self.value(f"{base}.layer{i}.width", layer.width, sample)
+                layers.append(entry)
+            st_raw.pop("layer", None)
+            st_raw["layers"] = layers
+        raw["space"] = sp
+        raw["space_hash"] = self.hash
+        return raw
+
+    def describe(self, sample: Sequence[int]) -> str:
+        """A readable one-architecture summary: one stage per line."""
+        cfg = self.config
+        stem = self.value("space.stem.channels", cfg.space.stem.channels, sample)
+        lines = [f"stem: {cfg.space.stem.op} -> {stem}"]
+        for st in cfg.space.stages:
+            base = f"space.stages.{st.name}"
+            depth = self.value(f"{base}.depth", st.depth, sample)
+            width = self.value(f"{base}.width", st.width, sample)
+            ops = [
+                str(self.value(f"{base}.layer{i}.op", layer.op, sample))
+                for i, layer in enumerate(st.layer_configs()[:depth])
+            ]
+            lines.append(
+                f"{st.name}: stride {st.stride}, width {width}, depth {depth}: "
+                + (" > ".join(ops) if ops else "(transition only)")
+            )
+        return "\n".join(lines)
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:
+    """Read and validate a config file and return its search space."""
+    config, _ = load_config(path, overrides)
+    return SearchSpace(config)
+
+
+def max_option(field: Any) -> Any:
+    """Largest option of a constant-or-choice field."""
+    return max(options(field))

@@ -1,0 +1,50 @@
+"""TensorBoard logging of a run (one writer, one ``add_scalar`` per tag)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["RunLogger"]
+
+
+class RunLogger:
+    """Writes a run's TensorBoard events; a no-op when disabled.
+
+    ``purge_step`` (on resume) makes TensorBoard drop events a killed run wrote after its last
+    checkpoint, so the curves continue cleanly.
+    """
+
+    def __init__(
+        self, run_dir: str | os.PathLike, enabled: bool = True, purge_step: int | None = None
+    ) -> None:
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.scalar(tag, value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
+    def image(self, tag: str, image: Any, step: int, dataformats: str = "HW") -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats=dataformats)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
