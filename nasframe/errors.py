@@ -38,8 +38,6 @@ class ConfigError(UserError):
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """A '; did you mean ...?' suffix naming the closest candidates, or ''."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    """A '; did you mean ...?' suffix naming the closest candidate, or ''."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,134 @@
+"""The CLI end to end on digits: search, export, retrain, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import ROOT, SPACES, run_cli
+
+from nasframe import SearchSpace, load_config
+from nasframe.cli import main
+
+FAST = ["--set", "search.epochs=2", "--set", "train.epochs=2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "search"
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_search_writes_a_complete_run_directory(search_run):
+    names = {p.name for p in search_run.iterdir()}
+    assert {"config.yaml", "checkpoint.pt", "arch.yaml", "summary.json"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    summary = json.loads((search_run / "summary.json").read_text())
+    cfg, _ = load_config(SPACES / "digits.yaml")
+    space = SearchSpace(cfg)
+    assert summary["categories"] == space.categories and summary["paths"] == space.paths
+    theta = summary["theta"]
+    assert len(theta) == len(space.categories)
+    for row, c in zip(theta, space.categories, strict=True):
+        assert abs(sum(row[:c]) - 1) < 1e-9 and all(v == 0 for v in row[c:])
+    assert summary["iterations"] == 2 * (650 // 64)
+    assert 0 <= summary["final"]["valid/acc"] <= 1
+
+
+def test_arch_yaml_is_the_most_likely_architecture_and_trains(search_run, tmp_path, capsys):
+    summary = json.loads((search_run / "summary.json").read_text())
+    arch = yaml.safe_load((search_run / "arch.yaml").read_text())
+    cfg, _ = load_config(search_run / "arch.yaml")
+    assert cfg.space_hash == summary["space_hash"]
+    s1 = arch["space"]["stages"][0]
+    assert s1["depth"] == summary["most_likely"]["space.stages.s1.depth"]
+    assert s1["width"] == summary["most_likely"]["space.stages.s1.width"]
+    assert len(s1["layers"]) == s1["depth"]
+    assert s1["layers"][0]["op"] == summary["most_likely"]["space.stages.s1.layer0.op"]
+    assert main(["validate", str(search_run / "arch.yaml")]) == 0
+    out = tmp_path / "train"
+    assert main(["train", str(search_run / "arch.yaml"), "--out", str(out), *FAST]) == 0
+    result = json.loads((out / "summary.json").read_text())
+    assert 0.2 < result["test_acc"] <= 1.0  # 2 epochs on digits: far above chance (0.1)
+    assert (out / "weights.pt").exists()
+
+
+def test_training_a_space_with_open_choices_is_refused(tmp_path, capsys):
+    assert main(["train", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "t")]) == 2
+    assert "open choices" in capsys.readouterr().err
+
+
+def test_out_dir_holding_a_run_is_never_overwritten(search_run, capsys):
+    before = (search_run / "checkpoint.pt").read_bytes()
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(search_run), *FAST]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (search_run / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_refuses_a_checkpoint_from_another_space(search_run, tmp_path, capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text((SPACES / "digits.yaml").read_text().replace("[16, 32]", "[16, 48]"))
+    assert main(["search", str(other), "--resume", str(search_run), "--quiet"]) == 2
+    assert "different search space" in capsys.readouterr().err
+
+
+def _search_cmd(out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "nasframe",
+        "search",
+        str(SPACES / "digits.yaml"),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "search.epochs=6",
+        "--set",
+        "search.checkpoint_every=3",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_search_resumes_to_exactly_the_same_result(tmp_path, sig):
+    ref = tmp_path / "ref"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # bit-for-bit needs the same thread count
+    subprocess.run(_search_cmd(ref), check=True, capture_output=True, cwd=ROOT, env=env)
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _search_cmd(run), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert not (run / "summary.json").exists(), "the run finished before it could be killed"
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130 and b"--resume" in err
+    resumed = run_cli("search", "--resume", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((ref / "summary.json").read_text())
+    b = json.loads((run / "summary.json").read_text())
+    assert b["theta"] == a["theta"]
+    assert b["final"] == a["final"]
+    assert (run / "arch.yaml").read_text() == (ref / "arch.yaml").read_text()
+
+
+def test_shipped_json_schema_is_up_to_date():
+    from nasframe.config import json_schema
+
+    shipped = json.loads((ROOT / "nasframe" / "schema" / "config.schema.json").read_text())
+    assert shipped == json_schema(), (
+        "regenerate with: nasframe schema --out nasframe/schema/config.schema.json"
+    )

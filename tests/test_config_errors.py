@@ -1,0 +1,140 @@
+"""Bad input: one clear line per problem (file:line: where: what) and exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SPACES
+
+from nasframe import ConfigError, load_config
+from nasframe.cli import main
+
+GOOD = (SPACES / "digits.yaml").read_text()
+
+
+def errors_of(path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return [str(p) for p in e.value.problems]
+
+
+def test_typo_in_op_name_gets_line_and_suggestion(write_yaml):
+    text = GOOD.replace("[conv3, sep_conv3, max_pool3, identity]", "[conv3, sepconv3, max_pool3]")
+    p = write_yaml(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "sepconv3" in l)
+    (msg,) = errors_of(p)
+    assert msg.startswith(f"{p}:{line}: space.stages.s1.layer.op")
+    assert "unknown op 'sepconv3'; did you mean 'sep_conv3'?" in msg
+
+
+def test_unknown_key_is_an_error_with_suggestion(write_yaml):
+    text = GOOD.replace("  batch_size: 64\n  lam: 2", "  batchsize: 64\n  lam: 2")
+    p = write_yaml(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "batchsize" in l)
+    (msg,) = errors_of(p)
+    assert (
+        msg == f"{p}:{line}: search.batchsize: unknown key 'batchsize'; did you mean 'batch_size'?"
+    )
+
+
+def test_negative_width(write_yaml):
+    text = GOOD.replace("width: {choices: [8, 16]}", "width: -8")
+    p = write_yaml(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "width: -8" in l)
+    (msg,) = errors_of(p)
+    assert msg.startswith(f"{p}:{line}: space.stages.s1.width:")
+    assert "greater than 0" in msg
+
+
+def test_negative_width_inside_choices(write_yaml):
+    p = write_yaml(GOOD.replace("width: {choices: [16, 32]}", "width: {choices: [16, -32]}"))
+    (msg,) = errors_of(p)
+    assert "space.stages.s2.width.choices.1" in msg and "greater than 0" in msg
+
+
+def test_several_problems_one_line_each(write_yaml):
+    text = GOOD.replace("epochs: 15", "epochs: 0").replace("name: digits,", "name: digitz,")
+    msgs = errors_of(write_yaml(text))
+    assert len(msgs) == 2
+    assert any("data.name" in m and "did you mean 'digits'" in m for m in msgs)
+    assert any("search.epochs" in m for m in msgs)
+
+
+def test_yaml_syntax_error(write_yaml):
+    p = write_yaml("version: 1\nspace:\n  stages: [\n    {depth: 1\nsearch: {}\n")
+    (msg,) = errors_of(p)
+    assert msg.startswith(f"{p}:") and "invalid YAML" in msg
+    assert int(msg.split(":")[1]) >= 3
+
+
+def test_empty_file(write_yaml):
+    (msg,) = errors_of(write_yaml(""))
+    assert "empty" in msg
+
+
+def test_missing_file(tmp_path):
+    (msg,) = errors_of(tmp_path / "nope.yaml")
+    assert msg == f"{tmp_path / 'nope.yaml'}: file not found"
+
+
+def test_python_tags_never_execute(write_yaml, tmp_path):
+    marker = tmp_path / "pwned"
+    p = write_yaml(
+        f"version: 1\nname: !!python/object/apply:os.system ['touch {marker}']\n"
+        + GOOD.split("\n", 3)[3]
+    )
+    (msg,) = errors_of(p)
+    assert f"{p}:2:" in msg and "python/object/apply" in msg
+    assert not marker.exists()
+
+
+def test_not_a_mapping(write_yaml):
+    (msg,) = errors_of(write_yaml("- just\n- a list\n"))
+    assert "expected a mapping" in msg
+
+
+def test_cli_reports_without_traceback_and_exits_2(write_yaml, capsys):
+    p = write_yaml(GOOD.replace("sep_conv3, max_pool3", "sep_cnv3, max_pool3"))
+    assert main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "did you mean 'sep_conv3'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_validate_ok(capsys):
+    assert main(["validate", *(str(p) for p in sorted(SPACES.glob("*.yaml")))]) == 0
+    assert capsys.readouterr().out.count(": ok") == len(list(SPACES.glob("*.yaml")))
+
+
+def test_cuda_requested_without_cuda_is_a_user_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = main(
+        [
+            "search",
+            str(SPACES / "digits.yaml"),
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "device=cuda",
+        ]
+    )
+    assert code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_overrides_apply_and_validate(tmp_path):
+    cfg, raw = load_config(
+        SPACES / "digits.yaml", ["search.epochs=3", "space.stages.s2.width=24", "seed=5"]
+    )
+    assert cfg.search.epochs == 3 and cfg.seed == 5
+    assert cfg.space.stages[1].width == 24
+    with pytest.raises(ConfigError, match="greater than 0"):
+        load_config(SPACES / "digits.yaml", ["space.stages.s1.width=-1"])
+
+
+def test_optimizer_keyword_typo(write_yaml):
+    p = write_yaml(GOOD.replace("momentum: 0.9", "momentun: 0.9"))
+    (msg,) = errors_of(p)
+    assert "search.optimizer" in msg and "did you mean 'momentum'" in msg

@@ -1,0 +1,140 @@
+"""The registry: entry points (built-in and third-party), @register, suggestions, broken plugins."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from conftest import SPACES, run_cli
+
+from nasframe import registry
+from nasframe.registry import PluginError
+
+
+def test_builtins_come_from_entry_points_of_this_distribution():
+    info = {(i.kind, i.name): i for i in registry.plugins()}
+    for key in [
+        ("optimizer", "sgd"),
+        ("optimizer", "adam"),
+        ("optimizer", "adamw"),
+        ("strategy", "asng"),
+        ("dataset", "mnist1d"),
+        ("dataset", "digits"),
+        ("dataset", "synthetic"),
+        ("op", "sep_conv3"),
+    ]:
+        assert info[key].source == "nasframe", key
+    import torch
+
+    assert registry.get("optimizer", "SGD") is torch.optim.SGD  # case-insensitive
+    assert registry.get("op", "sep-conv3") is registry.get("op", "sep_conv3")
+
+
+def test_unknown_name_suggests_close_matches_and_lists_available():
+    with pytest.raises(PluginError, match="did you mean 'max_pool3'"):
+        registry.get("op", "maxpool3")
+    with pytest.raises(PluginError, match="available: .*digits.*mnist1d"):
+        registry.get("dataset", "imagenet")
+    with pytest.raises(PluginError, match="unknown plugin kind"):
+        registry.get("layer", "x")
+
+
+def test_register_decorator_and_duplicates():
+    @registry.register("op", "test_only_op")
+    class TestOnlyOp:
+        layouts = ("conv1d",)
+
+    assert registry.get("op", "test_only_op") is TestOnlyOp
+    with pytest.raises(PluginError, match="registered twice.*user code"):
+        registry.register("op", "test_only_op")(object)
+    with pytest.raises(PluginError, match="registered twice.*nasframe"):
+        registry.register("op", "conv3")(object)
+    replacement = type("Other", (), {})
+    registry.register("op", "test_only_op", override=True)(replacement)
+    assert registry.get("op", "test_only_op") is replacement
+
+
+GOOD_PLUGIN = '''
+from torch import nn
+from nasframe import Op, layer_types
+
+class WideConv(Op):
+    """A 9-wide convolution + BatchNorm + ReLU."""
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        t = layer_types(layout)
+        return [t["conv"](in_channels, out_channels, 9, stride=stride, padding=4, bias=False),
+                t["bn"](out_channels), nn.ReLU()]
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path):
+    """A temporary distribution 'acme-nas-ops' with one good and one broken entry point."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_ops.py").write_text(GOOD_PLUGIN)
+    (site / "acme_broken.py").write_text("raise RuntimeError('acme is broken')\n")
+    dist = site / "acme_nas_ops-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-nas-ops\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("""
+        [nasframe.ops]
+        wide_conv = acme_ops:WideConv
+        broken_conv = acme_broken:BrokenConv
+    """)
+    )
+    return {"PYTHONPATH": str(site)}
+
+
+def test_third_party_plugins_listed_with_their_distribution(third_party):
+    res = run_cli("plugins", env=third_party)
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert ["op", "wide_conv", "acme-nas-ops", "1.2.3", "acme_ops:WideConv"] in rows
+    assert ["op", "broken_conv", "acme-nas-ops", "1.2.3", "acme_broken:BrokenConv"] in rows
+    assert any(r[:3] == ["optimizer", "sgd", "nasframe"] for r in rows)
+
+
+def test_good_third_party_op_is_searchable_and_broken_one_fails_alone(third_party, tmp_path):
+    cfg = tmp_path / "acme.yaml"
+    cfg.write_text(
+        (SPACES / "digits.yaml")
+        .read_text()
+        .replace("[conv3, sep_conv3, identity]", "[wide_conv, conv3]")
+    )
+    out = tmp_path / "run"
+    res = run_cli(
+        "search",
+        str(cfg),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "search.epochs=1",
+        env=third_party,
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["categories"][-1] == 2  # wide_conv and conv3 for each s2 layer
+    assert summary["paths"][-1] == "space.stages.s2.layer1.op"
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(cfg.read_text().replace("[wide_conv, conv3]", "[broken_conv, conv3]"))
+    res = run_cli(
+        "search",
+        str(broken),
+        "--out",
+        str(tmp_path / "b"),
+        "--quiet",
+        "--set",
+        "search.epochs=1",
+        env=third_party,
+    )
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "broken_conv" in res.stderr and "acme-nas-ops 1.2.3" in res.stderr
+    assert "acme is broken" in res.stderr

@@ -1,0 +1,161 @@
+"""Search spaces, the supernet (only the sampled candidate runs) and the frozen network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import SPACES
+from torch import nn
+
+from nasframe import SearchSpace, Supernet, build_network, load_config, load_space, validate_data
+
+
+def test_load_space_categories_and_paths():
+    space = load_space(SPACES / "mnist1d.yaml")
+    assert space.paths[:3] == [
+        "space.stages.s1.depth",
+        "space.stages.s1.width",
+        "space.stages.s1.layer0.op",
+    ]
+    assert "space.stages.s3.layer1.op" in space.paths
+    assert space.categories[:3] == [3, 3, 5]
+    assert len(space.categories) == 3 * 2 + 3 + 3 + 2
+    assert space.size == int(np.prod(space.categories))
+
+
+def test_single_option_choice_is_a_variable_and_constants_are_not():
+    cfg, _ = load_config(
+        SPACES / "digits.yaml", ["space.stages.s1.width={choices: [8]}", "space.stages.s2.width=16"]
+    )
+    space = SearchSpace(cfg)
+    assert "space.stages.s1.width" in space.paths
+    assert space.categories[space.index("space.stages.s1.width")] == 1
+    assert space.index("space.stages.s2.width") is None
+
+
+@pytest.mark.parametrize("spec", ["digits.yaml", "mlp.yaml", "mnist1d.yaml"])
+def test_exported_arch_round_trip(spec, tmp_path):
+    cfg, _ = load_config(SPACES / spec)
+    space = SearchSpace(cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        sample = space.random_sample(rng)
+        arch = space.freeze(sample)
+        path = tmp_path / "arch.yaml"
+        path.write_text(yaml.safe_dump(arch, sort_keys=False))
+        frozen, _ = load_config(path)
+        assert frozen.space_hash == space.hash
+        fixed = SearchSpace(frozen)
+        assert fixed.choices == []
+        # The frozen description equals the sampled one.
+        assert fixed.describe([]) == space.describe(sample)
+
+
+def _copy_sliced(supernet: Supernet, frozen: nn.Sequential, space: SearchSpace, sample) -> None:
+    """Copy the supernet's sliced weights of ``sample`` into the frozen network, in order."""
+    sliced = []
+    for slot, ops in zip(supernet.slots, supernet.candidates, strict=True):
+        if slot.layer is not None and slot.layer >= space.value(
+            slot.depth_path, slot.depth_field, sample
+        ):
+            continue
+        name = space.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
+        sliced.extend(m for m in ops[name].layers)
+    sliced.append(supernet.classifier)
+    targets = [
+        m
+        for m in frozen
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d))
+    ]
+    sources = [
+        m
+        for m in sliced
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d))
+    ]
+    assert len(targets) == len(sources)
+    with torch.no_grad():
+        for t, s in zip(targets, sources, strict=True):
+            for name, p in t.named_parameters(recurse=False):
+                src = getattr(s, name)
+                idx = tuple(slice(0, n) for n in p.shape)
+                p.copy_(src[idx])
+
+
+@pytest.mark.parametrize(
+    "spec,shape", [("digits.yaml", (1, 8, 8)), ("mlp.yaml", (1, 8, 8)), ("mnist1d.yaml", (1, 40))]
+)
+def test_supernet_equals_frozen_network_of_the_sample(spec, shape):
+    cfg, _ = load_config(SPACES / spec)
+    space = SearchSpace(cfg)
+    torch.manual_seed(0)
+    net = Supernet(space, shape, 10)
+    rng = np.random.default_rng(1)
+    x = torch.randn(16, *shape)
+    for _ in range(6):
+        sample = space.random_sample(rng)
+        frozen = build_network(validate_data(space.freeze(sample)), shape, 10)
+        _copy_sliced(net, frozen, space, sample)
+        frozen.train()  # batch statistics, as the supernet uses
+        torch.testing.assert_close(net(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
+
+
+def test_only_the_sampled_candidates_run_and_get_gradients():
+    cfg, _ = load_config(SPACES / "digits.yaml")
+    space = SearchSpace(cfg)
+    net = Supernet(space, (1, 8, 8), 10)
+    calls: dict[str, int] = {}
+    for i, (slot, ops) in enumerate(zip(net.slots, net.candidates, strict=True)):
+        for name, op in ops.items():
+            key = f"{i}:{slot.where}:{name}"
+            calls[key] = 0
+            op.register_forward_hook(
+                lambda m, a, o, key=key: calls.__setitem__(key, calls[key] + 1)
+            )
+    sample = np.zeros(len(space.paths), dtype=int)  # depth 1, first width, conv3 everywhere
+    sample[space.index("space.stages.s1.layer0.op")] = 2  # max_pool3
+    net(torch.randn(4, 1, 8, 8), sample).sum().backward()
+    ran = {k for k, v in calls.items() if v}
+    assert ran == {
+        "0:stem:conv3",
+        "1:s1.transition:conv3",
+        "2:s1.layer0:max_pool3",
+        "4:s2.transition:conv3",
+        "5:s2.layer0:conv3",
+    }
+    for i, ops in enumerate(net.candidates):
+        for name, op in ops.items():
+            for p in op.parameters():
+                has_grad = p.grad is not None
+                assert has_grad == any(
+                    k.startswith(f"{i}:") and k.endswith(f":{name}") for k in ran
+                )
+
+
+def test_width_slicing_uses_the_leading_channels():
+    cfg, _ = load_config(SPACES / "digits.yaml")
+    space = SearchSpace(cfg)
+    net = Supernet(space, (1, 8, 8), 10)
+    sample = np.zeros(len(space.paths), dtype=int)
+    net(torch.randn(4, 1, 8, 8), sample).sum().backward()
+    conv = net.candidates[1]["conv3"].layers[0]  # s1 transition, max width 16, sampled 8
+    assert conv.weight.shape[0] == 16
+    assert conv.weight.grad[:8].abs().sum() > 0
+    assert conv.weight.grad[8:].abs().sum() == 0
+
+
+def test_channel_preserving_op_cannot_change_width():
+    from nasframe.errors import UserError
+
+    cfg, _ = load_config(SPACES / "digits.yaml", ["space.stages.s1.transition=max_pool3"])
+    with pytest.raises(UserError, match="keeps the number of channels"):
+        Supernet(SearchSpace(cfg), (1, 8, 8), 10)
+
+
+def test_layout_mismatch_is_a_user_error():
+    from nasframe.errors import UserError
+
+    cfg, _ = load_config(SPACES / "mnist1d.yaml")
+    with pytest.raises(UserError, match="layout 'conv2d'"):
+        Supernet(SearchSpace(cfg), (1, 8, 8), 10)
