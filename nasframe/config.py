@@ -96,30 +96,44 @@ def options(value: Any) -> list[Any]:
 
 # --------------------------------------------------------------------------------------------
 class DataConfig(Strict):
-    name: Annotated[str, _plugin_name("dataset")] = "mnist1d"
-    valid_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    root: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    name: Annotated[str, _plugin_name("dataset")] = Field(
+        "mnist1d", description="dataset plugin: mnist1d, digits, synthetic, or a plugin's"
+    )
+    valid_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="part of the training data held out to rank architectures"
+    )
+    root: str | None = Field(None, description="directory of on-disk datasets")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the dataset (e.g. synthetic shape)"
+    )
 
 
 class LayerConfig(Strict):
-    op: choice_of(OpName) = "conv3"  # type: ignore[valid-type]
-    width: Width | None = None  # type: ignore[valid-type]
+    op: choice_of(OpName) = Field("conv3", description="op of this layer (a choice or a constant)")  # type: ignore[valid-type]
+    width: Width | None = Field(  # type: ignore[valid-type]
+        None, description="width of this layer only (default: the stage's width)"
+    )
 
 
 class StemConfig(Strict):
-    op: OpName = "conv3"
-    channels: Width = 32  # type: ignore[valid-type]
+    op: OpName = Field("conv3", description="op mapping the input to `channels` channels")
+    channels: Width = Field(32, description="output channels (a choice or a constant)")  # type: ignore[valid-type]
 
 
 class StageConfig(Strict):
-    name: str | None = None
-    stride: PositiveInt = 1
-    transition: OpName = "conv3"
-    depth: choice_of(NonNegativeInt) = 1  # type: ignore[valid-type]
-    width: Width = 32  # type: ignore[valid-type]
-    layer: LayerConfig | None = None
-    layers: list[LayerConfig] | None = None
+    name: str | None = Field(
+        None, description="identifier used in choice paths (default s1, s2, ...)"
+    )
+    stride: PositiveInt = Field(1, description="stride of the stage's transition")
+    transition: OpName = Field(
+        "conv3", description="op that enters the stage: previous width -> stage width, with stride"
+    )
+    depth: choice_of(NonNegativeInt) = Field(1, description="number of layers after the transition")  # type: ignore[valid-type]
+    width: Width = Field(32, description="channels of the stage")  # type: ignore[valid-type]
+    layer: LayerConfig | None = Field(None, description="template repeated for every layer")
+    layers: list[LayerConfig] | None = Field(
+        None, description="one entry per layer (exported architectures use this)"
+    )
 
     @model_validator(mode="after")
     def _layers(self) -> StageConfig:
@@ -144,18 +158,20 @@ class StageConfig(Strict):
 
 
 class HeadConfig(Strict):
-    pool: Literal["avg", "max"] = "avg"
-    classes: PositiveInt | None = None
+    pool: Literal["avg", "max"] = Field("avg", description="global pooling before the classifier")
+    classes: PositiveInt | None = Field(None, description="outputs (default: the data's classes)")
 
 
 class ChainSpace(Strict):
     """A chain of stages: stem, stages (transition + layers), pooling head."""
 
-    type: Literal["chain"] = "chain"
-    layout: Literal["conv1d", "conv2d", "linear"] = "conv1d"
-    stem: StemConfig = Field(default_factory=StemConfig)
-    stages: list[StageConfig] = Field(min_length=1)
-    head: HeadConfig = Field(default_factory=HeadConfig)
+    type: Literal["chain"] = Field("chain", description="kind of space")
+    layout: Literal["conv1d", "conv2d", "linear"] = Field(
+        "conv1d", description="signals (conv1d), images (conv2d) or vectors (linear)"
+    )
+    stem: StemConfig = Field(default_factory=StemConfig, description="the first op")
+    stages: list[StageConfig] = Field(min_length=1, description="stages, in order")
+    head: HeadConfig = Field(default_factory=HeadConfig, description="pooling and classifier")
 
     @model_validator(mode="after")
     def _names_and_layouts(self) -> ChainSpace:
@@ -177,10 +193,17 @@ class OptimizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: Annotated[str, _plugin_name("optimizer")] = "sgd"
-    lr: PositiveFloat = 0.05
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    gc: Literal["all", "conv"] | None = None
+    name: Annotated[str, _plugin_name("optimizer")] = Field(
+        "sgd", description="optimizer plugin: sgd, adam, adamw, sgd_gc, adam_gc, ..."
+    )
+    lr: PositiveFloat = Field(0.05, description="learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="per-step schedule over the whole run"
+    )
+    gc: Literal["all", "conv"] | None = Field(
+        None,
+        description="Gradient Centralization for any optimizer: all (dim > 1) or conv (dim > 3)",
+    )
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the optimizer (everything but name, schedule and gc)."""
@@ -210,51 +233,70 @@ class OptimizerConfig(BaseModel):
 
 
 class SearchConfig(Strict):
-    strategy: Annotated[str, _plugin_name("strategy")] = "asng"
-    strategy_options: dict[str, Any] = Field(default_factory=dict)
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 128
-    lam: int = Field(2, ge=2)
-    grad_clip: PositiveFloat | None = 5.0
-    checkpoint_every: NonNegativeInt = 0
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    strategy: Annotated[str, _plugin_name("strategy")] = Field(
+        "asng", description="strategy plugin that optimises the architecture distribution"
+    )
+    strategy_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the strategy (ASNG: alpha, init_delta, delta_max)",
+    )
+    epochs: PositiveInt = Field(10, description="passes over the train half")
+    batch_size: PositiveInt = Field(128, description="minibatch size (train and valid)")
+    lam: int = Field(2, ge=2, description="architectures sampled per step (λ)")
+    grad_clip: PositiveFloat | None = Field(5.0, description="gradient-norm clipping (null: off)")
+    checkpoint_every: NonNegativeInt = Field(
+        0, description="also checkpoint every N iterations (0: at the end of each epoch only)"
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="optimizer of the supernet's weights"
+    )
 
 
 class TrainConfig(Strict):
-    epochs: PositiveInt = 20
-    batch_size: PositiveInt = 128
-    grad_clip: PositiveFloat | None = None
+    epochs: PositiveInt = Field(20, description="passes over the whole training data")
+    batch_size: PositiveInt = Field(128, description="minibatch size")
+    grad_clip: PositiveFloat | None = Field(None, description="gradient-norm clipping (null: off)")
     optimizer: OptimizerConfig = Field(
-        default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3)
+        default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3),
+        description="optimizer of the network's weights",
     )
-    growth: dict[str, Any] | None = None
+    growth: dict[str, Any] | None = Field(None, description="growth schedule (growth plugins)")
 
 
 class PruneConfig(Strict):
-    method: Annotated[str, _plugin_name("pruner")] = "adam_sparsity"
-    threshold: PositiveFloat = 1e-4
+    method: Annotated[str, _plugin_name("pruner")] = Field(
+        "adam_sparsity", description="pruner plugin"
+    )
+    threshold: PositiveFloat = Field(
+        1e-4, description="units with incoming-weight norm below are removed"
+    )
 
 
 class LogConfig(Strict):
-    tensorboard: bool = True
-    progress: bool = True
+    tensorboard: bool = Field(True, description="write TensorBoard events into the run directory")
+    progress: bool = Field(True, description="progress bar on the console")
 
 
 class Config(Strict):
     """One runnable experiment."""
 
-    version: Literal[1] = 1
-    name: str = "experiment"
-    seed: int = 0
-    device: str = "auto"
-    data: DataConfig = Field(default_factory=DataConfig)
-    space: ChainSpace
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    prune: PruneConfig | None = None
-    log: LogConfig = Field(default_factory=LogConfig)
-    #: Set in exported architectures: the hash of the space they were found in.
-    space_hash: str | None = None
+    version: Literal[1] = Field(1, description="schema version")
+    name: str = Field("experiment", description="name of the experiment (run directories)")
+    seed: int = Field(0, description="seed of weights, data order and architecture sampling")
+    device: str = Field(
+        "auto", description="auto, cpu, cuda or cuda:N (cuda without CUDA is an error)"
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="the dataset")
+    space: ChainSpace = Field(description="the search space")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="the one-shot search")
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="retraining an architecture"
+    )
+    prune: PruneConfig | None = Field(None, description="pruning after training")
+    log: LogConfig = Field(default_factory=LogConfig, description="logging")
+    space_hash: str | None = Field(
+        None, description="set in exported architectures: hash of the space they came from"
+    )
 
     @model_validator(mode="after")
     def _device(self) -> Config:

@@ -132,3 +132,12 @@ def test_shipped_json_schema_is_up_to_date():
     assert shipped == json_schema(), (
         "regenerate with: nasframe schema --out nasframe/schema/config.schema.json"
     )
+
+
+def test_config_reference_doc_is_up_to_date():
+    from nasframe.reference_doc import config_reference
+
+    doc = (ROOT / "docs" / "config.md").read_text()
+    assert doc == config_reference(), (
+        "regenerate with: python -m nasframe.reference_doc > docs/config.md"
+    )

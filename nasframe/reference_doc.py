@@ -1,0 +1,101 @@
+"""The YAML reference (docs/config.md) generated from the schema, so it is never out of date."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .config import Choice, Config
+
+__all__ = ["config_reference"]
+
+HEADER = """# Config reference
+
+<!-- Generated from nasframe/config.py by `python -m nasframe.reference_doc > docs/config.md`;
+     a test fails when this file is out of date. -->
+
+One YAML file is one runnable experiment. Any field marked *choice* takes either a constant
+(`width: 32`) or `{choices: [16, 32, 64]}`; every choice becomes one categorical variable of the
+search, named by its path (e.g. `space.stages.s1.layer0.op`), and the order of `choices` is its
+one-hot index. Unknown keys are errors. `--set key.path=value` overrides any field from the command
+line (stages may be named: `--set space.stages.s1.width=64`).
+"""
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    out = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not issubclass(annotation, Choice):
+            out.append(annotation)
+    for arg in typing.get_args(annotation):
+        out.extend(_models(arg))
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _type_name(args[0])
+    text = repr(annotation)
+    if "Choice" in text:
+        return "choice"
+    for a, b in [("typing.", ""), ("nasframe.config.", ""), ("Annotated[", ""),
+                 ("<class '", ""), ("'>", "")]:
+        text = text.replace(a, b)
+    if "Literal" in text:
+        return " \\| ".join(repr(a) for a in typing.get_args(annotation) if a is not None) or text
+    for simple in ("int", "float", "str", "bool"):
+        if text.startswith(simple):
+            return simple
+    if text.startswith("list["):
+        return "list"
+    if text.startswith("dict["):
+        return "mapping"
+    return text.split("|")[0].split(",")[0].strip(" []")
+
+
+def _default(field) -> str:
+    if field.default is not PydanticUndefined:
+        return "" if field.default is None else f"`{field.default}`"
+    if field.default_factory is not None:
+        try:
+            value = field.default_factory()
+        except TypeError:
+            return ""
+        return "" if isinstance(value, BaseModel) else f"`{value}`"
+    return "**required**"
+
+
+def config_reference() -> str:
+    """Markdown tables of every section of the schema, from the top."""
+    parts = [HEADER]
+    seen: set[type] = set()
+    queue: list[tuple[str, type[BaseModel]]] = [("(top level)", Config)]
+    while queue:
+        where, model = queue.pop(0)
+        if model in seen:
+            continue
+        seen.add(model)
+        doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+        parts.append(f"\n## `{where}`\n")
+        if doc and not doc.startswith("!!!"):
+            parts.append(f"{doc}\n")
+        parts.append("| key | type | default | meaning |\n|---|---|---|---|")
+        for name, field in model.model_fields.items():
+            kind = _type_name(field.annotation)
+            desc = (field.description or "").replace("|", "\\|")
+            parts.append(f"| `{name}` | {kind} | {_default(field)} | {desc} |")
+            for sub in _models(field.annotation):
+                path = name if where == "(top level)" else f"{where}.{name}"
+                if sub is model:
+                    continue
+                queue.append((path + ("[]" if "list" in kind else ""), sub))
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_reference(), end="")
