@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check config files without running anything")
     v.add_argument("files", nargs="+")
     sub.add_parser("plugins", help="list the plugins of every kind and where they come from")
+    sh = sub.add_parser("show", help="print a run's summary and architecture")
+    sh.add_argument("run_dir", metavar="RUN_DIR")
     s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
     s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
     return p
@@ -125,6 +127,34 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    run = Path(args.run_dir)
+    path = run / "summary.json"
+    if not path.exists():
+        raise UserError(f"{run}: no summary.json here; is it a finished nasframe run directory?")
+    summary = json.loads(path.read_text())
+    print(
+        f"run: {run}   kind: {summary.get('kind')}   name: {summary.get('name')}   "
+        f"device: {summary.get('device')}   wall time: {summary.get('wall_time_s', 0):.1f} s"
+    )
+    for key in ("iterations", "parameters", "test_acc", "train_loss"):
+        if summary.get(key) is not None:
+            print(f"{key}: {summary[key]}")
+    for key, value in (summary.get("final") or {}).items():
+        print(f"{key}: {value:.4f}")
+    arch = run / ("arch.yaml" if (run / "arch.yaml").exists() else RUN_CONFIG)
+    if arch.exists():
+        from .config import load_config as _load
+        from .space import SearchSpace
+
+        config, _ = _load(arch)
+        space = SearchSpace(config)
+        print(f"architecture ({arch.name}):")
+        for line in space.describe([0] * len(space.choices)).splitlines():
+            print(f"  {line}")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.out:
@@ -141,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": _cmd_run,
         "validate": _cmd_validate,
         "plugins": _cmd_plugins,
+        "show": _cmd_show,
         "schema": _cmd_schema,
     }
     try:

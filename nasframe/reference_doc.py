@@ -43,8 +43,13 @@ def _type_name(annotation: Any) -> str:
     text = repr(annotation)
     if "Choice" in text:
         return "choice"
-    for a, b in [("typing.", ""), ("nasframe.config.", ""), ("Annotated[", ""),
-                 ("<class '", ""), ("'>", "")]:
+    for a, b in [
+        ("typing.", ""),
+        ("nasframe.config.", ""),
+        ("Annotated[", ""),
+        ("<class '", ""),
+        ("'>", ""),
+    ]:
         text = text.replace(a, b)
     if "Literal" in text:
         return " \\| ".join(repr(a) for a in typing.get_args(annotation) if a is not None) or text

@@ -68,9 +68,29 @@ class Meter:
         self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
 
 
+def flat_params(
+    config: Config, sections: tuple[str, ...] = ("seed", "search", "data")
+) -> dict[str, Any]:
+    """Scalar config values as ``{"search.optimizer.lr": 0.05, ...}`` (for hparams)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float, str, bool)):
+            out[prefix] = value
+
+    dumped = config.model_dump(mode="json", warnings=False)
+    for key in sections:
+        walk(key, dumped.get(key))
+    return out
+
+
 def log_distribution(logger: RunLogger, space: SearchSpace, strategy: Any, step: int) -> None:
-    """θ per choice and option, entropy per choice, and the step size of the strategy."""
+    """θ per choice and option (scalars and an image), entropy per choice, the step size."""
     theta = np.asarray(strategy.theta)
+    logger.image("arch/theta", theta.astype(np.float32), step, dataformats="HW")
     for k, c in enumerate(space.choices):
         for j, opt in enumerate(c.options):
             logger.scalar(f"arch/theta/{c.path}/{opt}", float(theta[k, j]), step)
@@ -105,6 +125,7 @@ def run_search(
             data.x_train, data.y_train, config.data.valid_fraction, config.seed
         )
     )
+    xte, yte = data.x_test.to(device), data.y_test.to(device)
     bs = min(S.batch_size, xtr.shape[0])
     vbs = min(S.batch_size, xva.shape[0])
     steps = max(1, xtr.shape[0] // bs)
@@ -247,6 +268,10 @@ def run_search(
                         "sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, gstep
                     )
                 logger.text("arch/most_likely", _markdown(space.describe(strategy.mle())), gstep)
+                with torch.no_grad():
+                    test_acc = _accuracy(net, xte, yte, strategy.mle(), vbs)
+                metrics["test/acc"] = test_acc
+                logger.scalar("test/acc", test_acc, gstep)
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
                 meter = Meter()
                 pos["epoch"] += 1
@@ -254,6 +279,7 @@ def run_search(
                 pos["wall_s"] = wall0 + time.perf_counter() - t_start
                 save_checkpoint(snapshot(), ckpt_path)
                 logger.flush()
+        logger.hparams(flat_params(config), {k: v for k, v in metrics.items() if "/" in k})
     finally:
         logger.close()
 
@@ -280,6 +306,17 @@ def run_search(
     say(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
     say(f"retrain it with: nasframe train {run_dir / 'arch.yaml'}")
     return summary
+
+
+def _accuracy(
+    net: Supernet, x: torch.Tensor, y: torch.Tensor, sample: Any, batch_size: int
+) -> float:
+    """Accuracy of one architecture of the supernet (monitoring only: never used to decide)."""
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        out = net(x[start : start + batch_size], sample)
+        correct += (out.argmax(1) == y[start : start + batch_size]).sum()
+    return correct.item() / max(x.shape[0], 1)
 
 
 def _markdown(text: str) -> str:

@@ -40,6 +40,17 @@ class RunLogger:
         if self.writer is not None:
             self.writer.add_image(tag, image, step, dataformats=dataformats)
 
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Config values -> final metrics, in the run directory itself (``run_name='.'``)."""
+        if self.writer is not None:
+            clean = {
+                k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                for k, v in params.items()
+            }
+            self.writer.add_hparams(
+                clean, {f"hparam/{k}": v for k, v in metrics.items()}, run_name="."
+            )
+
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()

@@ -141,3 +141,31 @@ def test_config_reference_doc_is_up_to_date():
     assert doc == config_reference(), (
         "regenerate with: python -m nasframe.reference_doc > docs/config.md"
     )
+
+
+def test_tensorboard_events_hold_the_basic_tags(search_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(search_run))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ["train/loss", "train/acc", "valid/loss", "valid/acc", "asng/delta", "asng/Delta",
+                "arch/theta/space.stages.s1.layer0.op/sep_conv3",
+                "arch/entropy/space.stages.s2.width", "sys/step_time", "sys/samples_per_s"]:
+        assert tag in tags, tag
+    summary = json.loads((search_run / "summary.json").read_text())
+    k = summary["paths"].index("space.stages.s1.layer0.op")
+    last = acc.Scalars("arch/theta/space.stages.s1.layer0.op/sep_conv3")[-1]
+    assert last.step == summary["iterations"]
+    assert abs(last.value - summary["theta"][k][1]) < 1e-6
+    assert len(acc.Scalars("train/loss")) == 2  # one point per epoch
+
+
+def test_show_prints_summary_and_architecture(search_run, capsys):
+    assert main(["show", str(search_run)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((search_run / "summary.json").read_text())
+    assert f"iterations: {summary['iterations']}" in out
+    width = summary["most_likely"]["space.stages.s1.width"]
+    assert f"s1: stride 1, width {width}" in out
+    assert main(["show", str(search_run.parent)]) == 2
