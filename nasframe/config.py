@@ -244,6 +244,11 @@ class SearchConfig(Strict):
     batch_size: PositiveInt = Field(128, description="minibatch size (train and valid)")
     lam: int = Field(2, ge=2, description="architectures sampled per step (λ)")
     grad_clip: PositiveFloat | None = Field(5.0, description="gradient-norm clipping (null: off)")
+    warmup_epochs: NonNegativeInt = Field(
+        0,
+        description="epochs that train the weights on sampled architectures before θ moves "
+        "(0: the reference protocol)",
+    )
     checkpoint_every: NonNegativeInt = Field(
         0, description="also checkpoint every N iterations (0: at the end of each epoch only)"
     )

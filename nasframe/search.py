@@ -234,7 +234,8 @@ def run_search(
                             f"{space.decode(bad[0])}; try a smaller search.optimizer.lr or "
                             "grad_clip"
                         )
-                    strategy.update(varchs, f)
+                    if epoch >= S.warmup_epochs:
+                        strategy.update(varchs, f)
                     meter.add("train/loss", host[lam])
                     meter.add("train/acc", host[lam + 1] / (lam * xb.shape[0]))
                     meter.add("valid/loss", sum(f) / lam)
