@@ -122,6 +122,15 @@ class ASNG:
         """Largest probability the projection allows: ``1 - 1/valid_d`` (1 with one free choice)."""
         return 1.0 - 1.0 / self.valid_d if self.valid_d > 1 else 1.0
 
+    @property
+    def snr(self) -> float:
+        """Signal-to-noise estimate of the accumulated steps, ``||s||² / gamma``.
+
+        About 1 when successive updates are independent noise; above ``alpha`` the step size
+        grows, below it shrinks (0 before the first update).
+        """
+        return float(np.dot(self.s, self.s)) / self.gamma if self.gamma > 0 else 0.0
+
     def sample(self, n: int | None = None) -> np.ndarray:
         """Draw ``n`` (default λ) architectures as category indices, shape (n, d)."""
         n = self.lam if n is None else int(n)

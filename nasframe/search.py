@@ -28,6 +28,7 @@ from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import Supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
+from .plots import theta_image
 from .space import SearchSpace
 from .tblog import RunLogger
 from .yaml_io import dump_yaml
@@ -90,7 +91,9 @@ def flat_params(
 def log_distribution(logger: RunLogger, space: SearchSpace, strategy: Any, step: int) -> None:
     """θ per choice and option (scalars and an image), entropy per choice, the step size."""
     theta = np.asarray(strategy.theta)
-    logger.image("arch/theta", theta.astype(np.float32), step, dataformats="HW")
+    if logger.enabled:
+        image = theta_image(theta, space.paths, [c.options for c in space.choices])
+        logger.image("arch/theta", image, step, dataformats="HWC")
     for k, c in enumerate(space.choices):
         for j, opt in enumerate(c.options):
             logger.scalar(f"arch/theta/{c.path}/{opt}", float(theta[k, j]), step)
@@ -101,6 +104,8 @@ def log_distribution(logger: RunLogger, space: SearchSpace, strategy: Any, step:
         logger.scalar("asng/delta", float(strategy.delta), step)
     if hasattr(strategy, "Delta"):
         logger.scalar("asng/Delta", float(strategy.Delta), step)
+    if hasattr(strategy, "snr"):
+        logger.scalar("asng/snr", float(strategy.snr), step)
 
 
 def run_search(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["RunLogger"]
+__all__ = ["RunLogger", "NamespacedLogger"]
 
 
 class RunLogger:
@@ -23,6 +23,14 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    @property
+    def enabled(self) -> bool:
+        return self.writer is not None
+
+    def namespace(self, prefix: str) -> NamespacedLogger:
+        """A logger whose tags all start with ``prefix/`` (what plugins get: growth/*, prune/*)."""
+        return NamespacedLogger(self, prefix)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
@@ -59,3 +67,20 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class NamespacedLogger:
+    """Scalars and text under one tag prefix, written by the run's single writer."""
+
+    def __init__(self, parent: RunLogger, prefix: str) -> None:
+        self.parent, self.prefix = parent, prefix.strip("/")
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.parent.scalar(f"{self.prefix}/{tag}", value, step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.scalar(tag, value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.parent.text(f"{self.prefix}/{tag}", text, step)

@@ -149,9 +149,20 @@ def test_tensorboard_events_hold_the_basic_tags(search_run):
     acc = EventAccumulator(str(search_run))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    for tag in ["train/loss", "train/acc", "valid/loss", "valid/acc", "asng/delta", "asng/Delta",
-                "arch/theta/space.stages.s1.layer0.op/sep_conv3",
-                "arch/entropy/space.stages.s2.width", "sys/step_time", "sys/samples_per_s"]:
+    for tag in [
+        "train/loss",
+        "train/acc",
+        "valid/loss",
+        "valid/acc",
+        "test/acc",
+        "asng/delta",
+        "asng/Delta",
+        "asng/snr",
+        "arch/theta/space.stages.s1.layer0.op/sep_conv3",
+        "arch/entropy/space.stages.s2.width",
+        "sys/step_time",
+        "sys/samples_per_s",
+    ]:
         assert tag in tags, tag
     summary = json.loads((search_run / "summary.json").read_text())
     k = summary["paths"].index("space.stages.s1.layer0.op")
@@ -159,6 +170,14 @@ def test_tensorboard_events_hold_the_basic_tags(search_run):
     assert last.step == summary["iterations"]
     assert abs(last.value - summary["theta"][k][1]) < 1e-6
     assert len(acc.Scalars("train/loss")) == 2  # one point per epoch
+    assert "arch/theta" in acc.Tags()["images"]
+    image = acc.Images("arch/theta")[-1]
+    assert image.width > 200 and image.height > 100
+    assert "arch/most_likely/text_summary" in acc.Tags()["tensors"]
+    text = acc.Tensors("arch/most_likely/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "s1: stride 1" in text
+    hparams = acc.PluginTagToContent("hparams")  # KeyError if none were written here
+    assert "_hparams_/session_start_info" in hparams
 
 
 def test_show_prints_summary_and_architecture(search_run, capsys):
