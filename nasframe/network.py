@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import registry
-from .config import Choice, Config, options
+from .config import Config, options
 from .errors import UserError
 from .ops import LAYOUTS
 from .slicing import SlicedOp
@@ -115,7 +115,7 @@ def _op_class(name: str, layout: str, where: str) -> Any:
     return cls
 
 
-def _check_preserving(cls: Any, name: str, in_w: Any, out_w: Any, stride: int, where: str) -> None:
+def _check_preserving(cls: Any, name: str, in_w: Any, out_w: Any, where: str) -> None:
     if getattr(cls, "channel_preserving", False) and set(options(in_w)) != set(options(out_w)):
         raise UserError(
             f"{where}: op '{name}' keeps the number of channels, but its input width can be "
@@ -140,7 +140,7 @@ class Supernet(nn.Module):
             ops = nn.ModuleDict()
             for name in names:
                 cls = _op_class(name, self.layout, slot.where)
-                _check_preserving(cls, name, prev, slot.out, slot.stride, slot.where)
+                _check_preserving(cls, name, prev, slot.out, slot.where)
                 modules = cls.build(
                     max(options(prev)), max(options(slot.out)), slot.stride, self.layout
                 )
@@ -201,7 +201,7 @@ def build_network(config: Config, sample_shape: Sequence[int], num_classes: int)
         name = space.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
         out = space.value(slot.out_path, slot.out, sample)
         cls = _op_class(name, layout, slot.where)
-        _check_preserving(cls, name, prev, out, slot.stride, slot.where)
+        _check_preserving(cls, name, prev, out, slot.where)
         modules.extend(cls.build(prev, out, slot.stride, layout))
         prev = out
     if dims > 0:
@@ -230,7 +230,3 @@ def num_classes_of(config: Config, data_classes: int) -> int:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def is_choice(field: Any) -> bool:
-    return isinstance(field, Choice)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import registry
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_json
+from .checkpoint import write_json
 from .config import Config
 from .console import EpochProgress, say
 from .data import batch_at, epoch_order, load_dataset, split_train_valid
@@ -29,13 +29,12 @@ from .interrupt import stop_on_signals
 from .network import Supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
+from .runstate import RunState
 from .space import SearchSpace
 from .tblog import RunLogger
 from .yaml_io import dump_yaml
 
-__all__ = ["run_search", "TrainingDiverged", "Interrupted", "CHECKPOINT", "log_distribution"]
-
-CHECKPOINT = "checkpoint.pt"
+__all__ = ["run_search", "TrainingDiverged", "Interrupted", "log_distribution"]
 
 
 class TrainingDiverged(UserError):
@@ -46,27 +45,6 @@ class Interrupted(UserError):
     """The run was stopped by a signal after writing a checkpoint."""
 
     exit_code = 130
-
-
-class Meter:
-    """Running sums of host-side metrics, with weights (saved in checkpoints)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, float] = {}
-
-    def add(self, key: str, value: float, n: float = 1.0) -> None:
-        self.sums[key] = self.sums.get(key, 0.0) + value * n
-        self.counts[key] = self.counts.get(key, 0.0) + n
-
-    def mean(self, key: str) -> float:
-        return self.sums.get(key, 0.0) / max(self.counts.get(key, 0.0), 1e-12)
-
-    def state_dict(self) -> dict:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
 
 
 def flat_params(
@@ -124,12 +102,8 @@ def run_search(
     S = config.search
     torch.manual_seed(config.seed)
     net = Supernet(space, data.sample_shape, num_classes_of(config, data.num_classes)).to(device)
-    xtr, ytr, xva, yva = (
-        t.to(device)
-        for t in split_train_valid(
-            data.x_train, data.y_train, config.data.valid_fraction, config.seed
-        )
-    )
+    split = split_train_valid(data.x_train, data.y_train, config.data.valid_fraction, config.seed)
+    xtr, ytr, xva, yva = (t.to(device) for t in split)
     xte, yte = data.x_test.to(device), data.y_test.to(device)
     bs = min(S.batch_size, xtr.shape[0])
     vbs = min(S.batch_size, xva.shape[0])
@@ -139,41 +113,18 @@ def run_search(
     )
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
-    pos = {"epoch": 0, "step": 0, "global_step": 0, "wall_s": 0.0}
-    meter = Meter()
-    metrics: dict[str, float] = {}
-    ckpt_path = run_dir / CHECKPOINT
-
-    def snapshot() -> dict[str, Any]:
-        return {
-            "kind": "search",
-            "space_hash": space.hash,
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "strategy": strategy.state_dict(),
-            "rng": rng_state(),
-            "pos": dict(pos),
-            "meter": meter.state_dict(),
-            "metrics": dict(metrics),
-        }
-
+    state = RunState(
+        "search",
+        space.hash,
+        run_dir,
+        model=net,
+        optimizer=optimizer,
+        schedule=schedule,
+        strategy=strategy,
+    )
+    pos = state.pos
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("kind") != "search" or ckpt.get("space_hash") != space.hash:
-            raise UserError(
-                f"{ckpt_path}: this checkpoint is from a different search space (hash "
-                f"{ckpt.get('space_hash')}, the config's is {space.hash}); resume it with the "
-                "config it was started with"
-            )
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        strategy.load_state_dict(ckpt["strategy"])
-        set_rng_state(ckpt["rng"])
-        pos.update(ckpt["pos"])
-        meter.load_state_dict(ckpt["meter"])
-        metrics.update(ckpt["metrics"])
+        state.resume()
         say(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
     else:
         say(
@@ -188,10 +139,8 @@ def run_search(
     logger = RunLogger(
         run_dir, config.log.tensorboard, purge_step=pos["global_step"] if resume else None
     )
-    params = [p for p in net.parameters()]
+    params = list(net.parameters())
     lam = S.lam
-    t_start = time.perf_counter()
-    wall0 = pos["wall_s"]
     try:
         with stop_on_signals() as stop:
             while pos["epoch"] < S.epochs:
@@ -227,6 +176,7 @@ def run_search(
                         outs = [net(xv, a) for a in varchs]
                         vlosses = [F.cross_entropy(o, yv) for o in outs]
                         vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
+                    # The iteration's one host synchronisation.
                     host = torch.stack(
                         [*vlosses, train_loss / lam, train_correct, vcorrect.float()]
                     ).tolist()
@@ -241,31 +191,33 @@ def run_search(
                         )
                     if epoch >= S.warmup_epochs:
                         strategy.update(varchs, f)
-                    meter.add("train/loss", host[lam])
-                    meter.add("train/acc", host[lam + 1] / (lam * xb.shape[0]))
-                    meter.add("valid/loss", sum(f) / lam)
-                    meter.add("valid/acc", host[lam + 2] / (lam * xv.shape[0]))
+                    state.meter.add("train/loss", host[lam])
+                    state.meter.add("train/acc", host[lam + 1] / (lam * xb.shape[0]))
+                    state.meter.add("valid/loss", sum(f) / lam)
+                    state.meter.add("valid/acc", host[lam + 2] / (lam * xv.shape[0]))
                     pos["step"] += 1
                     pos["global_step"] += 1
-                    bar.step(xb.shape[0] * lam, loss=host[lam], acc=meter.mean("train/acc"))
+                    bar.step(xb.shape[0] * lam, loss=host[lam], acc=state.meter.mean("train/acc"))
                     if stop or (
                         S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0
                     ):
-                        pos["wall_s"] = wall0 + time.perf_counter() - t_start
-                        save_checkpoint(snapshot(), ckpt_path)
+                        state.save()
                     if stop:
                         raise Interrupted(
-                            f"stopped by signal {stop.signal} after iteration {pos['global_step']}; "
-                            f"checkpoint written; continue with: nasframe search --resume {run_dir}"
+                            f"stopped by signal {stop.signal} after iteration "
+                            f"{pos['global_step']}; checkpoint written; continue with: "
+                            f"nasframe search --resume {run_dir}"
                         )
                 gstep = pos["global_step"]
-                done = pos["step"] - first_step
-                elapsed = time.perf_counter() - t_epoch
                 metrics = {
-                    k: meter.mean(k) for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
+                    k: state.meter.mean(k)
+                    for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
                 }
+                with torch.no_grad():
+                    metrics["test/acc"] = _accuracy(net, xte, yte, strategy.mle(), vbs)
                 logger.scalars(metrics, gstep)
                 log_distribution(logger, space, strategy, gstep)
+                done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
                 if done:
                     logger.scalar("sys/step_time", elapsed / done, gstep)
                     logger.scalar("sys/samples_per_s", done * bs * lam / max(elapsed, 1e-9), gstep)
@@ -274,24 +226,16 @@ def run_search(
                         "sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, gstep
                     )
                 logger.text("arch/most_likely", _markdown(space.describe(strategy.mle())), gstep)
-                with torch.no_grad():
-                    test_acc = _accuracy(net, xte, yte, strategy.mle(), vbs)
-                metrics["test/acc"] = test_acc
-                logger.scalar("test/acc", test_acc, gstep)
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
-                meter = Meter()
-                pos["epoch"] += 1
-                pos["step"] = 0
-                pos["wall_s"] = wall0 + time.perf_counter() - t_start
-                save_checkpoint(snapshot(), ckpt_path)
+                state.end_epoch(metrics)
+                state.save()
                 logger.flush()
-        logger.hparams(flat_params(config), {k: v for k, v in metrics.items() if "/" in k})
+        logger.hparams(flat_params(config), state.metrics)
     finally:
         logger.close()
 
     mle = strategy.mle()
-    arch = space.freeze(mle)
-    dump_yaml(arch, run_dir / "arch.yaml")
+    dump_yaml(space.freeze(mle), run_dir / "arch.yaml")
     summary = {
         "kind": "search",
         "name": config.name,
@@ -299,12 +243,12 @@ def run_search(
         "device": str(device),
         "epochs": S.epochs,
         "iterations": pos["global_step"],
-        "wall_time_s": pos["wall_s"],
-        "final": dict(metrics),
+        "wall_time_s": state.wall_s(),
+        "final": dict(state.metrics),
         "categories": space.categories,
         "paths": space.paths,
         "theta": np.asarray(strategy.theta).tolist(),
-        "most_likely": {k: v for k, v in space.decode(mle).items()},
+        "most_likely": space.decode(mle),
         "arch": "arch.yaml",
     }
     write_json(summary, run_dir / "summary.json")

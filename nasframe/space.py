@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Choice, Config, load_config, options
+from .config import Choice, Config, load_config
 
 __all__ = ["ChoicePoint", "SearchSpace", "load_space"]
 
@@ -151,8 +151,3 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     """Read and validate a config file and return its search space."""
     config, _ = load_config(path, overrides)
     return SearchSpace(config)
-
-
-def max_option(field: Any) -> Any:
-    """Largest option of a constant-or-choice field."""
-    return max(options(field))

@@ -6,7 +6,7 @@ report accuracy.
 
 from __future__ import annotations
 
-import time
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_json
+from .checkpoint import save_checkpoint, write_json
 from .config import Config
 from .console import EpochProgress, say
 from .data import batch_at, epoch_order, load_dataset
@@ -23,7 +23,8 @@ from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
-from .search import CHECKPOINT, Interrupted, Meter, TrainingDiverged
+from .runstate import RunState
+from .search import Interrupted, TrainingDiverged
 from .space import SearchSpace
 from .tblog import RunLogger
 
@@ -76,35 +77,12 @@ def run_train(
     steps = max(1, x.shape[0] // bs)
     optimizer = build_optimizer(model.parameters(), T.optimizer)
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
-    pos = {"epoch": 0, "step": 0, "global_step": 0, "wall_s": 0.0}
-    meter = Meter()
-    metrics: dict[str, float] = {}
-    ckpt_path = run_dir / CHECKPOINT
-
-    def snapshot() -> dict[str, Any]:
-        return {
-            "kind": "train",
-            "space_hash": space_hash,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "rng": rng_state(),
-            "pos": dict(pos),
-            "meter": meter.state_dict(),
-            "metrics": dict(metrics),
-        }
-
+    state = RunState(
+        "train", space_hash, run_dir, model=model, optimizer=optimizer, schedule=schedule
+    )
+    pos = state.pos
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("kind") != "train" or ckpt.get("space_hash") != space_hash:
-            raise UserError(f"{ckpt_path}: this checkpoint is not from training this architecture")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        set_rng_state(ckpt["rng"])
-        pos.update(ckpt["pos"])
-        meter.load_state_dict(ckpt["meter"])
-        metrics.update(ckpt["metrics"])
+        state.resume()
     else:
         say(
             f"device: {device}   data: {data.name}, {x.shape[0]} train / {xt.shape[0]} test   "
@@ -113,7 +91,26 @@ def run_train(
     logger = RunLogger(
         run_dir, config.log.tensorboard, purge_step=pos["global_step"] if resume else None
     )
-    t_start, wall0 = time.perf_counter(), pos["wall_s"]
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    counted = 0
+
+    def add_sums() -> None:
+        """Move the on-device running sums into the meter (one host synchronisation)."""
+        nonlocal counted
+        if counted:
+            tl, tc = torch.stack([loss_sum, correct.float()]).tolist()
+            if not math.isfinite(tl):
+                raise TrainingDiverged(
+                    f"non-finite training loss in epoch {pos['epoch'] + 1}; try a smaller "
+                    "train.optimizer.lr or set train.grad_clip"
+                )
+            state.meter.add("train/loss", tl / counted, counted)
+            state.meter.add("train/acc", tc / (counted * bs), counted)
+        loss_sum.zero_()
+        correct.zero_()
+        counted = 0
+
     try:
         with stop_on_signals() as stop:
             while pos["epoch"] < T.epochs:
@@ -121,9 +118,6 @@ def run_train(
                 order = epoch_order(x.shape[0], config.seed, epoch, 2, device)
                 bar = EpochProgress(epoch, T.epochs, steps, pos["step"], enabled=progress)
                 model.train()
-                loss_sum = torch.zeros((), device=device)
-                correct = torch.zeros((), device=device)
-                first = pos["step"]
                 while pos["step"] < steps:
                     xb, yb = batch_at(x, y, order, pos["step"], bs)
                     optimizer.zero_grad(set_to_none=True)
@@ -136,43 +130,33 @@ def run_train(
                     schedule.step()
                     loss_sum += loss.detach()
                     correct += (out.argmax(1) == yb).sum()
+                    counted += 1
                     pos["step"] += 1
                     pos["global_step"] += 1
                     bar.step(xb.shape[0])
                     if stop:
-                        pos["wall_s"] = wall0 + time.perf_counter() - t_start
-                        save_checkpoint(snapshot(), ckpt_path)
+                        add_sums()
+                        state.save()
                         raise Interrupted(
                             f"stopped by signal {stop.signal}; checkpoint written; continue with: "
                             f"nasframe train --resume {run_dir}"
                         )
-                done = pos["step"] - first
-                if done:
-                    tl, tc = torch.stack([loss_sum, correct.float()]).tolist()
-                    if tl != tl or tl in (float("inf"), float("-inf")):
-                        raise TrainingDiverged(
-                            f"non-finite training loss in epoch {epoch + 1}; try a smaller "
-                            "train.optimizer.lr or set train.grad_clip"
-                        )
-                    meter.add("train/loss", tl / done, done)
-                    meter.add("train/acc", tc / (done * bs), done)
+                add_sums()
                 test_loss, test_acc = evaluate(model, xt, yt)
                 metrics = {
-                    "train/loss": meter.mean("train/loss"),
-                    "train/acc": meter.mean("train/acc"),
+                    "train/loss": state.meter.mean("train/loss"),
+                    "train/acc": state.meter.mean("train/acc"),
                     "test/loss": test_loss,
                     "test/acc": test_acc,
                 }
                 logger.scalars(metrics, pos["global_step"])
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
-                meter = Meter()
-                pos["epoch"] += 1
-                pos["step"] = 0
-                pos["wall_s"] = wall0 + time.perf_counter() - t_start
-                save_checkpoint(snapshot(), ckpt_path)
+                state.end_epoch(metrics)
+                state.save()
                 logger.flush()
     finally:
         logger.close()
+    metrics = state.metrics
     save_checkpoint(model.state_dict(), run_dir / WEIGHTS)
     summary = {
         "kind": "train",
@@ -181,7 +165,7 @@ def run_train(
         "device": str(device),
         "epochs": T.epochs,
         "parameters": count_parameters(model),
-        "wall_time_s": pos["wall_s"],
+        "wall_time_s": state.wall_s(),
         "train_loss": metrics.get("train/loss"),
         "train_acc": metrics.get("train/acc"),
         "test_loss": metrics.get("test/loss"),

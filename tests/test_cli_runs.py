@@ -188,3 +188,41 @@ def test_show_prints_summary_and_architecture(search_run, capsys):
     width = summary["most_likely"]["space.stages.s1.width"]
     assert f"s1: stride 1, width {width}" in out
     assert main(["show", str(search_run.parent)]) == 2
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    import threading
+
+    import torch
+
+    from nasframe import run_train, validate_data
+    from nasframe.search import Interrupted
+
+    cfg, _ = load_config(SPACES / "digits.yaml", ["train.epochs=4", "log.tensorboard=false"])
+    space = SearchSpace(cfg)
+    arch = validate_data(space.freeze([1] * len(space.paths)))
+    ref = run_train(arch, tmp_path / "ref", progress=False)
+
+    run = tmp_path / "run"
+    done = threading.Event()
+
+    def interrupt_after_first_checkpoint():
+        while not (run / "checkpoint.pt").exists() and not done.is_set():
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_after_first_checkpoint)
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted, match="--resume"):
+            run_train(arch, run, progress=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert not (run / "summary.json").exists()
+    resumed = run_train(arch, run, resume=True, progress=False)
+    assert resumed["test_acc"] == ref["test_acc"]
+    assert resumed["train_loss"] == ref["train_loss"]
+    a = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
+    b = torch.load(run / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
