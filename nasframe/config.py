@@ -257,6 +257,28 @@ class SearchConfig(Strict):
     )
 
 
+class GrowthConfig(Strict):
+    """Growing the network's width while it trains (growth plugins)."""
+
+    strategy: Annotated[str, _plugin_name("growth")] = Field(
+        "gradmax", description="growth plugin: gradmax, gradmax_opt, random, firefly, ..."
+    )
+    start_fraction: float = Field(
+        0.25, gt=0.0, le=1.0, description="each grown layer starts at this fraction of its width"
+    )
+    every: PositiveInt = Field(200, description="optimizer steps between growth events")
+    steps: PositiveInt = Field(6, description="number of growth events")
+    layers: list[str] | None = Field(
+        None, description="pairs to grow ('<i>-><j>' module indices; default: all growable)"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the strategy (e.g. scale)"
+    )
+    baseline: bool = Field(
+        False, description="also train the full-width network from the start and report both"
+    )
+
+
 class TrainConfig(Strict):
     epochs: PositiveInt = Field(20, description="passes over the whole training data")
     batch_size: PositiveInt = Field(128, description="minibatch size")
@@ -265,7 +287,7 @@ class TrainConfig(Strict):
         default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3),
         description="optimizer of the network's weights",
     )
-    growth: dict[str, Any] | None = Field(None, description="growth schedule (growth plugins)")
+    growth: GrowthConfig | None = Field(None, description="grow the widths while training")
 
 
 class PruneConfig(Strict):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import registry
 from .checkpoint import save_checkpoint, write_json
 from .config import Config
 from .console import EpochProgress, say
@@ -23,7 +24,7 @@ from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
-from .runstate import RunState
+from .runstate import CHECKPOINT, RunState
 from .search import Interrupted, TrainingDiverged
 from .space import SearchSpace
 from .tblog import RunLogger
@@ -53,15 +54,26 @@ def evaluate(
     return loss_v / n, correct_v / n
 
 
+def _growth_controller(model: nn.Module, cfg: Any) -> Any:
+    """The growth plugin's controller for ``train.growth`` (it shrinks ``model`` to start)."""
+    strategy = registry.get("growth", cfg.strategy)
+    try:
+        return strategy.controller(
+            model,
+            every=cfg.every,
+            steps=cfg.steps,
+            start_fraction=cfg.start_fraction,
+            layers=cfg.layers,
+            **cfg.options,
+        )
+    except (ValueError, TypeError) as e:
+        raise UserError(f"train.growth: {e}") from None
+
+
 def run_train(
     config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
     """Train the fixed architecture of ``config``; write weights, events and ``summary.json``."""
-    if config.train.growth:
-        raise UserError(
-            "train.growth: growth schedules are not wired into `nasframe train` yet; remove the "
-            "growth section (the growth plugins can be used from Python, see docs/growth.md)"
-        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -75,10 +87,13 @@ def run_train(
     xt, yt = data.x_test.to(device), data.y_test.to(device)
     bs = min(T.batch_size, x.shape[0])
     steps = max(1, x.shape[0] // bs)
+    target_params = count_parameters(model)
+    growth = _growth_controller(model, T.growth) if T.growth else None  # before the optimizer
     optimizer = build_optimizer(model.parameters(), T.optimizer)
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
+    parts = {"growth": growth} if growth is not None else {}  # resized first on resume
     state = RunState(
-        "train", space_hash, run_dir, model=model, optimizer=optimizer, schedule=schedule
+        "train", space_hash, run_dir, **parts, model=model, optimizer=optimizer, schedule=schedule
     )
     pos = state.pos
     if resume:
@@ -134,6 +149,14 @@ def run_train(
                     pos["step"] += 1
                     pos["global_step"] += 1
                     bar.step(xb.shape[0])
+                    if growth is not None:
+                        info = growth.maybe_grow(
+                            pos["global_step"],
+                            lambda xb=xb, yb=yb: F.cross_entropy(model(xb), yb),
+                            optimizer,
+                        )
+                        if info is not None:
+                            logger.scalars(info["scalars"], pos["global_step"])
                     if stop:
                         add_sums()
                         state.save()
@@ -158,6 +181,27 @@ def run_train(
         logger.close()
     metrics = state.metrics
     save_checkpoint(model.state_dict(), run_dir / WEIGHTS)
+    extra: dict[str, Any] = {}
+    if growth is not None:
+        extra["growth"] = {
+            "strategy": T.growth.strategy,
+            "events": growth.events_done,
+            "start_widths": {k: plan[0] for k, plan in growth.plans.items()},
+            "final_widths": growth.widths,
+            "target_widths": dict(growth.targets),
+            "parameters_full_width": target_params,
+        }
+        if T.growth.baseline:
+            full = config.model_copy(deep=True)
+            full.train.growth = None
+            say("training the same architecture at full width from the start, for comparison")
+            base = run_train(
+                full,
+                run_dir / "full_width",
+                resume=resume and (run_dir / "full_width" / CHECKPOINT).exists(),
+                progress=progress,
+            )
+            extra["growth"]["full_width_test_acc"] = base["test_acc"]
     summary = {
         "kind": "train",
         "name": config.name,
@@ -171,6 +215,7 @@ def run_train(
         "test_loss": metrics.get("test/loss"),
         "test_acc": metrics.get("test/acc"),
         "weights": WEIGHTS,
+        **extra,
     }
     write_json(summary, run_dir / "summary.json")
     say(f"test accuracy: {summary['test_acc']:.4f}   weights: {run_dir / WEIGHTS}")

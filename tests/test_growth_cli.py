@@ -1,0 +1,53 @@
+"""`nasframe train` with a `train.growth` section: grow a found CNN from a quarter of its widths."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from conftest import SPACES
+
+from nasframe import SearchSpace, load_config
+from nasframe.cli import main
+from nasframe.yaml_io import dump_yaml
+
+
+def _arch(tmp_path, **growth):
+    cfg, _ = load_config(SPACES / "digits.yaml", ["log.tensorboard=false"])
+    space = SearchSpace(cfg)
+    arch = space.freeze([1] * len(space.paths))  # depth 2, wider widths, sep_conv3 layers
+    arch["train"]["epochs"] = 3
+    arch["train"]["growth"] = {"strategy": "gradmax", "start_fraction": 0.25, "every": 5,
+                               "steps": 3, **growth}
+    path = tmp_path / "arch.yaml"
+    dump_yaml(arch, path)
+    return path
+
+
+def test_growth_reaches_full_width_and_reports_the_baseline(tmp_path):
+    out = tmp_path / "grown"
+    assert main(["train", str(_arch(tmp_path, baseline=True)), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    g = summary["growth"]
+    assert g["events"] == 3
+    assert g["final_widths"] == g["target_widths"]
+    assert all(g["start_widths"][k] < g["target_widths"][k] for k in g["target_widths"])
+    assert summary["parameters"] == g["parameters_full_width"]
+    assert 0.1 < g["full_width_test_acc"] <= 1 and 0.1 < summary["test_acc"] <= 1
+    weights = torch.load(out / "weights.pt", weights_only=True)
+    full = torch.load(out / "full_width" / "weights.pt", weights_only=True)
+    assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in full.items()}
+
+
+def test_unknown_growth_layer_is_a_user_error(tmp_path, capsys):
+    path = _arch(tmp_path, layers=["1->99"])
+    assert main(["train", str(path), "--out", str(tmp_path / "g"), "--quiet"]) == 2
+    assert "no growable pair named" in capsys.readouterr().err
+
+
+def test_unknown_growth_strategy_is_a_config_error(tmp_path, capsys):
+    path = _arch(tmp_path)
+    text = path.read_text().replace("strategy: gradmax", "strategy: gradmx")
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    assert "did you mean 'gradmax'" in capsys.readouterr().err
