@@ -19,8 +19,20 @@ def test_digits_search_and_train_on_cuda(tmp_path):
     assert main(["search", str(SPACES / "digits.yaml"), "--out", str(out), *args]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["device"].startswith("cuda")
-    assert main(["train", str(out / "arch.yaml"), "--out", str(tmp_path / "t"), *args,
-                 "--set", "train.epochs=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(out / "arch.yaml"),
+                "--out",
+                str(tmp_path / "t"),
+                *args,
+                "--set",
+                "train.epochs=2",
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert result["device"].startswith("cuda") and result["test_acc"] > 0.2
 

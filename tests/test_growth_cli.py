@@ -17,8 +17,13 @@ def _arch(tmp_path, **growth):
     space = SearchSpace(cfg)
     arch = space.freeze([1] * len(space.paths))  # depth 2, wider widths, sep_conv3 layers
     arch["train"]["epochs"] = 3
-    arch["train"]["growth"] = {"strategy": "gradmax", "start_fraction": 0.25, "every": 5,
-                               "steps": 3, **growth}
+    arch["train"]["growth"] = {
+        "strategy": "gradmax",
+        "start_fraction": 0.25,
+        "every": 5,
+        "steps": 3,
+        **growth,
+    }
     path = tmp_path / "arch.yaml"
     dump_yaml(arch, path)
     return path
