@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from nasframe_growth import GrowthController, GrowthSchedule, ReLU0, make_strategy
 from torch import nn
+
+from nasframe_growth import GrowthController, GrowthSchedule, ReLU0, make_strategy
 
 METHODS = ["gradmax", "gradmax_opt", "random", "firefly", "baseline_small", "baseline_big"]
 

@@ -12,6 +12,8 @@ import zlib
 
 import pytest
 import torch
+from torch import nn
+
 from nasframe_growth import (
     Firefly,
     GradMax,
@@ -23,7 +25,6 @@ from nasframe_growth import (
     grow_pair_,
     resize_pair_,
 )
-from torch import nn
 
 torch.set_num_threads(1)
 

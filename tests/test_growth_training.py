@@ -6,10 +6,12 @@ from __future__ import annotations
 import gc
 import weakref
 
-import nasframe_growth as ng
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+import nasframe_growth as ng
 from nasframe_growth import (
     DeadActivationError,
     GradMax,
@@ -24,7 +26,6 @@ from nasframe_growth import (
     replace_relu,
     start_widths,
 )
-from torch import nn
 
 torch.set_num_threads(1)
 
@@ -143,7 +144,9 @@ def test_grad_is_padded_and_output_kept_across_many_events():
                 assert opt.state[p]["momentum_buffer"].shape == p.shape
     assert events == [3, 6, 9, 12]
     assert ctrl.widths == {"0->2": 8, "2->4": 8}
-    assert ctrl.state_dict() == {"events_done": 4, "widths": {"0->2": 8, "2->4": 8}}
+    state = ctrl.state_dict()
+    assert state["events_done"] == 4 and state["widths"] == {"0->2": 8, "2->4": 8}
+    assert torch.equal(state["generator"], ctrl.strategy.generator.get_state())
 
 
 def test_training_continues_while_an_old_graph_is_alive():

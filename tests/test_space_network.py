@@ -20,7 +20,7 @@ def test_load_space_categories_and_paths():
         "space.stages.s1.layer0.op",
     ]
     assert "space.stages.s3.layer1.op" in space.paths
-    assert space.categories[:3] == [4, 4, 5]
+    assert space.categories[:3] == [3, 3, 5]
     assert len(space.categories) == 3 * 2 + 3 + 3 + 2
     assert space.size == int(np.prod(space.categories))
 
