@@ -35,7 +35,7 @@ def test_unknown_name_suggests_close_matches_and_lists_available():
     with pytest.raises(PluginError, match="did you mean 'max_pool3'"):
         registry.get("op", "maxpool3")
     with pytest.raises(PluginError, match="available: .*digits.*mnist1d"):
-        registry.get("dataset", "imagenet")
+        registry.get("dataset", "qqqq")
     with pytest.raises(PluginError, match="unknown plugin kind"):
         registry.get("layer", "x")
 
