@@ -51,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check config files without running anything")
     v.add_argument("files", nargs="+")
     sub.add_parser("plugins", help="list the plugins of every kind and where they come from")
+    pr = sub.add_parser("prune", help="remove the units training switched off (pruner plugins)")
+    pr.add_argument("run_dir", metavar="RUN_DIR", help="a finished `nasframe train` run")
+    pr.add_argument(
+        "--threshold",
+        type=float,
+        metavar="XI",
+        help="incoming-weight norm below which a unit is removed (default: the "
+        "config's prune.threshold, else 1e-4)",
+    )
+    pr.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR/pruned)")
     sh = sub.add_parser("show", help="print a run's summary and architecture")
     sh.add_argument("run_dir", metavar="RUN_DIR")
     s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
@@ -127,6 +137,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from .prune_run import run_prune
+
+    if args.threshold is not None and not args.threshold > 0:
+        raise UserError(f"--threshold {args.threshold}: must be a positive number")
+    run_prune(args.run_dir, threshold=args.threshold, out=args.out)
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     path = run / "summary.json"
@@ -171,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": _cmd_run,
         "validate": _cmd_validate,
         "plugins": _cmd_plugins,
+        "prune": _cmd_prune,
         "show": _cmd_show,
         "schema": _cmd_schema,
     }

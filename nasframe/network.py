@@ -23,7 +23,16 @@ from .ops import LAYOUTS
 from .slicing import SlicedOp
 from .space import SearchSpace
 
-__all__ = ["Slot", "slots", "Supernet", "build_network", "count_parameters"]
+__all__ = [
+    "Slot",
+    "slots",
+    "Supernet",
+    "PlacedSlot",
+    "build_network",
+    "build_network_layout",
+    "with_widths",
+    "count_parameters",
+]
 
 
 @dataclass
@@ -174,11 +183,22 @@ def _global_pool(x: torch.Tensor, pool: str) -> torch.Tensor:
     return x.flatten(2).amax(2) if pool == "max" else x.flatten(2).mean(2)
 
 
-def build_network(config: Config, sample_shape: Sequence[int], num_classes: int) -> nn.Sequential:
-    """The frozen network of a config whose choices all have one option (an exported arch).
+@dataclass
+class PlacedSlot:
+    """Where a slot's modules lie in a frozen network: ``net[start:end]``."""
 
-    A plain ``nn.Sequential`` of standard torch modules, no search code involved.
-    """
+    where: str
+    op: str
+    start: int
+    end: int
+    stage: str | None
+    layer: int | None
+
+
+def build_network_layout(
+    config: Config, sample_shape: Sequence[int], num_classes: int
+) -> tuple[nn.Sequential, list[PlacedSlot]]:
+    """:func:`build_network`, plus where each slot's modules lie (for pruning and growth)."""
     space = SearchSpace(config)
     open_choices = [c.path for c in space.choices if c.size > 1]
     if open_choices:
@@ -192,6 +212,7 @@ def build_network(config: Config, sample_shape: Sequence[int], num_classes: int)
     in_ch = _input_channels(layout, sample_shape)
     sample = [0] * len(space.choices)
     modules: list[nn.Module] = [nn.Flatten()] if dims == 0 and len(sample_shape) > 1 else []
+    placed: list[PlacedSlot] = []
     prev: Any = in_ch
     for slot in slots(config):
         if slot.layer is not None and slot.layer >= space.value(
@@ -202,7 +223,9 @@ def build_network(config: Config, sample_shape: Sequence[int], num_classes: int)
         out = space.value(slot.out_path, slot.out, sample)
         cls = _op_class(name, layout, slot.where)
         _check_preserving(cls, name, prev, out, slot.where)
+        start = len(modules)
         modules.extend(cls.build(prev, out, slot.stride, layout))
+        placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))
         prev = out
     if dims > 0:
         pool = config.space.head.pool
@@ -213,7 +236,51 @@ def build_network(config: Config, sample_shape: Sequence[int], num_classes: int)
         )
         modules.append(nn.Flatten())
     modules.append(nn.Linear(prev, num_classes))
-    return nn.Sequential(*modules)
+    return nn.Sequential(*modules), placed
+
+
+def build_network(config: Config, sample_shape: Sequence[int], num_classes: int) -> nn.Sequential:
+    """The frozen network of a config whose choices all have one option (an exported arch).
+
+    A plain ``nn.Sequential`` of standard torch modules, no search code involved.
+    """
+    return build_network_layout(config, sample_shape, num_classes)[0]
+
+
+def with_widths(config: Config, net: nn.Sequential, placed: list[PlacedSlot]) -> dict[str, Any]:
+    """The arch (raw config) of ``config`` with the widths ``net``'s layers now have.
+
+    For architectures whose layers were pruned or grown: each slot's width is the output width of
+    its last full (non depth-wise) weight layer; channel-preserving slots keep their input width.
+    """
+    raw = config.model_dump(mode="json", exclude_none=True, warnings=False)
+    sp = raw["space"]
+    stages = {st["name"]: st for st in sp["stages"]}
+    for st, st_cfg in zip(sp["stages"], config.space.stages, strict=True):
+        depth = (
+            int(st_cfg.depth) if not hasattr(st_cfg.depth, "choices") else st_cfg.depth.choices[0]
+        )
+        st.pop("layer", None)
+        st["layers"] = [
+            {"op": (lc.op if isinstance(lc.op, str) else lc.op.choices[0])}
+            for lc in st_cfg.layer_configs()[:depth]
+        ]
+    prev = None
+    for p in placed:
+        width = prev
+        for m in net[p.start : p.end]:
+            if isinstance(m, nn.Linear):
+                width = m.out_features
+            elif isinstance(m, nn.modules.conv._ConvNd) and m.groups == 1:
+                width = m.out_channels
+        if p.where == "stem":
+            sp["stem"]["channels"] = width
+        elif p.layer is None:
+            stages[p.stage]["width"] = width
+        else:
+            stages[p.stage]["layers"][p.layer]["width"] = width
+        prev = width
+    return raw
 
 
 def num_classes_of(config: Config, data_classes: int) -> int:

@@ -219,4 +219,9 @@ def run_train(
     }
     write_json(summary, run_dir / "summary.json")
     say(f"test accuracy: {summary['test_acc']:.4f}   weights: {run_dir / WEIGHTS}")
+    if config.prune is not None:
+        from .prune_run import run_prune
+
+        summary["prune"] = run_prune(run_dir, config=config)
+        write_json(summary, run_dir / "summary.json")
     return summary

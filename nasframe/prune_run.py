@@ -1,0 +1,141 @@
+"""Pruning a trained run with a pruner plugin: `nasframe prune RUN_DIR` and `prune:` after `train`.
+
+The pruned network is physically smaller; it is saved with its own ``arch.yaml`` (the widths
+reduced) and weights that a network built from that arch loads, plus a report of what was removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import registry
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import Config, load_config, validate_data
+from .console import say
+from .data import load_dataset
+from .device import resolve_device
+from .errors import UserError
+from .network import build_network, build_network_layout, num_classes_of, with_widths
+from .tblog import RunLogger
+from .train import WEIGHTS, evaluate
+from .yaml_io import dump_yaml
+
+__all__ = ["run_prune", "prune_model"]
+
+
+def prune_model(
+    config: Config,
+    model: torch.nn.Sequential,
+    placed: list,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    method: str,
+    threshold: float,
+) -> tuple[torch.nn.Sequential, dict[str, Any], dict[str, Any]]:
+    """Prune ``model``; returns the network rebuilt from the reduced arch, the arch and a summary."""
+    try:
+        pruner = registry.get("pruner", method)(threshold=threshold)
+        pruned, report = pruner.prune(model, x_test[:2])
+    except ValueError as e:  # e.g. a threshold that would empty a layer
+        raise UserError(f"prune: {e}") from None
+    arch = with_widths(config, pruned, placed)
+    rebuilt = build_network(validate_data(arch), tuple(x_test.shape[1:]), _classes(model))
+    rebuilt = rebuilt.to(x_test.device)
+    try:
+        rebuilt.load_state_dict(pruned.state_dict())
+    except RuntimeError as e:
+        raise UserError(
+            f"prune: the pruned network does not match the architecture rebuilt from its widths "
+            f"({str(e).splitlines()[0]})"
+        ) from None
+    rebuilt.eval()
+    loss_before, acc_before = evaluate(model, x_test, y_test)
+    loss_after, acc_after = evaluate(rebuilt, x_test, y_test)
+    summary = {
+        **report.to_dict(),
+        "acc_before": acc_before,
+        "acc_after": acc_after,
+        "loss_before": loss_before,
+        "loss_after": loss_after,
+    }
+    return rebuilt, arch, summary
+
+
+def _classes(model: torch.nn.Sequential) -> int:
+    return model[-1].out_features
+
+
+def run_prune(
+    run_dir: str | Path,
+    *,
+    threshold: float | None = None,
+    out: str | Path | None = None,
+    config: Config | None = None,
+) -> dict[str, Any]:
+    """Prune the trained network of ``run_dir``; write ``out`` (default ``RUN_DIR/pruned``)."""
+    run_dir = Path(run_dir)
+    weights = run_dir / WEIGHTS
+    if not weights.exists():
+        raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
+    if config is None:
+        config, _ = load_config(run_dir / "config.yaml")
+    method = config.prune.method if config.prune else "adam_sparsity"
+    xi = threshold if threshold is not None else (config.prune.threshold if config.prune else 1e-4)
+    device = resolve_device(config.device)
+    data = load_dataset(config.data)
+    model, placed = build_network_layout(
+        config, data.sample_shape, num_classes_of(config, data.num_classes)
+    )
+    state = load_checkpoint(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise UserError(
+            f"{weights}: these weights do not fit the architecture of {run_dir}/config.yaml "
+            "(a growth run that did not reach its full widths?)"
+        ) from None
+    model = model.to(device).eval()
+    xt, yt = data.x_test.to(device), data.y_test.to(device)
+    pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)
+    out = Path(out) if out is not None else run_dir / "pruned"
+    out.mkdir(parents=True, exist_ok=True)
+    arch.setdefault("prune", {})
+    arch["prune"] = {"method": method, "threshold": xi}
+    dump_yaml(arch, out / "arch.yaml")
+    save_checkpoint(pruned.state_dict(), out / WEIGHTS)
+    summary = {
+        "kind": "prune",
+        "source": str(run_dir),
+        "name": config.name,
+        **summary,
+        "arch": "arch.yaml",
+        "weights": WEIGHTS,
+    }
+    write_json(summary, out / "summary.json")
+    logger = RunLogger(out, config.log.tensorboard).namespace("prune")
+    for key in (
+        "removed_fraction",
+        "removed_units",
+        "params_before",
+        "params_after",
+        "flops_before",
+        "flops_after",
+        "acc_before",
+        "acc_after",
+    ):
+        logger.scalar(key, float(summary[key]), 0)
+    for layer in summary["layers"]:
+        logger.scalar(f"removed/{layer['path']}", float(len(layer["removed"])), 0)
+    logger.parent.close()
+    say(
+        f"pruned {summary['removed_units']}/{summary['prunable_units']} units "
+        f"({100 * summary['removed_fraction']:.1f}%): parameters {summary['params_before']:,} -> "
+        f"{summary['params_after']:,}, MACs {summary['flops_before']:,} -> "
+        f"{summary['flops_after']:,}, test accuracy {summary['acc_before']:.4f} -> "
+        f"{summary['acc_after']:.4f}"
+    )
+    say(f"pruned network: {out / 'arch.yaml'} and {out / WEIGHTS}")
+    return summary

@@ -1,0 +1,101 @@
+"""`nasframe prune RUN_DIR` and the `prune:` section: a smaller network that loads like any other."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import SPACES
+
+from nasframe import SearchSpace, build_network, load_config, registry
+from nasframe.cli import main
+from nasframe.yaml_io import dump_yaml
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prune")
+    cfg, _ = load_config(SPACES / "digits.yaml", ["log.tensorboard=false"])
+    space = SearchSpace(cfg)
+    arch = space.freeze([1] * len(space.paths))
+    arch["train"]["epochs"] = 3
+    arch["train"]["optimizer"] = {"name": "adam", "lr": 3.0e-3, "weight_decay": 1.0e-3}
+    path = tmp / "arch.yaml"
+    dump_yaml(arch, path)
+    out = tmp / "train"
+    assert main(["train", str(path), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _threshold_removing_some(run) -> float:
+    cfg, _ = load_config(run / "config.yaml")
+    net = build_network(cfg, (1, 8, 8), 10)
+    net.load_state_dict(torch.load(run / "weights.pt", weights_only=True))
+    pruner = registry.get("pruner", "adam_sparsity")()
+    norms = pruner.unit_norms(net.eval(), torch.zeros(2, 1, 8, 8))
+    widest = max(norms.values(), key=len)
+    return float(widest.sort().values[len(widest) // 4]) * 1.0001  # a quarter of that layer
+
+
+def test_prune_writes_a_smaller_arch_that_loads_and_trains(trained, tmp_path):
+    xi = _threshold_removing_some(trained)
+    out = tmp_path / "pruned"
+    assert main(["prune", str(trained), "--threshold", str(xi), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["removed_units"] > 0 and 0 < summary["removed_fraction"] < 1
+    assert summary["params_after"] < summary["params_before"]
+    assert summary["flops_after"] < summary["flops_before"]
+    assert 0 <= summary["acc_after"] <= 1 and summary["threshold"] == pytest.approx(xi)
+    cfg, _ = load_config(out / "arch.yaml")
+    net = build_network(cfg, (1, 8, 8), 10)
+    net.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+    assert sum(p.numel() for p in net.parameters()) == summary["params_after"]
+    assert (
+        main(
+            [
+                "train",
+                str(out / "arch.yaml"),
+                "--out",
+                str(tmp_path / "retrain"),
+                "--quiet",
+                "--set",
+                "train.epochs=1",
+            ]
+        )
+        == 0
+    )
+
+
+def test_pruning_nothing_is_a_no_op(trained, tmp_path):
+    out = tmp_path / "none"
+    assert main(["prune", str(trained), "--threshold", "1e-12", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["removed_units"] == 0
+    assert summary["acc_after"] == summary["acc_before"]
+    before = torch.load(trained / "weights.pt", weights_only=True)
+    after = torch.load(out / "weights.pt", weights_only=True)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_emptying_a_layer_is_refused_clearly(trained, tmp_path, capsys):
+    assert main(["prune", str(trained), "--threshold", "1e6", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "would remove all" in err and "smaller threshold" in err and "Traceback" not in err
+
+
+def test_prune_section_runs_after_train(trained, tmp_path):
+    xi = _threshold_removing_some(trained)
+    text = (trained / "config.yaml").read_text()
+    path = tmp_path / "with_prune.yaml"
+    path.write_text(text + f"prune: {{method: adam_sparsity, threshold: {xi}}}\n")
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prune"]["removed_units"] > 0
+    assert (out / "pruned" / "arch.yaml").exists()
+
+
+def test_prune_needs_a_trained_run(tmp_path, capsys):
+    assert main(["prune", str(tmp_path)]) == 2
+    assert "weights.pt" in capsys.readouterr().err
