@@ -13,6 +13,7 @@ from .errors import ConfigError, Problem, UserError
 from .network import Supernet, build_network, count_parameters
 from .ops import LAYOUTS, Op, layer_types
 from .registry import register
+from .regularize import l2_penalty
 from .space import ChoicePoint, SearchSpace, load_space
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "UserError",
     "build_network",
     "count_parameters",
+    "l2_penalty",
     "layer_types",
     "load_config",
     "load_space",

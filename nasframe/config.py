@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -283,6 +284,11 @@ class TrainConfig(Strict):
     epochs: PositiveInt = Field(20, description="passes over the whole training data")
     batch_size: PositiveInt = Field(128, description="minibatch size")
     grad_clip: PositiveFloat | None = Field(None, description="gradient-norm clipping (null: off)")
+    l2: NonNegativeFloat = Field(
+        0.0,
+        description="L2 penalty l2/2·Σ‖W‖² on Linear/conv weights and biases added to the loss "
+        "(coupled, unlike AdamW's weight_decay; what Adam-sparsity pruning needs)",
+    )
     optimizer: OptimizerConfig = Field(
         default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3),
         description="optimizer of the network's weights",

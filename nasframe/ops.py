@@ -29,6 +29,9 @@ __all__ = [
     "MaxPool3",
     "AvgPool3",
     "LinearReLU",
+    "Dense",
+    "Conv3NoBN",
+    "Conv5NoBN",
 ]
 
 #: Layout name -> number of spatial dimensions (0: vectors).
@@ -172,3 +175,33 @@ class LinearReLU(Op):
             nn.BatchNorm1d(out_channels),
             nn.ReLU(),
         ]
+
+
+class Dense(Op):
+    """Fully connected layer with bias + ReLU, no BatchNorm (the layer Adam-sparsity prunes)."""
+
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        return [nn.Linear(in_channels, out_channels), nn.ReLU()]
+
+
+class ConvNoBN(Op):
+    """Convolution with bias + ReLU, no BatchNorm (units can switch off for pruning)."""
+
+    kernel: ClassVar[int] = 3
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        k = cls.kernel
+        conv = layer_types(layout)["conv"]
+        return [conv(in_channels, out_channels, k, stride=stride, padding=k // 2), nn.ReLU()]
+
+
+class Conv3NoBN(ConvNoBN):
+    kernel = 3
+
+
+class Conv5NoBN(ConvNoBN):
+    kernel = 5

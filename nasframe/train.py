@@ -24,6 +24,7 @@ from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
+from .regularize import l2_penalty
 from .runstate import CHECKPOINT, RunState
 from .search import Interrupted, TrainingDiverged
 from .space import SearchSpace
@@ -70,6 +71,14 @@ def _growth_controller(model: nn.Module, cfg: Any) -> Any:
         raise UserError(f"train.growth: {e}") from None
 
 
+def _warn_prune_setup(config: Config, model: nn.Module, optimizer: Any) -> None:
+    """Say why this training may leave little for the ``prune:`` step (the pruner's own check)."""
+    check = getattr(registry.get("pruner", config.prune.method), "check_training", None)
+    if check is not None:
+        for problem in check(model, optimizer, config.train.l2 > 0):
+            say(f"warning: prune ({config.prune.method}): {problem}")
+
+
 def run_train(
     config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
@@ -103,6 +112,8 @@ def run_train(
             f"device: {device}   data: {data.name}, {x.shape[0]} train / {xt.shape[0]} test   "
             f"parameters: {count_parameters(model):,}   run: {run_dir}"
         )
+        if config.prune is not None:
+            _warn_prune_setup(config, model, optimizer)
     logger = RunLogger(
         run_dir, config.log.tensorboard, purge_step=pos["global_step"] if resume else None
     )
@@ -138,6 +149,8 @@ def run_train(
                     optimizer.zero_grad(set_to_none=True)
                     out = model(xb)
                     loss = F.cross_entropy(out, yb)
+                    if T.l2:
+                        loss = loss + l2_penalty(model, T.l2)
                     loss.backward()
                     if T.grad_clip:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), T.grad_clip)

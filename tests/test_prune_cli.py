@@ -99,3 +99,29 @@ def test_prune_section_runs_after_train(trained, tmp_path):
 def test_prune_needs_a_trained_run(tmp_path, capsys):
     assert main(["prune", str(tmp_path)]) == 2
     assert "weights.pt" in capsys.readouterr().err
+
+
+def test_a_setup_that_cannot_sparsify_is_named_before_training(trained, tmp_path, capsys):
+    text = (trained / "config.yaml").read_text()  # conv3 + BatchNorm ops
+    path = tmp_path / "adamw.yaml"
+    path.write_text(text + "prune: {method: adam_sparsity, threshold: 1.0e-12}\n")
+    args = ["--set", "train.optimizer.name=adamw", "--set", "train.epochs=1", "--quiet"]
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), *args]) == 0
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert any("decoupled weight decay" in w for w in warnings)
+    assert any("BatchNorm" in w for w in warnings)
+
+
+def test_shipped_prune_space_trains_adam_with_l2_and_prunes_silently(tmp_path, capsys):
+    cfg, _ = load_config(SPACES / "digits_prune.yaml", ["log.tensorboard=false"])
+    assert cfg.train.l2 > 0 and cfg.train.optimizer.name == "adam" and cfg.prune is not None
+    arch = SearchSpace(cfg).freeze([0] * len(SearchSpace(cfg).paths))
+    arch["train"]["epochs"] = 25
+    path = tmp_path / "arch.yaml"
+    dump_yaml(arch, path)
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(out), "--quiet"]) == 0
+    assert "warning:" not in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())["prune"]
+    assert summary["removed_units"] > 0  # dense layers trained by Adam + L2 lose units
+    assert summary["acc_after"] >= summary["acc_before"] - 0.005
