@@ -233,6 +233,16 @@ class OptimizerConfig(BaseModel):
         return self
 
 
+class AugmentConfig(Strict):
+    """Image augmentation of training batches, done on the device (crop, flip, cutout)."""
+
+    crop_padding: NonNegativeInt = Field(
+        0, description="random crop from the image zero-padded by this many pixels (0: off)"
+    )
+    flip: bool = Field(False, description="mirror left-right with probability 1/2")
+    cutout: NonNegativeInt = Field(0, description="zero a random square of this side (0: off)")
+
+
 class SearchConfig(Strict):
     strategy: Annotated[str, _plugin_name("strategy")] = Field(
         "asng", description="strategy plugin that optimises the architecture distribution"
@@ -255,6 +265,9 @@ class SearchConfig(Strict):
     )
     optimizer: OptimizerConfig = Field(
         default_factory=OptimizerConfig, description="optimizer of the supernet's weights"
+    )
+    augment: AugmentConfig | None = Field(
+        None, description="augment the train and valid batches of images (null: off)"
     )
 
 
@@ -292,6 +305,9 @@ class TrainConfig(Strict):
     optimizer: OptimizerConfig = Field(
         default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3),
         description="optimizer of the network's weights",
+    )
+    augment: AugmentConfig | None = Field(
+        None, description="augment the training batches of images (null: off)"
     )
     growth: GrowthConfig | None = Field(None, description="grow the widths while training")
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 import torch
 
 from . import registry
-from .config import DataConfig
+from .augment import augment_batch
+from .config import AugmentConfig, DataConfig
 from .datasets import Dataset
 from .errors import UserError
 
-__all__ = ["load_dataset", "split_train_valid", "epoch_order", "batch_at"]
+__all__ = [
+    "load_dataset",
+    "split_train_valid",
+    "epoch_order",
+    "batch_at",
+    "augment_at",
+    "check_augment",
+]
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -56,3 +64,26 @@ def batch_at(x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, i: int, batc
     if idx.shape[0] < batch_size and n >= batch_size:
         idx = torch.cat([idx, order[: batch_size - idx.shape[0]]])
     return x[idx], y[idx]
+
+
+def check_augment(cfg: AugmentConfig | None, sample_shape: tuple[int, ...], where: str) -> None:
+    """Refuse augmentation of data that are not images, before a run starts."""
+    if cfg is not None and len(sample_shape) != 3:
+        raise UserError(
+            f"{where}: augmentation needs images (C, H, W) but the data's samples have shape "
+            f"{tuple(sample_shape)}; remove {where}"
+        )
+
+
+def augment_at(
+    x: torch.Tensor, cfg: AugmentConfig | None, seed: int, epoch: int, step: int, stream: int
+) -> torch.Tensor:
+    """The augmented batch of one step: its randomness depends only on (seed, epoch, step,
+    stream), so a resumed run augments exactly as the uninterrupted one would have."""
+    if cfg is None:
+        return x
+    g = torch.Generator(device=x.device)
+    g.manual_seed((((seed * 1_000_003 + epoch) * 1_000_033 + step) * 7 + stream) % 2**63)
+    return augment_batch(
+        x, generator=g, crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout
+    )

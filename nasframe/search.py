@@ -22,7 +22,14 @@ from . import registry
 from .checkpoint import write_json
 from .config import Config
 from .console import EpochProgress, say
-from .data import batch_at, epoch_order, load_dataset, split_train_valid
+from .data import (
+    augment_at,
+    batch_at,
+    check_augment,
+    epoch_order,
+    load_dataset,
+    split_train_valid,
+)
 from .device import resolve_device
 from .errors import UserError
 from .interrupt import stop_on_signals
@@ -100,6 +107,7 @@ def run_search(
             "space: nothing to search (every field is a constant); use `nasframe train`"
         )
     S = config.search
+    check_augment(S.augment, data.sample_shape, "search.augment")
     torch.manual_seed(config.seed)
     net = Supernet(space, data.sample_shape, num_classes_of(config, data.num_classes)).to(device)
     split = split_train_valid(data.x_train, data.y_train, config.data.valid_fraction, config.seed)
@@ -154,6 +162,7 @@ def run_search(
                 while pos["step"] < steps:
                     i = pos["step"]
                     xb, yb = batch_at(xtr, ytr, tr_order, i, bs)
+                    xb = augment_at(xb, S.augment, config.seed, epoch, i, 0)
                     archs = strategy.sample(lam)
                     optimizer.zero_grad(set_to_none=True)
                     train_loss = torch.zeros((), device=device)
@@ -171,6 +180,7 @@ def run_search(
                     optimizer.step()
                     schedule.step()
                     xv, yv = batch_at(xva, yva, va_order, i, vbs)
+                    xv = augment_at(xv, S.augment, config.seed, epoch, i, 1)
                     varchs = strategy.sample(lam)
                     with torch.no_grad():
                         outs = [net(xv, a) for a in varchs]

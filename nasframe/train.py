@@ -18,7 +18,7 @@ from . import registry
 from .checkpoint import save_checkpoint, write_json
 from .config import Config
 from .console import EpochProgress, say
-from .data import batch_at, epoch_order, load_dataset
+from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .device import resolve_device
 from .errors import UserError
 from .interrupt import stop_on_signals
@@ -88,6 +88,7 @@ def run_train(
     device = resolve_device(config.device)
     data = load_dataset(config.data)
     T = config.train
+    check_augment(T.augment, data.sample_shape, "train.augment")
     torch.manual_seed(config.seed)
     model = build_network(config, data.sample_shape, num_classes_of(config, data.num_classes))
     model = model.to(device)
@@ -146,6 +147,7 @@ def run_train(
                 model.train()
                 while pos["step"] < steps:
                     xb, yb = batch_at(x, y, order, pos["step"], bs)
+                    xb = augment_at(xb, T.augment, config.seed, epoch, pos["step"], 2)
                     optimizer.zero_grad(set_to_none=True)
                     out = model(xb)
                     loss = F.cross_entropy(out, yb)

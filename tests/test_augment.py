@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SPACES
 
 from nasframe.augment import (
     augment_batch,
@@ -218,3 +219,27 @@ def test_cuda_no_host_sync():
     _check_cutout_square(x.cpu(), z.cpu(), 16)
     with pytest.raises(ValueError, match="generator"):
         augment_batch(x, generator=_gen(0))
+
+
+def test_a_steps_augmentation_depends_only_on_seed_epoch_step_and_stream() -> None:
+    from nasframe.config import AugmentConfig
+    from nasframe.data import augment_at
+
+    x = torch.rand(16, 3, 12, 12)
+    cfg = AugmentConfig(crop_padding=2, flip=True, cutout=4)
+    a = augment_at(x, cfg, 0, 1, 5, 0)
+    assert torch.equal(a, augment_at(x, cfg, 0, 1, 5, 0))  # what a resumed run recomputes
+    for other in [(1, 1, 5, 0), (0, 2, 5, 0), (0, 1, 6, 0), (0, 1, 5, 1)]:
+        assert not torch.equal(a, augment_at(x, cfg, *other))
+    assert augment_at(x, None, 0, 1, 5, 0) is x
+
+
+def test_augmenting_vectors_is_refused_before_the_run(tmp_path, capsys) -> None:
+    from nasframe.cli import main
+
+    cfg = SPACES / "mlp.yaml"
+    args = ["search", str(cfg), "--out", str(tmp_path / "r"), "--set", "search.augment.flip=true"]
+    args += ["--set", "data.name=synthetic", "--set", "data.options.shape=[64]"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "search.augment: augmentation needs images" in err and "Traceback" not in err

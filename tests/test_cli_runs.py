@@ -97,14 +97,27 @@ def _search_cmd(out, *extra):
     ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_search_resumes_to_exactly_the_same_result(tmp_path, sig):
+_AUGMENT = ("search.augment.crop_padding=2", "search.augment.flip=true", "search.augment.cutout=4")
+
+
+@pytest.mark.parametrize(
+    "sig, extra",
+    [
+        (signal.SIGKILL, ()),
+        (signal.SIGINT, tuple(x for kv in _AUGMENT for x in ("--set", kv))),  # with augmentation
+    ],
+)
+def test_killed_search_resumes_to_exactly_the_same_result(tmp_path, sig, extra):
     ref = tmp_path / "ref"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # bit-for-bit needs the same thread count
-    subprocess.run(_search_cmd(ref), check=True, capture_output=True, cwd=ROOT, env=env)
+    subprocess.run(_search_cmd(ref, *extra), check=True, capture_output=True, cwd=ROOT, env=env)
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        _search_cmd(run), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        _search_cmd(run, *extra),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     deadline = time.time() + 120
     while not (run / "checkpoint.pt").exists() and time.time() < deadline:
