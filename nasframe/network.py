@@ -27,6 +27,7 @@ __all__ = [
     "Slot",
     "slots",
     "Supernet",
+    "make_supernet",
     "PlacedSlot",
     "build_network",
     "build_network_layout",
@@ -175,6 +176,11 @@ class Supernet(nn.Module):
         x = _global_pool(x, self.pool)
         c = x.shape[1]
         return F.linear(x, self.classifier.weight[:, :c], self.classifier.bias)
+
+
+def make_supernet(space: SearchSpace, sample_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """The weight-sharing network of a search space, called as ``net(x, sample)``."""
+    return Supernet(space, sample_shape, num_classes)
 
 
 def _global_pool(x: torch.Tensor, pool: str) -> torch.Tensor:

@@ -33,7 +33,7 @@ from .data import (
 from .device import resolve_device
 from .errors import UserError
 from .interrupt import stop_on_signals
-from .network import Supernet, num_classes_of
+from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
 from .runstate import RunState
@@ -41,7 +41,13 @@ from .space import SearchSpace
 from .tblog import RunLogger
 from .yaml_io import dump_yaml
 
-__all__ = ["run_search", "TrainingDiverged", "Interrupted", "log_distribution"]
+__all__ = [
+    "run_search",
+    "search_iteration",
+    "TrainingDiverged",
+    "Interrupted",
+    "log_distribution",
+]
 
 
 class TrainingDiverged(UserError):
@@ -93,6 +99,47 @@ def log_distribution(logger: RunLogger, space: SearchSpace, strategy: Any, step:
         logger.scalar("asng/snr", float(strategy.snr), step)
 
 
+def search_iteration(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    strategy: Any,
+    train_batch: tuple[torch.Tensor, torch.Tensor],
+    valid_batch: tuple[torch.Tensor, torch.Tensor],
+    lam: int,
+    grad_clip: float | None,
+    params: list[torch.nn.Parameter],
+) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """One iteration of the reference protocol, up to the ranking (the strategy is not updated).
+
+    λ architectures forward the train batch, the mean loss is backpropagated, the gradients that
+    exist are clipped, one optimizer step; λ fresh architectures are evaluated on the valid batch.
+    Returns the values read in the iteration's one host synchronisation — the λ valid losses, the
+    mean train loss, the train and the valid correct counts — and both samples.
+    """
+    xb, yb = train_batch
+    xv, yv = valid_batch
+    archs = strategy.sample(lam)
+    optimizer.zero_grad(set_to_none=True)
+    train_loss = torch.zeros((), device=xb.device)
+    train_correct = torch.zeros((), device=xb.device)
+    for a in archs:
+        out = net(xb, a)
+        loss = F.cross_entropy(out, yb)
+        (loss / lam).backward()
+        train_loss += loss.detach()
+        train_correct += (out.argmax(1) == yb).sum()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
+    optimizer.step()
+    varchs = strategy.sample(lam)
+    with torch.no_grad():
+        outs = [net(xv, a) for a in varchs]
+        vlosses = [F.cross_entropy(o, yv) for o in outs]
+        vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
+    host = torch.stack([*vlosses, train_loss / lam, train_correct, vcorrect.float()]).tolist()
+    return host, archs, varchs
+
+
 def run_search(
     config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
@@ -109,7 +156,8 @@ def run_search(
     S = config.search
     check_augment(S.augment, data.sample_shape, "search.augment")
     torch.manual_seed(config.seed)
-    net = Supernet(space, data.sample_shape, num_classes_of(config, data.num_classes)).to(device)
+    classes = num_classes_of(config, data.num_classes)
+    net = make_supernet(space, data.sample_shape, classes).to(device)
     split = split_train_valid(data.x_train, data.y_train, config.data.valid_fraction, config.seed)
     xtr, ytr, xva, yva = (t.to(device) for t in split)
     xte, yte = data.x_test.to(device), data.y_test.to(device)
@@ -163,33 +211,12 @@ def run_search(
                     i = pos["step"]
                     xb, yb = batch_at(xtr, ytr, tr_order, i, bs)
                     xb = augment_at(xb, S.augment, config.seed, epoch, i, 0)
-                    archs = strategy.sample(lam)
-                    optimizer.zero_grad(set_to_none=True)
-                    train_loss = torch.zeros((), device=device)
-                    train_correct = torch.zeros((), device=device)
-                    for a in archs:
-                        out = net(xb, a)
-                        loss = F.cross_entropy(out, yb)
-                        (loss / lam).backward()
-                        train_loss += loss.detach()
-                        train_correct += (out.argmax(1) == yb).sum()
-                    if S.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(
-                            [p for p in params if p.grad is not None], S.grad_clip
-                        )
-                    optimizer.step()
-                    schedule.step()
                     xv, yv = batch_at(xva, yva, va_order, i, vbs)
                     xv = augment_at(xv, S.augment, config.seed, epoch, i, 1)
-                    varchs = strategy.sample(lam)
-                    with torch.no_grad():
-                        outs = [net(xv, a) for a in varchs]
-                        vlosses = [F.cross_entropy(o, yv) for o in outs]
-                        vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
-                    # The iteration's one host synchronisation.
-                    host = torch.stack(
-                        [*vlosses, train_loss / lam, train_correct, vcorrect.float()]
-                    ).tolist()
+                    host, archs, varchs = search_iteration(
+                        net, optimizer, strategy, (xb, yb), (xv, yv), lam, S.grad_clip, params
+                    )
+                    schedule.step()
                     f = host[:lam]
                     if not all(math.isfinite(v) for v in host[: lam + 1]):
                         bad = archs if not math.isfinite(host[lam]) else varchs
@@ -269,7 +296,7 @@ def run_search(
 
 
 def _accuracy(
-    net: Supernet, x: torch.Tensor, y: torch.Tensor, sample: Any, batch_size: int
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sample: Any, batch_size: int
 ) -> float:
     """Accuracy of one architecture of the supernet (monitoring only: never used to decide)."""
     correct = torch.zeros((), device=x.device)
