@@ -31,32 +31,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import registry
+from .cell_config import CellSpace
+from .config_base import Strict
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
 __all__ = ["Config", "Choice", "load_config", "validate_data", "apply_overrides", "json_schema"]
 
 T = TypeVar("T")
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors (they are usually typos), reported with the closest known key."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
-            known = set(cls.model_fields)
-            for key in data:
-                if key not in known:
-                    raise PydanticCustomError(
-                        "unknown_key",
-                        "unknown key '{key}'{hint}",
-                        {"key": str(key), "hint": did_you_mean(str(key), known)},
-                    )
-        return data
 
 
 class Choice(Strict, Generic[T]):
@@ -187,6 +169,25 @@ class ChainSpace(Strict):
                 raise PydanticCustomError("stage_name", "two stages named '{n}'", {"n": st.name})
             seen.add(st.name)
         return self
+
+
+def _space_kind(v: Any) -> str | None:
+    """Chain spaces need no ``type`` key; cell spaces say ``type: cells``."""
+    kind = v.get("type", "chain") if isinstance(v, dict) else getattr(v, "type", "chain")
+    # An unknown type gets the message below; a non-mapping gets the chain schema's own error.
+    return (
+        {"chain": "chain_space", "cells": "cell_space"}.get(kind) if isinstance(kind, str) else None
+    )
+
+
+Space = Annotated[
+    Union[Annotated[ChainSpace, Tag("chain_space")], Annotated[CellSpace, Tag("cell_space")]],  # noqa: UP007
+    Discriminator(
+        _space_kind,
+        custom_error_type="space_type",
+        custom_error_message="unknown kind of space: 'type' must be 'chain' (the default) or 'cells'",
+    ),
+]
 
 
 class OptimizerConfig(BaseModel):
@@ -336,7 +337,7 @@ class Config(Strict):
         "auto", description="auto, cpu, cuda or cuda:N (cuda without CUDA is an error)"
     )
     data: DataConfig = Field(default_factory=DataConfig, description="the dataset")
-    space: ChainSpace = Field(description="the search space")
+    space: Space = Field(description="the search space: a chain (default) or cells")
     search: SearchConfig = Field(default_factory=SearchConfig, description="the one-shot search")
     train: TrainConfig = Field(
         default_factory=TrainConfig, description="retraining an architecture"
@@ -357,7 +358,7 @@ class Config(Strict):
 
 
 # --------------------------------------------------------------------------------------------
-_TAGS = {"const", "choice"}
+_TAGS = {"const", "choice", "chain_space", "cell_space"}
 
 
 def _pretty_loc(loc: tuple[Any, ...], raw: Any) -> str:
@@ -387,6 +388,8 @@ def _problems(err: ValidationError, raw: Any, lines: LineMap, file: str) -> list
         ctx = e.get("ctx") or {}
         if e["type"] == "unknown_key" and "key" in ctx:
             loc = (*loc, ctx["key"])
+        elif isinstance(ctx.get("at"), tuple):  # a model validator pointing below its model
+            loc = (*loc, *ctx["at"])
         msg = e["msg"]
         if e["type"] == "missing":
             msg = "required key is missing"

@@ -179,7 +179,11 @@ class Supernet(nn.Module):
 
 
 def make_supernet(space: SearchSpace, sample_shape: Sequence[int], num_classes: int) -> nn.Module:
-    """The weight-sharing network of a search space, called as ``net(x, sample)``."""
+    """The weight-sharing network of a search space (chain or cells), called as ``net(x, sample)``."""
+    if space.is_cells:
+        from .cells import CellSupernet
+
+        return CellSupernet(space, sample_shape, num_classes)
     return Supernet(space, sample_shape, num_classes)
 
 
@@ -205,14 +209,10 @@ def build_network_layout(
     config: Config, sample_shape: Sequence[int], num_classes: int
 ) -> tuple[nn.Sequential, list[PlacedSlot]]:
     """:func:`build_network`, plus where each slot's modules lie (for pruning and growth)."""
+    if config.space.type == "cells":
+        raise UserError("space: pruning and growth work on chain spaces only, not on cell spaces")
     space = SearchSpace(config)
-    open_choices = [c.path for c in space.choices if c.size > 1]
-    if open_choices:
-        raise UserError(
-            f"the config still has {len(open_choices)} open choices ({', '.join(open_choices[:3])}"
-            f"{', ...' if len(open_choices) > 3 else ''}); train an exported arch.yaml from "
-            "`nasframe search`, or fix every choice"
-        )
+    _refuse_open_choices(space)
     layout = config.space.layout
     dims = LAYOUTS[layout]
     in_ch = _input_channels(layout, sample_shape)
@@ -245,11 +245,27 @@ def build_network_layout(
     return nn.Sequential(*modules), placed
 
 
-def build_network(config: Config, sample_shape: Sequence[int], num_classes: int) -> nn.Sequential:
+def _refuse_open_choices(space: SearchSpace) -> None:
+    open_choices = [c.path for c in space.choices if c.size > 1]
+    if open_choices:
+        raise UserError(
+            f"the config still has {len(open_choices)} open choices ({', '.join(open_choices[:3])}"
+            f"{', ...' if len(open_choices) > 3 else ''}); train an exported arch.yaml from "
+            "`nasframe search`, or fix every choice"
+        )
+
+
+def build_network(config: Config, sample_shape: Sequence[int], num_classes: int) -> nn.Module:
     """The frozen network of a config whose choices all have one option (an exported arch).
 
-    A plain ``nn.Sequential`` of standard torch modules, no search code involved.
+    Chains: a plain ``nn.Sequential`` of standard torch modules. Cells: a
+    :class:`~nasframe.cell_network.CellNetwork` at the space's retraining size. No search code.
     """
+    if config.space.type == "cells":
+        from .cell_network import build_cell_network
+
+        _refuse_open_choices(SearchSpace(config))
+        return build_cell_network(config, sample_shape, num_classes)
     return build_network_layout(config, sample_shape, num_classes)[0]
 
 
@@ -291,13 +307,13 @@ def with_widths(config: Config, net: nn.Sequential, placed: list[PlacedSlot]) ->
 
 def num_classes_of(config: Config, data_classes: int) -> int:
     """Classes of the head: the config's, checked against the data's."""
-    classes = config.space.head.classes
+    sp = config.space
+    classes = sp.classes if sp.type == "cells" else sp.head.classes
     if classes is None:
         return data_classes
     if classes < data_classes:
-        raise UserError(
-            f"space.head.classes: {classes} classes, but the data has {data_classes} labels"
-        )
+        where = "space.classes" if sp.type == "cells" else "space.head.classes"
+        raise UserError(f"{where}: {classes} classes, but the data has {data_classes} labels")
     return classes
 
 

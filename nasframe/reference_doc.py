@@ -43,9 +43,13 @@ def _type_name(annotation: Any) -> str:
     text = repr(annotation)
     if "Choice" in text:
         return "choice"
+    models = _models(annotation)
+    if len(models) > 1:  # a union of sections (chain or cell spaces): name each by its `type`
+        return " \\| ".join(_kind(m) or m.__name__ for m in models)
     for a, b in [
         ("typing.", ""),
         ("nasframe.config.", ""),
+        ("nasframe.cell_config.", ""),
         ("Annotated[", ""),
         ("<class '", ""),
         ("'>", ""),
@@ -61,6 +65,13 @@ def _type_name(annotation: Any) -> str:
     if text.startswith("dict["):
         return "mapping"
     return text.split("|")[0].split(",")[0].strip(" []")
+
+
+def _kind(model: type[BaseModel]) -> str | None:
+    """The ``type`` literal of a section that is one of several kinds (e.g. spaces)."""
+    field = model.model_fields.get("type")
+    args = typing.get_args(field.annotation) if field is not None else ()
+    return str(args[0]) if len(args) == 1 else None
 
 
 def _default(field) -> str:
@@ -86,7 +97,8 @@ def config_reference() -> str:
             continue
         seen.add(model)
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-        parts.append(f"\n## `{where}`\n")
+        kind = _kind(model)
+        parts.append(f"\n## `{where}`" + (f" (type: {kind})" if kind else "") + "\n")
         if doc and not doc.startswith("!!!"):
             parts.append(f"{doc}\n")
         parts.append("| key | type | default | meaning |\n|---|---|---|---|")

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .cell_arch import Genotype, cell_fields, describe_cell, genotype
+from .cell_config import CELL_KINDS
 from .config import Choice, Config, load_config
 
 __all__ = ["ChoicePoint", "SearchSpace", "load_space"]
@@ -41,6 +43,15 @@ class SearchSpace:
         self.config = config
         self.choices: list[ChoicePoint] = []
         sp = config.space
+        self.is_cells = sp.type == "cells"
+        if self.is_cells:
+            for path, field in cell_fields(sp):
+                self._add(path, field)
+        else:
+            self._add_chain(sp)
+        self._index = {c.path: k for k, c in enumerate(self.choices)}
+
+    def _add_chain(self, sp: Any) -> None:
         self._add("space.stem.channels", sp.stem.channels)
         for st in sp.stages:
             base = f"space.stages.{st.name}"
@@ -50,7 +61,6 @@ class SearchSpace:
                 self._add(f"{base}.layer{i}.op", layer.op)
                 if layer.width is not None:
                     self._add(f"{base}.layer{i}.width", layer.width)
-        self._index = {c.path: k for k, c in enumerate(self.choices)}
 
     def _add(self, path: str, field: Any) -> None:
         if isinstance(field, Choice):
@@ -74,7 +84,10 @@ class SearchSpace:
     @property
     def hash(self) -> str:
         """Hash of the space definition: checkpoints and exported architectures carry it."""
-        text = json.dumps(self.config.space.model_dump(mode="json", warnings=False), sort_keys=True)
+        # A cell space's retraining options do not change what is searched.
+        exclude = {"retrain"} if self.is_cells else None
+        dumped = self.config.space.model_dump(mode="json", warnings=False, exclude=exclude)
+        text = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def index(self, path: str) -> int | None:
@@ -100,6 +113,10 @@ class SearchSpace:
         """One architecture drawn uniformly (each choice independently)."""
         return np.array([rng.integers(c.size) for c in self.choices], dtype=np.int64)
 
+    def genotype(self, sample: Sequence[int] | None) -> Genotype:
+        """The cells of ``sample`` in a cell space: {kind: ((inputs, ops) per node)}."""
+        return genotype(self.config.space, lambda path, f: self.value(path, f, sample))
+
     # ----------------------------------------------------------------------------------------
     def freeze(self, sample: Sequence[int]) -> dict[str, Any]:
         """The config with every choice replaced by its value in ``sample``: a runnable arch.
@@ -108,6 +125,14 @@ class SearchSpace:
         """
         cfg = self.config
         raw = cfg.model_dump(mode="json", exclude_none=True, warnings=False)
+        if self.is_cells:
+            geno = self.genotype(sample)
+            for kind in CELL_KINDS:
+                raw["space"][kind] = [
+                    {"inputs": list(ins), "ops": list(ops)} for ins, ops in geno[kind]
+                ]
+            raw["space_hash"] = self.hash
+            return raw
         sp = copy.deepcopy(raw["space"])
         sp["stem"]["channels"] = self.value("space.stem.channels", cfg.space.stem.channels, sample)
         for st_raw, st in zip(sp["stages"], cfg.space.stages, strict=True):
@@ -128,8 +153,16 @@ class SearchSpace:
         return raw
 
     def describe(self, sample: Sequence[int]) -> str:
-        """A readable one-architecture summary: one stage per line."""
+        """A readable one-architecture summary: one stage (or cell kind) per line."""
         cfg = self.config
+        if self.is_cells:
+            sp = cfg.space
+            geno = self.genotype(sample)
+            head = (
+                f"cells: {sp.cells} ({sp.nodes} nodes), channels {sp.channels}, "
+                f"reductions at {sp.reduction_cells()}"
+            )
+            return "\n".join([head] + [f"{k}: {describe_cell(geno[k])}" for k in CELL_KINDS])
         stem = self.value("space.stem.channels", cfg.space.stem.channels, sample)
         lines = [f"stem: {cfg.space.stem.op} -> {stem}"]
         for st in cfg.space.stages:

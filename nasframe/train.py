@@ -71,6 +71,19 @@ def _growth_controller(model: nn.Module, cfg: Any) -> Any:
         raise UserError(f"train.growth: {e}") from None
 
 
+def _training_loss(
+    model: nn.Module, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Logits, loss, and the weighted loss of the auxiliary head of cell networks (None without
+    one), which the reference adds to the loss it minimises but does not report."""
+    weight = getattr(model, "auxiliary_weight", 0.0)
+    if not weight:
+        out = model(xb)
+        return out, F.cross_entropy(out, yb), None
+    out, aux = model(xb, auxiliary=True)
+    return out, F.cross_entropy(out, yb), weight * F.cross_entropy(aux, yb)
+
+
 def _warn_prune_setup(config: Config, model: nn.Module, optimizer: Any) -> None:
     """Say why this training may leave little for the ``prune:`` step (the pruner's own check)."""
     check = getattr(registry.get("pruner", config.prune.method), "check_training", None)
@@ -89,6 +102,10 @@ def run_train(
     data = load_dataset(config.data)
     T = config.train
     check_augment(T.augment, data.sample_shape, "train.augment")
+    if config.space.type == "cells":
+        for key, part in (("train.growth", T.growth), ("prune", config.prune)):
+            if part is not None:
+                raise UserError(f"{key}: works on chain spaces only, not on cell spaces")
     torch.manual_seed(config.seed)
     model = build_network(config, data.sample_shape, num_classes_of(config, data.num_classes))
     model = model.to(device)
@@ -145,15 +162,16 @@ def run_train(
                 order = epoch_order(x.shape[0], config.seed, epoch, 2, device)
                 bar = EpochProgress(epoch, T.epochs, steps, pos["step"], enabled=progress)
                 model.train()
+                if hasattr(model, "start_epoch"):  # cell networks: the drop-path schedule
+                    model.start_epoch(epoch, T.epochs)
                 while pos["step"] < steps:
                     xb, yb = batch_at(x, y, order, pos["step"], bs)
                     xb = augment_at(xb, T.augment, config.seed, epoch, pos["step"], 2)
                     optimizer.zero_grad(set_to_none=True)
-                    out = model(xb)
-                    loss = F.cross_entropy(out, yb)
+                    out, loss, aux_loss = _training_loss(model, xb, yb)
                     if T.l2:
                         loss = loss + l2_penalty(model, T.l2)
-                    loss.backward()
+                    (loss if aux_loss is None else loss + aux_loss).backward()
                     if T.grad_clip:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), T.grad_clip)
                     optimizer.step()

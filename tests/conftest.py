@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,3 +46,28 @@ def write_yaml(tmp_path):
         return p
 
     return write
+
+
+def interrupt_at_first_checkpoint(run_dir: Path, run: Callable[[], object]) -> None:
+    """Call ``run()`` and send SIGINT as soon as it has written its first checkpoint.
+
+    The run must stop with ``Interrupted`` telling the user to ``--resume``.
+    """
+    from nasframe.search import Interrupted
+
+    done = threading.Event()
+
+    def interrupt():
+        while not (run_dir / "checkpoint.pt").exists() and not done.is_set():
+            time.sleep(0.001)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt)
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted, match="--resume"):
+            run()
+    finally:
+        done.set()
+        watcher.join()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, SPACES, run_cli
+from conftest import ROOT, SPACES, interrupt_at_first_checkpoint, run_cli
 
 from nasframe import SearchSpace, load_config
 from nasframe.cli import main
@@ -204,12 +204,10 @@ def test_show_prints_summary_and_architecture(search_run, capsys):
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
-    import threading
 
     import torch
 
     from nasframe import run_train, validate_data
-    from nasframe.search import Interrupted
 
     cfg, _ = load_config(SPACES / "digits.yaml", ["train.epochs=4", "log.tensorboard=false"])
     space = SearchSpace(cfg)
@@ -217,21 +215,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     ref = run_train(arch, tmp_path / "ref", progress=False)
 
     run = tmp_path / "run"
-    done = threading.Event()
-
-    def interrupt_after_first_checkpoint():
-        while not (run / "checkpoint.pt").exists() and not done.is_set():
-            time.sleep(0.001)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    watcher = threading.Thread(target=interrupt_after_first_checkpoint)
-    watcher.start()
-    try:
-        with pytest.raises(Interrupted, match="--resume"):
-            run_train(arch, run, progress=False)
-    finally:
-        done.set()
-        watcher.join()
+    interrupt_at_first_checkpoint(run, lambda: run_train(arch, run, progress=False))
     assert not (run / "summary.json").exists()
     resumed = run_train(arch, run, resume=True, progress=False)
     assert resumed["test_acc"] == ref["test_acc"]

@@ -1,0 +1,182 @@
+"""Schema of cell search spaces (``space: {type: cells}``): the ENAS micro cell of ASNG-NAS.
+
+A network is a stem, ``cells`` cells and a pooling classifier. Every cell has ``nodes`` nodes; node i
+sums ``node_inputs`` inputs, each taken from the two previous cells' outputs (0: the one before the
+previous, 1: the previous) or an earlier node (2 + j: node j) and passed through its own op.
+Normal and reduction cells have separate choices; each is open (searched) unless the config fixes
+it with a list of nodes (``normal: [{inputs: [0, 1], ops: [sep_conv3, identity]}, ...]``), which is
+how exported architectures are written. Op names come from :data:`nasframe.cell_ops.CELL_OPS`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .cell_ops import CELL_OPS
+from .config_base import Strict, error_at
+from .errors import did_you_mean
+
+__all__ = ["CellSpace", "CellNode", "CellRetrain", "ENAS_OPS", "CELL_KINDS"]
+
+#: The five candidate ops of ENAS's micro space, in the reference's order.
+ENAS_OPS = ["identity", "avg_pool3", "max_pool3", "sep_conv3", "sep_conv5"]
+#: The two kinds of cells, in the order of their choices.
+CELL_KINDS = ("normal", "reduction")
+
+
+def _cell_op(name: str) -> str:
+    if name not in CELL_OPS:
+        raise PydanticCustomError(
+            "unknown_op",
+            "unknown cell op '{name}'{hint} (cell ops: {known})",
+            {"name": name, "hint": did_you_mean(name, CELL_OPS), "known": ", ".join(CELL_OPS)},
+        )
+    return name
+
+
+CellOpName = Annotated[str, AfterValidator(_cell_op)]
+
+
+class CellNode(Strict):
+    """One node of a fixed cell: where its inputs come from and the op applied to each."""
+
+    inputs: list[NonNegativeInt] = Field(
+        min_length=1,
+        description="input of each edge: 0 (cell before the previous), 1 (previous), 2+j (node j)",
+    )
+    ops: list[CellOpName] = Field(min_length=1, description="op of each edge, in the same order")
+
+
+class CellRetrain(Strict):
+    """How `nasframe train` builds and trains the found cells (the reference: 20 cells, 0.3, 0.4)."""
+
+    cells: PositiveInt | None = Field(None, description="number of cells (default: as searched)")
+    channels: PositiveInt | None = Field(
+        None, description="channels of the first cells (default: as searched)"
+    )
+    drop_path: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="drop-path probability of node edges, raised linearly from 0 over the epochs",
+    )
+    auxiliary_weight: NonNegativeFloat = Field(
+        0.0, description="weight of the auxiliary head's loss (0: no auxiliary head)"
+    )
+
+
+class CellSpace(Strict):
+    """Cells of nodes with chosen inputs and ops (the ENAS micro space of ASNG-NAS)."""
+
+    type: Literal["cells"] = Field(description="kind of space: `cells`")
+    nodes: PositiveInt = Field(5, description="nodes per cell")
+    node_inputs: PositiveInt = Field(
+        2, description="inputs each node sums, each through its own chosen op"
+    )
+    ops: list[CellOpName] = Field(
+        default_factory=lambda: list(ENAS_OPS),
+        min_length=1,
+        description="candidate ops of every edge (choice order)",
+    )
+    cells: PositiveInt = Field(8, description="number of cells during the search")
+    channels: PositiveInt = Field(
+        16, description="channels of the first cells (doubled by each reduction; even)"
+    )
+    stem_multiplier: PositiveInt = Field(
+        3, description="the stem's 3x3 convolution outputs stem_multiplier x channels"
+    )
+    reductions: list[NonNegativeInt] | None = Field(
+        None, description="indices of the reduction cells (default: n//3 and 2n//3 of n cells)"
+    )
+    classes: PositiveInt | None = Field(None, description="outputs (default: the data's classes)")
+    normal: list[CellNode] | None = Field(
+        None, description="a fixed normal cell, one entry per node (default: searched)"
+    )
+    reduction: list[CellNode] | None = Field(
+        None, description="a fixed reduction cell, one entry per node (default: searched)"
+    )
+    retrain: CellRetrain = Field(
+        default_factory=CellRetrain, description="network and regularisation of `nasframe train`"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CellSpace:
+        for k, name in enumerate(self.ops):
+            if name in self.ops[:k]:
+                raise error_at("cell_ops", "op '{n}' is listed twice", ("ops", k), n=name)
+        for key, value in (
+            ("channels", self.channels),
+            ("retrain.channels", self.retrain.channels),
+        ):
+            if value is not None and value % 2:
+                raise error_at(
+                    "channels",
+                    "{v} channels: must be even (reductions split them in two halves)",
+                    tuple(key.split(".")),
+                    v=value,
+                )
+        counts = {self.cells, self.retrain.cells or self.cells}
+        for k, r in enumerate(self.reductions or []):
+            if r >= min(counts):
+                raise error_at(
+                    "reductions",
+                    "cell {r} does not exist: cells are numbered 0..{m}",
+                    ("reductions", k),
+                    r=r,
+                    m=min(counts) - 1,
+                )
+        for kind in CELL_KINDS:
+            fixed = getattr(self, kind)
+            if fixed is not None:
+                self._check_cell(kind, fixed)
+        return self
+
+    def _check_cell(self, kind: str, fixed: list[CellNode]) -> None:
+        if len(fixed) != self.nodes:
+            raise error_at(
+                "cell_nodes",
+                "lists {n} nodes, the cell has {m}",
+                (kind,),
+                n=len(fixed),
+                m=self.nodes,
+            )
+        for i, node in enumerate(fixed):
+            for key in ("inputs", "ops"):
+                if len(getattr(node, key)) != self.node_inputs:
+                    raise error_at(
+                        "cell_node",
+                        "node {i} lists {n} {key}, nodes have {m} (node_inputs)",
+                        (kind, i, key),
+                        i=i,
+                        n=len(getattr(node, key)),
+                        key=key,
+                        m=self.node_inputs,
+                    )
+            for k, src in enumerate(node.inputs):
+                if src >= 2 + i:
+                    raise error_at(
+                        "cell_input",
+                        "input {s} out of range: node {i} takes 0..{m} (0, 1: the two previous "
+                        "cells, 2+j: node j < {i})",
+                        (kind, i, "inputs", k),
+                        s=src,
+                        i=i,
+                        m=1 + i,
+                    )
+
+    def reduction_cells(self, cells: int | None = None) -> list[int]:
+        """Indices of the reduction cells of a network of ``cells`` cells (default: searched)."""
+        n = self.cells if cells is None else cells
+        if self.reductions is not None:
+            return sorted(set(self.reductions))
+        return sorted({n // 3, 2 * n // 3})

@@ -1,0 +1,44 @@
+"""The base model of every config section: unknown keys are errors, with the closest known key.
+
+Kept apart from :mod:`nasframe.config` so that other schema modules (cell spaces) can build on it
+without importing the whole experiment schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import did_you_mean
+
+__all__ = ["Strict", "error_at"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (they are usually typos), reported with the closest known key."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key '{key}'{hint}",
+                        {"key": str(key), "hint": did_you_mean(str(key), known)},
+                    )
+        return data
+
+
+def error_at(kind: str, message: str, where: tuple[Any, ...], **ctx: Any) -> PydanticCustomError:
+    """An error of a model validator that points below the model, at ``where`` (e.g. a list item).
+
+    The config loader appends ``where`` to the error's location, so its line number is exact.
+    """
+    return PydanticCustomError(kind, message, {**ctx, "at": tuple(where)})

@@ -1,0 +1,123 @@
+"""Cell spaces end to end: search, export, retrain, resume; bad cell configs get one line each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from conftest import SPACES, interrupt_at_first_checkpoint
+
+from nasframe import ConfigError, SearchSpace, load_config
+from nasframe.cli import main
+
+TINY = SPACES / "cells_digits.yaml"
+FAST = ["--set", "search.epochs=2", "--set", "train.epochs=2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def cell_search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cells") / "search"
+    assert main(["search", str(TINY), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_search_exports_a_fixed_cell_architecture_that_retrains(cell_search, tmp_path):
+    summary = json.loads((cell_search / "summary.json").read_text())
+    cfg, _ = load_config(TINY)
+    space = SearchSpace(cfg)
+    assert summary["categories"] == space.categories == [2, 2, 5, 5, 3, 3, 5, 5, 4, 4, 5, 5] * 2
+    assert summary["iterations"] == 2 * (650 // 64)
+    arch = yaml.safe_load((cell_search / "arch.yaml").read_text())
+    mle = summary["most_likely"]
+    for kind in ("normal", "reduction"):
+        for i, node in enumerate(arch["space"][kind]):
+            assert node["inputs"] == [mle[f"space.{kind}.node{i}.input{k}"] for k in (0, 1)]
+            assert node["ops"] == [mle[f"space.{kind}.node{i}.op{k}"] for k in (0, 1)]
+    assert main(["validate", str(cell_search / "arch.yaml")]) == 0
+    out = tmp_path / "train"
+    assert main(["train", str(cell_search / "arch.yaml"), "--out", str(out), *FAST]) == 0
+    result = json.loads((out / "summary.json").read_text())
+    assert 0.3 < result["test_acc"] <= 1.0  # 2 epochs on digits: far above chance (0.1)
+    assert (out / "weights.pt").exists()
+    assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
+
+
+def test_show_describes_the_cells(cell_search, capsys):
+    assert main(["show", str(cell_search)]) == 0
+    out = capsys.readouterr().out
+    assert "normal: n0 = " in out and "reduction: n0 = " in out and "out = cat(" in out
+
+
+def test_tensorboard_tags_of_cell_choices(cell_search):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(cell_search))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert "arch/theta/space.normal.node0.op0/sep_conv3" in tags
+    assert "arch/entropy/space.reduction.node2.input1" in tags
+
+
+def test_interrupted_cell_search_resumes_to_the_same_result(tmp_path):
+    from nasframe import run_search
+
+    cfg, _ = load_config(TINY, ["search.epochs=2", "log.tensorboard=false"])
+    ref = run_search(cfg, tmp_path / "ref", progress=False)
+    run = tmp_path / "run"
+    interrupt_at_first_checkpoint(run, lambda: run_search(cfg, run, progress=False))
+    resumed = run_search(cfg, run, resume=True, progress=False)
+    assert resumed["theta"] == ref["theta"]
+    assert resumed["final"] == ref["final"]
+
+
+def _errors(path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return [str(p) for p in e.value.problems]
+
+
+def _line(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_unknown_cell_op_gets_line_and_suggestion(write_yaml):
+    text = TINY.read_text().replace("max_pool3, sep_conv3", "max_pool3, sepconv3")
+    p = write_yaml(text)
+    (msg,) = _errors(p)
+    assert msg.startswith(f"{p}:{_line(text, 'sepconv3')}: space.ops.3: unknown cell op 'sepconv3'")
+    assert "did you mean 'sep_conv3'?" in msg
+
+
+def test_input_out_of_range_in_an_arch_gets_its_line(cell_search, write_yaml):
+    text = (cell_search / "arch.yaml").read_text()
+    arch = yaml.safe_load(text)
+    arch["space"]["reduction"][1]["inputs"] = [0, 3]
+    text = yaml.safe_dump(arch, sort_keys=False, default_flow_style=None)
+    p = write_yaml(text)
+    (msg,) = _errors(p)
+    line = _line(text, "inputs: [0, 3]")
+    assert msg.startswith(f"{p}:{line}: space.reduction.1.inputs.1: input 3 out of range")
+    assert "node 1 takes 0..2" in msg
+
+
+@pytest.mark.parametrize(
+    "old,new,where,what",
+    [
+        ("channels: 4", "channels: 5", "space.channels", "must be even"),
+        ("type: cells", "type: cell", "space", "'type' must be 'chain' (the default) or 'cells'"),
+        ("cells: 3 ", "cells: 3\n  reductions: [1, 3]\n ", "space.reductions.1", "does not exist"),
+        ("node_inputs: 2", "node_input: 2", "space.node_input", "did you mean 'node_inputs'?"),
+    ],
+)
+def test_bad_cell_space_one_line(write_yaml, old, new, where, what):
+    text = TINY.read_text().replace(old, new, 1)
+    assert text != TINY.read_text()
+    p = write_yaml(text)
+    (msg,) = _errors(p)
+    assert msg.startswith(f"{p}:") and f": {where}: " in msg and what in msg
+
+
+def test_chain_spaces_need_no_type_key():
+    cfg, raw = load_config(SPACES / "digits.yaml")
+    assert "type" not in raw["space"] and cfg.space.type == "chain"
