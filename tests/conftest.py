@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,3 +73,30 @@ def interrupt_at_first_checkpoint(run_dir: Path, run: Callable[[], object]) -> N
     finally:
         done.set()
         watcher.join()
+
+
+CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def write_cifar10(root: Path, per_batch: int = 4, n_test: int = 3, seed: int = 10) -> dict:
+    """Write a random CIFAR-10 in the official ``cifar-10-batches-py`` layout under ``root``
+    (5 training batches of ``per_batch`` images, a test batch of ``n_test``); return the batches."""
+    rng = np.random.default_rng(seed)
+
+    def batch(n: int) -> dict:
+        return {
+            b"batch_label": b"fixture",
+            b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, size=n)],
+            b"filenames": [b"img%d.png" % i for i in range(n)],
+        }
+
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    batches = {name: batch(per_batch) for name in CIFAR10_TRAIN_BATCHES}
+    batches["test_batch"] = batch(n_test)
+    meta = {b"label_names": [b"c%d" % i for i in range(10)], b"num_vis": 3072}
+    for name, obj in [*batches.items(), ("batches.meta", meta)]:
+        with open(d / name, "wb") as f:
+            pickle.dump(obj, f, protocol=2)
+    return batches

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import SPACES, interrupt_at_first_checkpoint
+from conftest import SPACES, interrupt_at_first_checkpoint, write_cifar10
 
 from nasframe import ConfigError, SearchSpace, load_config
 from nasframe.cli import main
@@ -121,3 +121,25 @@ def test_bad_cell_space_one_line(write_yaml, old, new, where, what):
 def test_chain_spaces_need_no_type_key():
     cfg, raw = load_config(SPACES / "digits.yaml")
     assert "type" not in raw["space"] and cfg.space.type == "chain"
+
+
+def test_cifar10_search_of_the_reference_space_runs_end_to_end(tmp_path):
+    """The shipped CIFAR-10 space, scaled down, on a generated fixture in the official layout:
+    search (with the paper's augmentation), export, retrain."""
+    write_cifar10(tmp_path / "data", per_batch=8, n_test=8)
+    small = ["space.cells=3", "space.channels=4", "search.batch_size=8", "train.batch_size=8"]
+    small += ["space.retrain.cells=5", "space.retrain.channels=4", "log.tensorboard=false"]
+    sets = [a for kv in small for a in ("--set", kv)]
+    search = tmp_path / "search"
+    args = ["search", str(SPACES / "asng_nas_cifar10.yaml"), "--out", str(search)]
+    assert main([*args, "--set", f"data.root={tmp_path / 'data'}", *sets, *FAST]) == 0
+    summary = json.loads((search / "summary.json").read_text())
+    assert len(summary["categories"]) == 40
+    assert summary["iterations"] == 2 * (20 // 8)  # 40 images: 20 train / 20 valid, batch 8
+    arch = search / "arch.yaml"
+    assert yaml.safe_load(arch.read_text())["data"]["name"] == "cifar10"
+    out = tmp_path / "train"
+    assert main(["train", str(arch), "--out", str(out), *sets, *FAST]) == 0
+    result = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= result["test_acc"] <= 1.0
+    assert (out / "weights.pt").exists()

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import CIFAR10_TRAIN_BATCHES, write_cifar10
 
 from nasframe.datasets_disk import (
     CIFAR10_MEAN,
@@ -23,7 +24,7 @@ from nasframe.errors import UserError
 
 torch.set_num_threads(1)
 
-C10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+C10_TRAIN = CIFAR10_TRAIN_BATCHES
 
 
 def _dump(path, obj, protocol=2):
@@ -31,27 +32,10 @@ def _dump(path, obj, protocol=2):
         pickle.dump(obj, f, protocol=protocol)
 
 
-def _c10_batch(rng, n):
-    return {
-        b"batch_label": b"fixture",
-        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-        b"labels": [int(v) for v in rng.integers(0, 10, size=n)],
-        b"filenames": [b"img%d.png" % i for i in range(n)],
-    }
-
-
 @pytest.fixture
 def c10(tmp_path):
     """A CIFAR-10 fixture in the official layout: 5 train batches of 4 images, a test batch of 3."""
-    rng = np.random.default_rng(10)
-    d = tmp_path / "cifar-10-batches-py"
-    d.mkdir()
-    batches = {name: _c10_batch(rng, 4) for name in C10_TRAIN}
-    batches["test_batch"] = _c10_batch(rng, 3)
-    for name, b in batches.items():
-        _dump(d / name, b)
-    _dump(d / "batches.meta", {b"label_names": [b"c%d" % i for i in range(10)], b"num_vis": 3072})
-    return tmp_path, batches
+    return tmp_path, write_cifar10(tmp_path)
 
 
 def _pixel(row: np.ndarray, c: int, r: int, q: int) -> int:
