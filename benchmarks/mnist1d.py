@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # Run as a script, this folder is sys.path[0] and this file would shadow the mnist1d package.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--config", default=str(ROOT / "spaces" / "mnist1d.yaml"))
