@@ -10,14 +10,18 @@ how exported architectures are written. Op names come from :data:`nasframe.cell_
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -47,6 +51,23 @@ def _cell_op(name: str) -> str:
 CellOpName = Annotated[str, AfterValidator(_cell_op)]
 
 
+def _width(value: Any, handler: ValidatorFunctionWrapHandler) -> int | str:
+    """A positive number of channels or ``auto``, with one message for anything else."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "retrain_channels",
+            "expected a positive number of channels or 'auto' (the largest width under "
+            "param_budget), got {value}",
+            {"value": repr(value)},
+        ) from None
+
+
+#: ``space.retrain.channels``: a number of channels, or ``auto`` (chosen under the budget).
+RetrainWidth = Annotated[PositiveInt | Literal["auto"], WrapValidator(_width)]
+
+
 class CellNode(Strict):
     """One node of a fixed cell: where its inputs come from and the op applied to each."""
 
@@ -58,11 +79,22 @@ class CellNode(Strict):
 
 
 class CellRetrain(Strict):
-    """How `nasframe train` builds and trains the found cells (the reference: 20 cells, 0.3, 0.4)."""
+    """How `nasframe train` builds and trains the found cells (reference: 20 cells, under 4.0M).
+
+    The reference retrains 20 cells as wide as 4.0M parameters allow (``channels: auto``,
+    ``param_budget: 4.0e6``), with drop-path 0.3 and an auxiliary head of weight 0.4.
+    """
 
     cells: PositiveInt | None = Field(None, description="number of cells (default: as searched)")
-    channels: PositiveInt | None = Field(
-        None, description="channels of the first cells (default: as searched)"
+    channels: RetrainWidth | None = Field(
+        None,
+        description="channels of the first cells (default: as searched); `auto`: the largest "
+        "width whose network has at most param_budget parameters",
+    )
+    param_budget: PositiveFloat | None = Field(
+        None,
+        description="most parameters of the network, auxiliary head excluded (e.g. 4.0e6); "
+        "`nasframe train` refuses a network above it",
     )
     drop_path: float = Field(
         0.0,
@@ -73,6 +105,17 @@ class CellRetrain(Strict):
     auxiliary_weight: NonNegativeFloat = Field(
         0.0, description="weight of the auxiliary head's loss (0: no auxiliary head)"
     )
+
+    @model_validator(mode="after")
+    def _budget(self) -> CellRetrain:
+        if self.channels == "auto" and self.param_budget is None:
+            raise error_at(
+                "retrain_channels",
+                "'auto' picks the largest width under space.retrain.param_budget, which is not "
+                "set; set param_budget (e.g. 4.0e6) or give a number of channels",
+                ("channels",),
+            )
+        return self
 
 
 class CellSpace(Strict):
@@ -114,17 +157,13 @@ class CellSpace(Strict):
         for k, name in enumerate(self.ops):
             if name in self.ops[:k]:
                 raise error_at("cell_ops", "op '{n}' is listed twice", ("ops", k), n=name)
-        for key, value in (
-            ("channels", self.channels),
-            ("retrain.channels", self.retrain.channels),
-        ):
-            if value is not None and value % 2:
-                raise error_at(
-                    "channels",
-                    "{v} channels: must be even (reductions split them in two halves)",
-                    tuple(key.split(".")),
-                    v=value,
-                )
+        if self.channels % 2:
+            raise error_at(
+                "channels",
+                "{v} channels: must be even (reductions split them in two halves)",
+                ("channels",),
+                v=self.channels,
+            )
         counts = {self.cells, self.retrain.cells or self.cells}
         for k, r in enumerate(self.reductions or []):
             if r >= min(counts):

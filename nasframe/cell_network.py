@@ -5,12 +5,18 @@ uses one op instance twice, as the reference's fixed network does. BatchNorm is 
 statistics. Retraining extras of the reference: drop-path on every edge that is not an identity,
 its probability raised linearly over the epochs (``start_epoch``), and an auxiliary classifier on
 the output of the last reduction cell whose loss is added with a weight in training.
+
+The retraining width may be chosen under a parameter budget (``space.retrain.channels: auto``): the
+largest C whose network has at most ``param_budget`` parameters, auxiliary head excluded (as the
+reference's ``get_params`` and DARTS's ``count_parameters_in_MB`` count). Parameter counts are
+taken on the meta device, so the search allocates nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -23,7 +29,18 @@ from .config import Config
 from .errors import UserError
 from .space import SearchSpace
 
-__all__ = ["drop_path", "FixedCell", "AuxiliaryHead", "CellNetwork", "build_cell_network"]
+__all__ = [
+    "drop_path",
+    "FixedCell",
+    "AuxiliaryHead",
+    "CellNetwork",
+    "RetrainSize",
+    "main_parameters",
+    "count_cell_network",
+    "fit_channels",
+    "retrain_size",
+    "build_cell_network",
+]
 
 
 def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
@@ -159,20 +176,167 @@ class CellNetwork(nn.Module):
         return (logits, aux) if auxiliary else logits
 
 
+def main_parameters(model: nn.Module) -> int:
+    """Parameters of a network without its auxiliary head: what a parameter budget bounds."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("auxiliary."))
+
+
+def count_cell_network(
+    sp: CellSpace,
+    genotype: dict[str, tuple[Node, ...]],
+    sample_shape: Sequence[int],
+    num_classes: int,
+    cells: int,
+    channels: int,
+) -> int:
+    """:func:`main_parameters` of ``CellNetwork(sp, genotype, ..., cells, channels)``, without
+    building it: its parts are built on the meta device (nothing is allocated, no random numbers
+    are drawn), and each distinct cell (same channels and kind) once."""
+
+    def count(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    plan = cell_plan(sp, cells, channels)
+    per_cell: dict[CellPlan, int] = {}
+    with torch.device("meta"):
+        total = count(make_stem(image_channels(sample_shape), plan[0].c_p, track=True))
+        for p in plan:
+            if p not in per_cell:
+                kind = "reduction" if p.reduction else "normal"
+                per_cell[p] = count(FixedCell(genotype[kind], p))
+            total += per_cell[p]
+        total += count(nn.Linear(plan[-1].c, num_classes))
+    return total
+
+
+def fit_channels(count: Callable[[int], int], budget: float, start: int = 1) -> int:
+    """The largest C ≥ 1 with ``count(C) ≤ budget`` (0 if none), for ``count`` increasing in C:
+    bracketed by doubling (or halving) from ``start``, then a binary search."""
+    lo = hi = max(start, 1)
+    if count(lo) <= budget:
+        hi = 2 * lo
+        while count(hi) <= budget:
+            lo, hi = hi, 2 * hi
+    else:
+        lo = hi // 2
+        while lo >= 1 and count(lo) > budget:
+            lo, hi = lo // 2, lo
+        if lo < 1:
+            return 0
+    while hi - lo > 1:  # count(lo) <= budget < count(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
+    return lo
+
+
+def _count(budget: float) -> str:
+    """A budget as people write counts: 4,000,000 (2.5 stays 2.5)."""
+    return f"{budget:,.0f}" if budget == int(budget) else f"{budget:,g}"
+
+
+@dataclass(frozen=True)
+class RetrainSize:
+    """The size of a retraining network and where its width came from."""
+
+    cells: int
+    channels: int
+    auto: bool  #: the width was chosen under the budget (``channels: auto``)
+    param_budget: float | None
+    parameters: int = 0  #: without the auxiliary head
+
+    def describe(self) -> str:
+        """One line for the console."""
+        text = f"cell network: {self.cells} cells, C={self.channels}"
+        if self.auto:
+            text += " (the largest width under the budget)"
+        text += f", {self.parameters:,} parameters without the auxiliary head"
+        if self.param_budget is not None:
+            text += f" (budget {_count(self.param_budget)})"
+        return text
+
+    def summary(self) -> dict[str, object]:
+        """The keys of a train run's ``summary.json``."""
+        return {
+            "retrain_cells": self.cells,
+            "retrain_channels": self.channels,
+            "retrain_channels_auto": self.auto,
+            "param_budget": self.param_budget,
+            "parameters_without_auxiliary": self.parameters,
+        }
+
+
+def _fixed_genotype(config: Config) -> dict[str, tuple[Node, ...]]:
+    space = SearchSpace(config)
+    return space.genotype([0] * len(space.choices))
+
+
+def retrain_size(
+    config: Config,
+    sample_shape: Sequence[int],
+    num_classes: int,
+    genotype: dict[str, tuple[Node, ...]] | None = None,
+) -> RetrainSize:
+    """Cells and width of the retraining network of a fixed cell architecture (``genotype``,
+    default: the config's): the width is ``space.retrain.channels``, or with ``auto`` the largest
+    one under ``param_budget``; a fixed width over the budget is refused. ``parameters`` is left
+    at 0 (:func:`build_cell_network` fills it in)."""
+    sp = config.space
+    r = sp.retrain
+    n = r.cells or sp.cells
+    budget = r.param_budget
+    check_sizes(cell_plan(sp, n, sp.channels), sample_shape)
+    if r.channels != "auto" and budget is None:
+        return RetrainSize(n, r.channels or sp.channels, False, None)
+    geno = genotype or _fixed_genotype(config)
+
+    def count(c: int) -> int:
+        return count_cell_network(sp, geno, sample_shape, num_classes, n, c)
+
+    if r.channels == "auto":
+        channels = fit_channels(count, budget, sp.channels)
+        if channels == 0:
+            raise UserError(
+                f"space.retrain.param_budget: {_count(budget)} parameters are too few for this "
+                f"architecture: {n} cells of 1 channel already have {count(1):,} (auxiliary head "
+                "excluded); raise the budget or retrain fewer cells"
+            )
+        return RetrainSize(n, channels, True, budget)
+    channels = r.channels or sp.channels
+    params = count(channels)
+    if params > budget:
+        fits = fit_channels(count, budget, channels)
+        advice = (
+            f"set channels: auto to take the largest width under the budget ({fits}), or a "
+            "smaller number"
+            if fits
+            else "no width fits it: raise the budget or retrain fewer cells"
+        )
+        raise UserError(
+            f"space.retrain.channels: {n} cells of {channels} channels have {params:,} parameters "
+            f"(auxiliary head excluded), over space.retrain.param_budget of {_count(budget)}; "
+            + advice
+        )
+    return RetrainSize(n, channels, False, budget)
+
+
 def build_cell_network(
     config: Config, sample_shape: Sequence[int], num_classes: int
 ) -> CellNetwork:
-    """The network of a cell space whose cells are fixed, at its retraining size."""
-    space = SearchSpace(config)
+    """The network of a cell space whose cells are fixed, at its retraining size
+    (:func:`retrain_size`), which it keeps as ``retrain_size``."""
+    geno = _fixed_genotype(config)
+    size = retrain_size(config, sample_shape, num_classes, geno)
     sp = config.space
     r = sp.retrain
-    return CellNetwork(
+    net = CellNetwork(
         sp,
-        space.genotype([0] * len(space.choices)),
+        geno,
         sample_shape,
         num_classes,
-        cells=r.cells,
-        channels=r.channels,
+        cells=size.cells,
+        channels=size.channels,
         drop_path=r.drop_path,
         auxiliary_weight=r.auxiliary_weight,
     )
+    net.retrain_size = replace(size, parameters=main_parameters(net))
+    return net

@@ -156,7 +156,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         f"run: {run}   kind: {summary.get('kind')}   name: {summary.get('name')}   "
         f"device: {summary.get('device')}   wall time: {summary.get('wall_time_s', 0):.1f} s"
     )
-    for key in ("iterations", "parameters", "test_acc", "train_loss"):
+    shown = ("iterations", "parameters", "parameters_without_auxiliary", "retrain_cells")
+    for key in (*shown, "retrain_channels", "param_budget", "test_acc", "train_loss"):
         if summary.get(key) is not None:
             print(f"{key}: {summary[key]}")
     for key, value in (summary.get("final") or {}).items():

@@ -46,6 +46,10 @@ def _type_name(annotation: Any) -> str:
     models = _models(annotation)
     if len(models) > 1:  # a union of sections (chain or cell spaces): name each by its `type`
         return " \\| ".join(_kind(m) or m.__name__ for m in models)
+    if typing.get_origin(annotation) is typing.Annotated:  # a type with validators: the type
+        return _type_name(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and not models:
+        return " \\| ".join(_type_name(a) for a in args)  # e.g. int | 'auto'
     for a, b in [
         ("typing.", ""),
         ("nasframe.config.", ""),

@@ -108,6 +108,7 @@ def run_train(
                 raise UserError(f"{key}: works on chain spaces only, not on cell spaces")
     torch.manual_seed(config.seed)
     model = build_network(config, data.sample_shape, num_classes_of(config, data.num_classes))
+    cell_size = getattr(model, "retrain_size", None)  # cell networks: cells, width, budget
     model = model.to(device)
     space_hash = config.space_hash or SearchSpace(config).hash
     x, y = data.x_train.to(device), data.y_train.to(device)
@@ -130,6 +131,8 @@ def run_train(
             f"device: {device}   data: {data.name}, {x.shape[0]} train / {xt.shape[0]} test   "
             f"parameters: {count_parameters(model):,}   run: {run_dir}"
         )
+        if cell_size is not None:
+            say(cell_size.describe())
         if config.prune is not None:
             _warn_prune_setup(config, model, optimizer)
     logger = RunLogger(
@@ -248,6 +251,7 @@ def run_train(
         "test_loss": metrics.get("test/loss"),
         "test_acc": metrics.get("test/acc"),
         "weights": WEIGHTS,
+        **(cell_size.summary() if cell_size is not None else {}),
         **extra,
     }
     write_json(summary, run_dir / "summary.json")

@@ -212,13 +212,30 @@ def test_auxiliary_head_adds_its_weighted_loss_in_training():
 
 
 def test_retrain_network_of_the_cifar_space_stays_under_the_reference_budget():
+    """The reference's protocol: 20 cells, as wide as the budget allows, auxiliary head excluded."""
+    from nasframe.cell_network import count_cell_network
+
     cfg, _ = load_config(SPACES / "asng_nas_cifar10.yaml")
     space = SearchSpace(cfg)
-    heaviest = np.array([c.size - 1 for c in space.choices])  # sep_conv5, latest inputs
-    net = build_network(validate_data(space.freeze(heaviest)), (3, 32, 32), 10)
-    assert len(net.cells) == 20
+    budget = cfg.space.retrain.param_budget
+    assert cfg.space.retrain.channels == "auto" and budget == 4.0e6
+    # the heaviest cells: every edge sep_conv5, inputs 0 and 1 (all nodes are concatenated)
+    heaviest = np.array([4 if "op" in c.path else int(c.path[-1]) for c in space.choices])
+    arch = validate_data(space.freeze(heaviest))
+    assert space.describe(heaviest).count("sep_conv5") == 20
+    net = build_network(arch, (3, 32, 32), 10)
+    assert len(net.cells) == 20 and net.auxiliary is not None
     main = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("auxiliary"))
-    assert 2.0e6 < main < 4.0e6
+    assert main == net.retrain_size.parameters <= budget
+    wider = count_cell_network(
+        arch.space,
+        SearchSpace(arch).genotype([]),
+        (3, 32, 32),
+        10,
+        20,
+        net.retrain_size.channels + 1,
+    )
+    assert wider > budget
 
 
 def test_hash_ignores_retraining_options_only():

@@ -39,6 +39,9 @@ def test_search_exports_a_fixed_cell_architecture_that_retrains(cell_search, tmp
     assert main(["train", str(cell_search / "arch.yaml"), "--out", str(out), *FAST]) == 0
     result = json.loads((out / "summary.json").read_text())
     assert 0.3 < result["test_acc"] <= 1.0  # 2 epochs on digits: far above chance (0.1)
+    r = cfg.space.retrain  # the width of the file, no budget
+    assert (result["retrain_cells"], result["retrain_channels"]) == (r.cells, r.channels)
+    assert result["retrain_channels_auto"] is False and result["param_budget"] is None
     assert (out / "weights.pt").exists()
     assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
 
