@@ -5,7 +5,7 @@ sums ``node_inputs`` inputs, each taken from the two previous cells' outputs (0:
 previous, 1: the previous) or an earlier node (2 + j: node j) and passed through its own op.
 Normal and reduction cells have separate choices; each is open (searched) unless the config fixes
 it with a list of nodes (``normal: [{inputs: [0, 1], ops: [sep_conv3, identity]}, ...]``), which is
-how exported architectures are written. Op names come from :data:`nasframe.cell_ops.CELL_OPS`.
+how exported architectures are written. Op names are ``cell_op`` plugins (:mod:`nasframe.cell_ops`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -26,9 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .cell_ops import CELL_OPS
-from .config_base import Strict, error_at
-from .errors import did_you_mean
+from .config_base import Strict, error_at, plugin_name
 
 __all__ = ["CellSpace", "CellNode", "CellRetrain", "ENAS_OPS", "CELL_KINDS"]
 
@@ -38,17 +35,7 @@ ENAS_OPS = ["identity", "avg_pool3", "max_pool3", "sep_conv3", "sep_conv5"]
 CELL_KINDS = ("normal", "reduction")
 
 
-def _cell_op(name: str) -> str:
-    if name not in CELL_OPS:
-        raise PydanticCustomError(
-            "unknown_op",
-            "unknown cell op '{name}'{hint} (cell ops: {known})",
-            {"name": name, "hint": did_you_mean(name, CELL_OPS), "known": ", ".join(CELL_OPS)},
-        )
-    return name
-
-
-CellOpName = Annotated[str, AfterValidator(_cell_op)]
+CellOpName = Annotated[str, plugin_name("cell_op")]
 
 
 def _width(value: Any, handler: ValidatorFunctionWrapHandler) -> int | str:

@@ -1,4 +1,4 @@
-"""Candidate operations of cell spaces (the ENAS micro cell of ASNG-NAS), by name.
+"""Candidate operations of cell spaces (the ENAS micro cell of ASNG-NAS): the ``cell_op`` plugins.
 
 Cell ops are not the chain ``op`` plugins: they always map C channels to C channels, their stride is
 set by the cell (2 on the inputs of a reduction cell, where ``identity`` becomes
@@ -9,12 +9,12 @@ the average pool counts the zero padding (``count_include_pad=True``, torch's de
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-__all__ = ["CELL_OPS", "FactorizedReduce", "ReLUConvBN", "SepConv", "DilConv", "build_cell_op"]
+from . import registry
+
+__all__ = ["FactorizedReduce", "ReLUConvBN", "SepConv", "DilConv", "build_cell_op"]
 
 
 def _bn(c: int, affine: bool, track: bool) -> nn.BatchNorm2d:
@@ -79,24 +79,57 @@ class DilConv(nn.Sequential):
         )
 
 
-def _identity(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+# The built-in cell ops, registered as ``cell_op`` plugins by this distribution's entry points.
+# A cell op is a callable (channels, stride, affine, track_running_stats) -> nn.Module that maps
+# (N, C, H, W) to (N, C, H / stride, W / stride); stride is 2 on a reduction cell's inputs.
+
+
+def identity(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """The input itself (a :class:`FactorizedReduce` where the cell reduces)."""
     return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine, track)
 
 
-#: name -> builder(channels, stride, affine, track_running_stats). The first five are ENAS's.
-CELL_OPS: dict[str, Callable[[int, int, bool, bool], nn.Module]] = {
-    "identity": _identity,
-    "avg_pool3": lambda c, s, a, t: nn.AvgPool2d(3, stride=s, padding=1),
-    "max_pool3": lambda c, s, a, t: nn.MaxPool2d(3, stride=s, padding=1),
-    "sep_conv3": lambda c, s, a, t: SepConv(c, 3, s, a, t),
-    "sep_conv5": lambda c, s, a, t: SepConv(c, 5, s, a, t),
-    "dil_conv3": lambda c, s, a, t: DilConv(c, 3, s, a, t),
-    "dil_conv5": lambda c, s, a, t: DilConv(c, 5, s, a, t),
-    "conv1": lambda c, s, a, t: ReLUConvBN(c, c, 1, s, a, t),
-    "conv3": lambda c, s, a, t: ReLUConvBN(c, c, 3, s, a, t),
-}
+def avg_pool3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """3×3 average pool (the zero padding counts, as in the reference)."""
+    return nn.AvgPool2d(3, stride=stride, padding=1)
+
+
+def max_pool3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """3×3 max pool."""
+    return nn.MaxPool2d(3, stride=stride, padding=1)
+
+
+def sep_conv3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """3×3 separable convolution, twice."""
+    return SepConv(c, 3, stride, affine, track)
+
+
+def sep_conv5(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """5×5 separable convolution, twice."""
+    return SepConv(c, 5, stride, affine, track)
+
+
+def dil_conv3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """3×3 dilated separable convolution."""
+    return DilConv(c, 3, stride, affine, track)
+
+
+def dil_conv5(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """5×5 dilated separable convolution."""
+    return DilConv(c, 5, stride, affine, track)
+
+
+def conv1(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """ReLU, 1×1 convolution, BatchNorm."""
+    return ReLUConvBN(c, c, 1, stride, affine, track)
+
+
+def conv3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    """ReLU, 3×3 convolution, BatchNorm."""
+    return ReLUConvBN(c, c, 3, stride, affine, track)
 
 
 def build_cell_op(name: str, channels: int, stride: int, affine: bool, track: bool) -> nn.Module:
-    """One cell op: ``channels`` -> ``channels`` at ``stride`` (1, or 2 in reduction cells)."""
-    return CELL_OPS[name](channels, stride, affine, track)
+    """One registered cell op: ``channels`` -> ``channels`` at ``stride`` (1, or 2 in reduction
+    cells)."""
+    return registry.get("cell_op", name)(channels, stride, affine, track)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -32,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 from .cell_config import CellSpace
-from .config_base import Strict
+from .config_base import Strict, plugin_name
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
@@ -59,16 +58,7 @@ def choice_of(item: Any) -> Any:
     ]
 
 
-def _plugin_name(kind: str):
-    def check(name: str) -> str:
-        if not registry.exists(kind, name):
-            raise PydanticCustomError("unknown_plugin", registry.unknown_message(kind, name))
-        return registry.normalize(name)
-
-    return AfterValidator(check)
-
-
-OpName = Annotated[str, _plugin_name("op")]
+OpName = Annotated[str, plugin_name("op")]
 Width = choice_of(PositiveInt)
 
 
@@ -79,7 +69,7 @@ def options(value: Any) -> list[Any]:
 
 # --------------------------------------------------------------------------------------------
 class DataConfig(Strict):
-    name: Annotated[str, _plugin_name("dataset")] = Field(
+    name: Annotated[str, plugin_name("dataset")] = Field(
         "mnist1d", description="dataset plugin: mnist1d, digits, synthetic, or a plugin's"
     )
     valid_fraction: float = Field(
@@ -195,7 +185,7 @@ class OptimizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: Annotated[str, _plugin_name("optimizer")] = Field(
+    name: Annotated[str, plugin_name("optimizer")] = Field(
         "sgd", description="optimizer plugin: sgd, adam, adamw, sgd_gc, adam_gc, ..."
     )
     lr: PositiveFloat = Field(0.05, description="learning rate")
@@ -245,7 +235,7 @@ class AugmentConfig(Strict):
 
 
 class SearchConfig(Strict):
-    strategy: Annotated[str, _plugin_name("strategy")] = Field(
+    strategy: Annotated[str, plugin_name("strategy")] = Field(
         "asng", description="strategy plugin that optimises the architecture distribution"
     )
     strategy_options: dict[str, Any] = Field(
@@ -275,7 +265,7 @@ class SearchConfig(Strict):
 class GrowthConfig(Strict):
     """Growing the network's width while it trains (growth plugins)."""
 
-    strategy: Annotated[str, _plugin_name("growth")] = Field(
+    strategy: Annotated[str, plugin_name("growth")] = Field(
         "gradmax", description="growth plugin: gradmax, gradmax_opt, random, firefly, ..."
     )
     start_fraction: float = Field(
@@ -314,7 +304,7 @@ class TrainConfig(Strict):
 
 
 class PruneConfig(Strict):
-    method: Annotated[str, _plugin_name("pruner")] = Field(
+    method: Annotated[str, plugin_name("pruner")] = Field(
         "adam_sparsity", description="pruner plugin"
     )
     threshold: PositiveFloat = Field(

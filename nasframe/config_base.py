@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
+from . import registry
 from .errors import did_you_mean
 
-__all__ = ["Strict", "error_at"]
+__all__ = ["Strict", "error_at", "plugin_name"]
 
 
 class Strict(BaseModel):
@@ -42,3 +43,14 @@ def error_at(kind: str, message: str, where: tuple[Any, ...], **ctx: Any) -> Pyd
     The config loader appends ``where`` to the error's location, so its line number is exact.
     """
     return PydanticCustomError(kind, message, {**ctx, "at": tuple(where)})
+
+
+def plugin_name(kind: str) -> AfterValidator:
+    """Validator of a field naming a registered plugin of ``kind``; stores the normalised name."""
+
+    def check(name: str) -> str:
+        if not registry.exists(kind, name):
+            raise PydanticCustomError("unknown_plugin", registry.unknown_message(kind, name))
+        return registry.normalize(name)
+
+    return AfterValidator(check)

@@ -28,6 +28,7 @@ __all__ = [
 #: Plugin kind -> entry-point group.
 KINDS: dict[str, str] = {
     "op": "nasframe.ops",
+    "cell_op": "nasframe.cell_ops",
     "strategy": "nasframe.strategies",
     "optimizer": "nasframe.optimizers",
     "growth": "nasframe.growth",
@@ -149,7 +150,7 @@ def unknown_message(kind: str, name: str) -> str:
     available = sorted(_discover()[kind])
     hint = did_you_mean(normalize(name), available)
     listing = f" (available: {', '.join(available)})" if not hint else ""
-    return f"unknown {kind} '{name}'{hint}{listing}"
+    return f"unknown {kind.replace('_', ' ')} '{name}'{hint}{listing}"
 
 
 def get(kind: str, name: str) -> Any:

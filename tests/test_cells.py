@@ -249,3 +249,32 @@ def test_hash_ignores_retraining_options_only():
 def test_cell_spaces_need_images():
     with pytest.raises(UserError, match="images shaped"):
         make_supernet(_tiny(), (1, 40), 10)
+
+
+def test_a_user_registered_cell_op_is_searchable_and_exported(tmp_path):
+    from nasframe import registry
+
+    built: list[int] = []
+
+    @registry.register("cell_op", "test_only_gated_conv", override=True)
+    def gated(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
+        built.append(stride)
+        conv = nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False)
+        return nn.Sequential(conv, nn.BatchNorm2d(c, affine=affine, track_running_stats=track))
+
+    text = TINY.read_text().replace("max_pool3, sep_conv3", "max_pool3, Test-Only-Gated-Conv")
+    assert "test-only-gated-conv" in text.lower()
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    cfg, _ = load_config(path)
+    assert "test_only_gated_conv" in cfg.space.ops  # names are normalised like every plugin's
+    space = SearchSpace(cfg)
+    net = make_supernet(space, (1, 8, 8), 10)
+    assert 1 in built and 2 in built  # one instance per edge, strided on reduction inputs
+    k = cfg.space.ops.index("test_only_gated_conv")
+    sample = [k if p.endswith((".op0", ".op1")) else 0 for p in space.paths]
+    assert net(torch.randn(4, 1, 8, 8), sample).shape == (4, 10)
+    arch = validate_data(space.freeze(sample))
+    assert arch.space.normal[0].ops == ["test_only_gated_conv"] * 2
+    frozen = CellNetwork(arch.space, SearchSpace(arch).genotype([]), (1, 8, 8), 10)
+    assert frozen(torch.randn(4, 1, 8, 8)).shape == (4, 10)
