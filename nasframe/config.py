@@ -33,6 +33,7 @@ from . import registry
 from .cell_config import CellSpace
 from .config_base import Strict, plugin_name
 from .errors import ConfigError, Problem, UserError, did_you_mean
+from .precision import Precision
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
 __all__ = ["Config", "Choice", "load_config", "validate_data", "apply_overrides", "json_schema"]
@@ -260,6 +261,11 @@ class SearchConfig(Strict):
     augment: AugmentConfig | None = Field(
         None, description="augment the train and valid batches of images (null: off)"
     )
+    precision: Precision = Field(
+        "fp32",
+        description="fp32, or bf16: forward passes under bfloat16 autocast (faster on recent GPUs; "
+        "weights, gradients and losses stay float32; not bit-identical to fp32)",
+    )
 
 
 class GrowthConfig(Strict):
@@ -299,6 +305,11 @@ class TrainConfig(Strict):
     )
     augment: AugmentConfig | None = Field(
         None, description="augment the training batches of images (null: off)"
+    )
+    precision: Precision = Field(
+        "fp32",
+        description="fp32, or bf16: forward passes under bfloat16 autocast (faster on recent GPUs; "
+        "weights, gradients and losses stay float32; not bit-identical to fp32)",
     )
     growth: GrowthConfig | None = Field(None, description="grow the widths while training")
 

@@ -36,6 +36,7 @@ from .interrupt import stop_on_signals
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
+from .precision import autocast
 from .runstate import RunState
 from .space import SearchSpace
 from .tblog import RunLogger
@@ -108,13 +109,15 @@ def search_iteration(
     lam: int,
     grad_clip: float | None,
     params: list[torch.nn.Parameter],
+    precision: str = "fp32",
 ) -> tuple[list[float], np.ndarray, np.ndarray]:
     """One iteration of the reference protocol, up to the ranking (the strategy is not updated).
 
     λ architectures forward the train batch, the mean loss is backpropagated, the gradients that
     exist are clipped, one optimizer step; λ fresh architectures are evaluated on the valid batch.
     Returns the values read in the iteration's one host synchronisation — the λ valid losses, the
-    mean train loss, the train and the valid correct counts — and both samples.
+    mean train loss, the train and the valid correct counts — and both samples. ``precision``
+    ``bf16`` runs the forward passes under bfloat16 autocast.
     """
     xb, yb = train_batch
     xv, yv = valid_batch
@@ -123,8 +126,9 @@ def search_iteration(
     train_loss = torch.zeros((), device=xb.device)
     train_correct = torch.zeros((), device=xb.device)
     for a in archs:
-        out = net(xb, a)
-        loss = F.cross_entropy(out, yb)
+        with autocast(xb.device, precision):
+            out = net(xb, a)
+            loss = F.cross_entropy(out, yb)
         (loss / lam).backward()
         train_loss += loss.detach()
         train_correct += (out.argmax(1) == yb).sum()
@@ -132,7 +136,7 @@ def search_iteration(
         torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
     optimizer.step()
     varchs = strategy.sample(lam)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(xv.device, precision):
         outs = [net(xv, a) for a in varchs]
         vlosses = [F.cross_entropy(o, yv) for o in outs]
         vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
@@ -214,7 +218,15 @@ def run_search(
                     xv, yv = batch_at(xva, yva, va_order, i, vbs)
                     xv = augment_at(xv, S.augment, config.seed, epoch, i, 1)
                     host, archs, varchs = search_iteration(
-                        net, optimizer, strategy, (xb, yb), (xv, yv), lam, S.grad_clip, params
+                        net,
+                        optimizer,
+                        strategy,
+                        (xb, yb),
+                        (xv, yv),
+                        lam,
+                        S.grad_clip,
+                        params,
+                        S.precision,
                     )
                     schedule.step()
                     f = host[:lam]
@@ -251,7 +263,7 @@ def run_search(
                     for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
                 }
                 with torch.no_grad():
-                    metrics["test/acc"] = _accuracy(net, xte, yte, strategy.mle(), vbs)
+                    metrics["test/acc"] = _accuracy(net, xte, yte, strategy.mle(), vbs, S.precision)
                 logger.scalars(metrics, gstep)
                 log_distribution(logger, space, strategy, gstep)
                 done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
@@ -296,12 +308,18 @@ def run_search(
 
 
 def _accuracy(
-    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sample: Any, batch_size: int
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sample: Any,
+    batch_size: int,
+    precision: str = "fp32",
 ) -> float:
     """Accuracy of one architecture of the supernet (monitoring only: never used to decide)."""
     correct = torch.zeros((), device=x.device)
     for start in range(0, x.shape[0], batch_size):
-        out = net(x[start : start + batch_size], sample)
+        with autocast(x.device, precision):
+            out = net(x[start : start + batch_size], sample)
         correct += (out.argmax(1) == y[start : start + batch_size]).sum()
     return correct.item() / max(x.shape[0], 1)
 

@@ -24,6 +24,7 @@ from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
+from .precision import autocast
 from .regularize import l2_penalty
 from .runstate import CHECKPOINT, RunState
 from .search import Interrupted, TrainingDiverged
@@ -37,7 +38,11 @@ WEIGHTS = "weights.pt"
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1024,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` (eval mode) on tensors already on its device."""
     was_training = model.training
@@ -45,9 +50,10 @@ def evaluate(
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, x.shape[0], batch_size):
-        out = model(x[start : start + batch_size])
         yb = y[start : start + batch_size]
-        loss += F.cross_entropy(out, yb, reduction="sum")
+        with autocast(x.device, precision):
+            out = model(x[start : start + batch_size])
+            loss += F.cross_entropy(out, yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
     model.train(was_training)
     n = max(x.shape[0], 1)
@@ -171,7 +177,8 @@ def run_train(
                     xb, yb = batch_at(x, y, order, pos["step"], bs)
                     xb = augment_at(xb, T.augment, config.seed, epoch, pos["step"], 2)
                     optimizer.zero_grad(set_to_none=True)
-                    out, loss, aux_loss = _training_loss(model, xb, yb)
+                    with autocast(device, T.precision):
+                        out, loss, aux_loss = _training_loss(model, xb, yb)
                     if T.l2:
                         loss = loss + l2_penalty(model, T.l2)
                     (loss if aux_loss is None else loss + aux_loss).backward()
@@ -201,7 +208,7 @@ def run_train(
                             f"nasframe train --resume {run_dir}"
                         )
                 add_sums()
-                test_loss, test_acc = evaluate(model, xt, yt)
+                test_loss, test_acc = evaluate(model, xt, yt, precision=T.precision)
                 metrics = {
                     "train/loss": state.meter.mean("train/loss"),
                     "train/acc": state.meter.mean("train/acc"),
