@@ -130,6 +130,11 @@ class SuperCell(nn.Module):
             )
             for i in range(sp.nodes)
         )
+        # The same modules in plain lists and dicts: indexing nn.ModuleList/ModuleDict costs a
+        # Python call each, and the forward of a sampled cell does it for every edge.
+        self._ops: list[list[dict[str, nn.Module]]] = [
+            [dict(candidates.items()) for candidates in row] for row in self.edges
+        ]
         self.project = nn.Conv2d(sp.nodes * c, c, 1, bias=False)  # sliced to the unused nodes
         self.bn = nn.BatchNorm2d(c, affine=affine, track_running_stats=False)
         self._index: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
@@ -156,11 +161,11 @@ class SuperCell(nn.Module):
     ) -> torch.Tensor:
         """The cell's output for the sampled ``nodes`` (``unused``: their unused nodes, if known)."""
         states = [self.pre0(s0), self.pre1(s1)]
-        for i, (ins, ops) in enumerate(nodes):
-            row = self.edges[i]
-            h = row[ins[0]][ops[0]](states[ins[0]])
-            for src, op in zip(ins[1:], ops[1:], strict=True):
-                h = h + row[src][op](states[src])
+        for row, (ins, ops) in zip(self._ops, nodes, strict=True):
+            h = None
+            for src, op in zip(ins, ops, strict=True):
+                y = row[src][op](states[src])
+                h = y if h is None else h + y
             states.append(h)
         if unused is None:
             unused = unused_nodes(tuple(nodes))
