@@ -159,7 +159,8 @@ def test_reduction_cells_halve_the_size_and_double_the_channels():
         cell.register_forward_hook(lambda m, a, o: shapes.append(tuple(o.shape[1:])))
     net(torch.randn(2, 1, 8, 8), space.random_sample(np.random.default_rng(0)))
     assert net.kinds == ["normal", "reduction", "reduction"]
-    assert shapes == [(4, 8, 8), (8, 4, 4), (16, 2, 2)]
+    c = space.config.space.channels
+    assert shapes == [(c, 8, 8), (2 * c, 4, 4), (4 * c, 2, 2)]
 
 
 def test_frozen_network_shares_one_op_for_a_repeated_edge_and_drops_paths():
@@ -242,7 +243,7 @@ def test_hash_ignores_retraining_options_only():
     base = _tiny().hash
     cfg, _ = load_config(TINY, ["space.retrain.channels=16", "space.retrain.drop_path=0.1"])
     assert SearchSpace(cfg).hash == base
-    cfg, _ = load_config(TINY, ["space.channels=8"])
+    cfg, _ = load_config(TINY, ["space.channels=6"])
     assert SearchSpace(cfg).hash != base
 
 
