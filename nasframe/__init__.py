@@ -7,10 +7,13 @@ __version__ = "0.1.0"
 
 from . import registry
 from .asng import ASNG, ranking_utility
+from .cell_network import CellNetwork
+from .cell_ops import FactorizedReduce
+from .cells import CellSupernet
 from .config import Choice, Config, load_config, validate_data
 from .datasets import Dataset
 from .errors import ConfigError, Problem, UserError
-from .network import Supernet, build_network, count_parameters
+from .network import Supernet, build_network, count_parameters, make_supernet
 from .ops import LAYOUTS, Op, layer_types
 from .registry import register
 from .regularize import l2_penalty
@@ -20,6 +23,9 @@ __all__ = [
     "__version__",
     "ASNG",
     "ranking_utility",
+    "CellNetwork",
+    "CellSupernet",
+    "FactorizedReduce",
     "Choice",
     "ChoicePoint",
     "Config",
@@ -37,10 +43,12 @@ __all__ = [
     "layer_types",
     "load_config",
     "load_space",
+    "make_supernet",
     "register",
     "registry",
     "run_search",
     "run_train",
+    "search_iteration",
     "validate_data",
 ]
 
@@ -51,6 +59,10 @@ def __getattr__(name: str):
         from .search import run_search
 
         return run_search
+    if name == "search_iteration":
+        from .search import search_iteration
+
+        return search_iteration
     if name == "run_train":
         from .train import run_train
 
