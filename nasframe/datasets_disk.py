@@ -158,7 +158,9 @@ def _cifar_dir(
         raise UserError(f"dataset '{dataset}' needs data.root: {layout}")
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise UserError(f"dataset '{dataset}': data.root {base} is not a directory; {layout}")
+        raise UserError(
+            f"dataset '{dataset}': data.root {_shown(base)} is not a directory; {layout}"
+        )
     d = base if any((base / f).is_file() for f in required) else base / folder
     missing = [f for f in required if not (d / f).is_file()]
     if missing:
@@ -358,7 +360,7 @@ def image_folder(
     hw = _parse_size(size)
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise UserError(f"image folder: data.root {base} is not a directory; {layout}")
+        raise UserError(f"image folder: data.root {_shown(base)} is not a directory; {layout}")
     for split in ("train", "test"):
         if not (base / split).is_dir():
             raise UserError(f"image folder: {base / split} is missing; {layout}")
@@ -404,3 +406,8 @@ def image_folder(
         x_tr = (x_tr - mean) / std
         x_te = (x_te - mean) / std
     return Dataset("image_folder", x_tr, y_tr, x_te, y_te, len(train))
+
+
+def _shown(path: Path) -> str:
+    """A data.root for messages: relative roots are read from the working directory, so say which."""
+    return f"'{path}'" if path.is_absolute() else f"'{path}' ({path.resolve()})"
