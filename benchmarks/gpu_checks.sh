@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Every GPU check of the open issues in one run, for a session that has the device machine
+# (about 15 device minutes, all tries together): the CUDA tests, the search speed on the
+# ASNG-NAS CIFAR-10 space in fp32 and bf16 (issue: search loop fast on the GPU), the GC optimizer
+# step ratios (issue: GC on the GPU) and the digits / mnist1d searches on CUDA (the core issue).
+# Results land in OUT_DIR: log.txt and five JSON files (the device tool returns at most 8 files);
+# copy the figures into benchmarks/RESULTS.md.
+#
+# The device machine has torch, pyyaml, tensorboard, scikit-learn, tqdm, matplotlib and pytest but
+# no network; carry the rest as wheels. Once, here, in the repository root:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     pydantic==2.13.4 pydantic_core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2 mnist1d
+# then: run(command="bash benchmarks/gpu_checks.sh $OUT", carry=[".whl"], timeout_s=580)
+set -uo pipefail
+out=${1:-${OUT:-gpu_out}}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+# Entry points (every built-in plugin) need the distribution installed, not only on the path.
+log="$out/log.txt"
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >>"$log" 2>&1 \
+    || { cat "$log"; exit 1; }
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
+} 2>&1 | tee -a "$log"
+
+step() {  # step NAME SECONDS COMMAND...: run one check under a time limit, log it, go on
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name" | tee -a "$log"
+    timeout "$limit" "$@" 2>&1 | tee -a "$log" | tail -n 5
+}
+
+step pytest_gpu 150 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu" tests/
+step search_speed_fp32 120 python3 benchmarks/search_speed.py --device cuda --iters 50 \
+    --json "$out/search_speed_cuda.json"
+step search_speed_bf16 90 python3 benchmarks/search_speed.py --device cuda --iters 50 \
+    --set search.precision=bf16 --json "$out/search_speed_cuda_bf16.json"
+step gc_speed 90 python3 benchmarks/gc_speed.py --device cuda --json "$out/gc_cuda.json"
+step digits_search 60 python3 -m nasframe search spaces/digits.yaml --set device=cuda \
+    --out /tmp/digits_cuda --quiet
+cp /tmp/digits_cuda/summary.json "$out/digits_cuda_summary.json" 2>/dev/null
+step mnist1d_search 120 python3 -m nasframe search spaces/mnist1d.yaml --set device=cuda \
+    --out /tmp/mnist1d_cuda --quiet
+cp /tmp/mnist1d_cuda/summary.json "$out/mnist1d_cuda_summary.json" 2>/dev/null
+echo "done: $(ls "$out")"
