@@ -16,8 +16,8 @@ configs), the same seed, batch and batches:
   statistics only; cell BatchNorms without affine parameters, the stem's with): the λ train networks
   forward the train batch and the mean loss is backpropagated (each network's share right after its
   forward: the same gradients as one backward of the mean, with half the activations alive, which
-  measured 8% faster on a CPU at batch 64), ``clip_grad_norm_(foreach=True)``, one
-  step of the configured optimizer (``foreach=True`` where it takes it) over those networks'
+  measured 8% faster on a CPU at batch 64), ``clip_grad_norm_(foreach=True)``, one step of the
+  configured optimizer (built as the search builds it: the foreach step) over those networks'
   parameters, the λ valid networks forward the valid batch under ``no_grad``, one ``.tolist()`` of
   their losses. This is what a framework that samples and updates for free would cost.
 
@@ -182,18 +182,6 @@ def plain_network(
     )
 
 
-def _plain_optimizer(params: list[nn.Parameter], S: Any) -> torch.optim.Optimizer:
-    """The configured optimizer over ``params``, foreach where it takes it."""
-    if S.optimizer.gc:
-        return build_optimizer(params, S.optimizer)
-    try:
-        return registry.get("optimizer", S.optimizer.name)(
-            params, **S.optimizer.kwargs(), foreach=True
-        )
-    except TypeError:
-        return build_optimizer(params, S.optimizer)
-
-
 def plain_iteration(
     train_nets: Sequence[nn.Module],
     valid_nets: Sequence[nn.Module],
@@ -274,7 +262,7 @@ def measure(
         train_nets = [plain_network(space, a, shape, classes).to(dev).train() for a in archs]
         valid_nets = [plain_network(space, a, shape, classes).to(dev).train() for a in varchs]
         plain_params = [p for n in train_nets for p in n.parameters()]
-        opt = _plain_optimizer(plain_params, S)
+        opt = build_optimizer(plain_params, S.optimizer)
         run = (train_nets, valid_nets, opt, plain_params, *batches(k), S.grad_clip, S.precision)
         plain_iteration(*run)  # first use: allocations, autograd and optimizer state
         _sync(dev)

@@ -188,8 +188,7 @@ class ASNG:
         delta = self.delta
         beta = delta / math.sqrt(self.N) if self.N > 0 else 0.0
         w = ranking_utility(f)
-        dev = w - w.sum() / w.size  # np.var(w) == 0, the same arithmetic without its overhead
-        if (dev * dev).sum() / w.size == 0:
+        if np.var(w) == 0:
             return False
         g = np.mean(w[:, None, None] * (x - self.theta), axis=0)
         g = np.where(self._valid, g, 0.0)

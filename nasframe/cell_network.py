@@ -140,9 +140,7 @@ class CellNetwork(nn.Module):
         check_sizes(plan, sample_shape)
         reductions = [i for i, p in enumerate(plan) if p.reduction]
         self.stem = make_stem(image_channels(sample_shape), plan[0].c_p, track=True)
-        self.cells = nn.ModuleList(
-            FixedCell(genotype["reduction" if p.reduction else "normal"], p) for p in plan
-        )
+        self.cells = nn.ModuleList(FixedCell(genotype[p.kind], p) for p in plan)
         self.aux_at = reductions[-1] if reductions else 2 * n // 3
         self.auxiliary_weight = float(auxiliary_weight)
         self.auxiliary = None
@@ -202,8 +200,7 @@ def count_cell_network(
         total = count(make_stem(image_channels(sample_shape), plan[0].c_p, track=True))
         for p in plan:
             if p not in per_cell:
-                kind = "reduction" if p.reduction else "normal"
-                per_cell[p] = count(FixedCell(genotype[kind], p))
+                per_cell[p] = count(FixedCell(genotype[p.kind], p))
             total += per_cell[p]
         total += count(nn.Linear(plan[-1].c, num_classes))
     return total

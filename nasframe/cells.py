@@ -47,6 +47,11 @@ class CellPlan:
     reduction: bool
     after_reduction: bool
 
+    @property
+    def kind(self) -> str:
+        """Which of the space's cells this one is: ``normal`` or ``reduction``."""
+        return "reduction" if self.reduction else "normal"
+
 
 def cell_plan(sp: CellSpace, cells: int, channels: int) -> list[CellPlan]:
     """The reference's layout: channels double at each reduction cell."""
@@ -183,7 +188,7 @@ class CellSupernet(nn.Module):
         self.space = space
         plan = cell_plan(sp, sp.cells, sp.channels)
         check_sizes(plan, sample_shape)
-        self.kinds = ["reduction" if p.reduction else "normal" for p in plan]
+        self.kinds = [p.kind for p in plan]
         self.stem = make_stem(image_channels(sample_shape), plan[0].c_p, track=False)
         self.cells = nn.ModuleList(SuperCell(sp, p) for p in plan)
         self.classifier = nn.Linear(plan[-1].c, num_classes)

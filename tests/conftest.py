@@ -100,3 +100,22 @@ def write_cifar10(root: Path, per_batch: int = 4, n_test: int = 3, seed: int = 1
         with open(d / name, "wb") as f:
             pickle.dump(obj, f, protocol=2)
     return batches
+
+
+def frozen_round_trip(space, sample, tmp_path: Path):
+    """Export ``sample`` of ``space`` as arch.yaml, load it back and check it is the same space with
+    every choice fixed; return the frozen space and the exported dict."""
+    import yaml
+
+    from nasframe import SearchSpace, load_config
+
+    arch = space.freeze(sample)
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump(arch, sort_keys=False))
+    frozen, _ = load_config(path)
+    assert frozen.space_hash == space.hash
+    fixed = SearchSpace(frozen)
+    assert fixed.choices == []
+    # The frozen description equals the sampled one.
+    assert fixed.describe([]) == space.describe(sample)
+    return fixed, arch

@@ -141,8 +141,8 @@ def test_toy_convergence_matches_reference_speed():
 
 
 def test_vectorised_update_is_bit_for_bit_the_row_by_row_one():
-    """The projection runs per block of rows with the same C and the variance test without
-    np.var: the same arithmetic as the reference's loop over rows and np.var, bit for bit."""
+    """The projection runs per block of rows with the same C: the same arithmetic as the
+    reference's loop over rows, bit for bit."""
 
     def project_rows(a: ASNG) -> None:  # the reference's loop
         for i in np.flatnonzero(a._projected):

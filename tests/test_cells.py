@@ -7,8 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import SPACES
+from conftest import SPACES, frozen_round_trip
 from torch import nn
 
 from nasframe import SearchSpace, build_network, load_config, load_space, validate_data
@@ -53,16 +52,9 @@ def test_arch_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     for _ in range(5):
         sample = space.random_sample(rng)
-        arch = space.freeze(sample)
+        fixed, arch = frozen_round_trip(space, sample, tmp_path)
         assert arch["space"]["normal"][0].keys() == {"inputs", "ops"}
-        path = tmp_path / "arch.yaml"
-        path.write_text(yaml.safe_dump(arch, sort_keys=False))
-        frozen, _ = load_config(path)
-        assert frozen.space_hash == space.hash
-        fixed = SearchSpace(frozen)
-        assert fixed.choices == []
         assert fixed.genotype([]) == space.genotype(sample)
-        assert fixed.describe([]) == space.describe(sample)
 
 
 def _copy_into(net: CellSupernet, frozen: CellNetwork) -> None:

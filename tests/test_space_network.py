@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import SPACES
+from conftest import SPACES, frozen_round_trip
 from torch import nn
 
 from nasframe import SearchSpace, Supernet, build_network, load_config, load_space, validate_data
@@ -41,16 +40,7 @@ def test_exported_arch_round_trip(spec, tmp_path):
     space = SearchSpace(cfg)
     rng = np.random.default_rng(0)
     for _ in range(5):
-        sample = space.random_sample(rng)
-        arch = space.freeze(sample)
-        path = tmp_path / "arch.yaml"
-        path.write_text(yaml.safe_dump(arch, sort_keys=False))
-        frozen, _ = load_config(path)
-        assert frozen.space_hash == space.hash
-        fixed = SearchSpace(frozen)
-        assert fixed.choices == []
-        # The frozen description equals the sampled one.
-        assert fixed.describe([]) == space.describe(sample)
+        frozen_round_trip(space, space.random_sample(rng), tmp_path)
 
 
 def _copy_sliced(supernet: Supernet, frozen: nn.Sequential, space: SearchSpace, sample) -> None:
