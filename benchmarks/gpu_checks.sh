@@ -3,8 +3,9 @@
 # (about 15 device minutes, all tries together): the CUDA tests, the search speed on the
 # ASNG-NAS CIFAR-10 space in fp32 and bf16 (issue: search loop fast on the GPU), the GC optimizer
 # step ratios (issue: GC on the GPU) and the digits / mnist1d searches on CUDA (the core issue).
-# Results land in OUT_DIR: log.txt and five JSON files (the device tool returns at most 8 files);
-# copy the figures into benchmarks/RESULTS.md.
+# Phase 1 has the GPU to itself (the timings); phase 2 runs the rest in parallel. Results land in
+# OUT_DIR: log.txt, three JSON files, the profile table and jobs.tgz (phase 2's logs and JSON; the
+# device tool returns at most 8 files); copy the figures into benchmarks/RESULTS.md.
 #
 # The device machine has torch, pyyaml, tensorboard, scikit-learn, tqdm, matplotlib and pytest but
 # no network; carry the rest as wheels. Once, here, in the repository root:
@@ -12,7 +13,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 #     pydantic==2.13.4 pydantic_core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2 mnist1d
-# then: run(command="bash benchmarks/gpu_checks.sh $OUT", carry=[".whl"], timeout_s=580)
+# then: run(command="bash benchmarks/gpu_checks.sh $OUT", carry=[".whl"], timeout_s=590)
 set -uo pipefail
 out=${1:-${OUT:-gpu_out}}
 mkdir -p "$out"
@@ -33,20 +34,45 @@ python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >>"$log
 step() {  # step NAME SECONDS COMMAND...: run one check under a time limit, log it, go on
     local name=$1 limit=$2
     shift 2
-    echo "== $name" | tee -a "$log"
+    echo "== $name ($(date +%T))" | tee -a "$log"
     timeout "$limit" "$@" 2>&1 | tee -a "$log" | tail -n 5
 }
+job() {  # job NAME SECONDS COMMAND...: the same in the background, logged to its own file
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name started ($(date +%T))" >>"$log"
+    (timeout "$limit" "$@" >"$jobs/$name.log" 2>&1; echo "== $name exit $? ($(date +%T))" >>"$log") &
+}
+jobs=/tmp/gpu_jobs
+mkdir -p "$jobs"
+budget=${GPU_CHECKS_SECONDS:-540}  # the whole script; the device call's timeout sits above it
 
-step pytest_gpu 150 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu" tests/
-step search_speed_fp32 120 python3 benchmarks/search_speed.py --device cuda --iters 50 \
-    --json "$out/search_speed_cuda.json"
-step search_speed_bf16 90 python3 benchmarks/search_speed.py --device cuda --iters 50 \
+# Phase 1, the GPU to itself: everything that is a timing.
+step search_speed_fp32 150 python3 benchmarks/search_speed.py --device cuda --iters 50 \
+    --json "$out/search_speed_cuda.json" --profile "$out/profile_cuda.txt"
+step search_speed_bf16 90 python3 benchmarks/search_speed.py --device cuda --iters 30 \
     --set search.precision=bf16 --json "$out/search_speed_cuda_bf16.json"
-step gc_speed 90 python3 benchmarks/gc_speed.py --device cuda --json "$out/gc_cuda.json"
-step digits_search 60 python3 -m nasframe search spaces/digits.yaml --set device=cuda \
-    --out /tmp/digits_cuda --quiet
-cp /tmp/digits_cuda/summary.json "$out/digits_cuda_summary.json" 2>/dev/null
-step mnist1d_search 120 python3 -m nasframe search spaces/mnist1d.yaml --set device=cuda \
-    --out /tmp/mnist1d_cuda --quiet
-cp /tmp/mnist1d_cuda/summary.json "$out/mnist1d_cuda_summary.json" 2>/dev/null
-echo "done: $(ls "$out")"
+step gc_speed 80 python3 benchmarks/gc_speed.py --device cuda --json "$out/gc_cuda.json"
+
+# Phase 2, in parallel: the CUDA tests, the digits search, and the MNIST-1D searched-vs-random
+# benchmark on CUDA, one process per seed (each writes its JSON after every training). The
+# shipped space with its own search budget, and with a longer search (120 epochs, 40 warm-up;
+# its random architectures are the same draws as the first's, so none are retrained).
+left=$((budget - SECONDS - 15))
+export OMP_NUM_THREADS=1
+job pytest_gpu "$left" python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu" tests/
+job digits_search "$left" python3 -m nasframe search spaces/digits.yaml --set device=cuda \
+    --out "$jobs/digits_cuda" --quiet
+for seed in 0 1 2; do
+    job "mnist1d_s$seed" "$left" python3 benchmarks/mnist1d.py --device cuda --seeds 1 \
+        --first-seed $seed --random-per-seed 3 --json "$jobs/mnist1d_cuda_s$seed.json"
+    job "mnist1d_long_s$seed" "$left" python3 benchmarks/mnist1d.py --device cuda --seeds 1 \
+        --first-seed $seed --random-per-seed 0 --set search.epochs=120 \
+        --set search.warmup_epochs=40 --json "$jobs/mnist1d_long_cuda_s$seed.json"
+done
+wait
+cp "$jobs/digits_cuda/summary.json" "$jobs/digits_cuda_summary.json" 2>/dev/null
+tail -n 3 "$jobs"/*.log >>"$log"
+(cd "$jobs" && tar czf "$out/jobs.tgz" --exclude='digits_cuda' ./*.log ./*.json)
+nvidia-smi --query-gpu=memory.used --format=csv >>"$log" 2>&1
+echo "done after ${SECONDS}s: $(ls "$out")" | tee -a "$log"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +34,9 @@ def main(argv: list[str] | None = None) -> dict:
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1"
+    )
     p.add_argument("--config", default=str(ROOT / "spaces" / "mnist1d.yaml"))
     p.add_argument("--json", required=True, help="where to write the results")
     p.add_argument("--set", action="append", default=[], help="config overrides (key=value)")
@@ -42,22 +47,63 @@ def main(argv: list[str] | None = None) -> dict:
         default=2,
         help="random architectures trained per seed (their mean is the seed's figure)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="seeds run at once, one single-threaded process each (for many cores or a GPU)",
+    )
     args = p.parse_args(argv)
+    if args.jobs > 1:
+        return run_parallel(args)
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
 
     searched, random_acc, archs, random_archs, times = [], [], [], [], []
+    device = [""]
     t_all = time.perf_counter()
+
+    def write() -> dict:
+        """Write what is done so far: a run cut short still leaves its finished trainings."""
+        result = {
+            "config": args.config,
+            "overrides": overrides,
+            "seeds": args.seeds,
+            "first_seed": args.first_seed,
+            "random_per_seed": args.random_per_seed,
+            "searched_test_acc": searched,
+            "random_test_acc": random_acc,
+            "searched_mean": float(np.mean(searched)) if searched else None,
+            "random_mean": float(np.mean(random_acc)) if random_acc else None,
+            "searched_archs": archs,
+            "random_archs": random_archs,
+            "times": times,
+            "wall_time_s": time.perf_counter() - t_all,
+            "device": device[0],
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu_threads": torch.get_num_threads(),
+        }
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        return result
+
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             config, _ = load_config(args.config, [*overrides, f"seed={seed}"])
+            space = SearchSpace(config)
             t0 = time.perf_counter()
             search = run_search(config, Path(tmp) / f"search{seed}", progress=False)
             t_search = time.perf_counter() - t0
-            arch = SearchSpace(config).freeze(SearchSpace(config).encode(search["most_likely"]))
+            device[0] = str(search["device"])
+            best = space.encode(search["most_likely"])
             t0 = time.perf_counter()
-            trained = run_train(validate_data(arch), Path(tmp) / f"train{seed}", progress=False)
+            trained = run_train(
+                validate_data(space.freeze(best)), Path(tmp) / f"train{seed}", progress=False
+            )
             t_train = time.perf_counter() - t0
-            space = SearchSpace(config)
+            searched.append(trained["test_acc"])
+            archs.append(space.describe(best))
+            times.append({"search_s": t_search, "retrain_s": t_train})
+            write()
             rng = np.random.default_rng(10_000 + seed)
             accs = []
             for k in range(args.random_per_seed):
@@ -71,31 +117,51 @@ def main(argv: list[str] | None = None) -> dict:
                 random_archs.append(
                     {"seed": seed, "test_acc": rnd["test_acc"], "arch": space.describe(sample)}
                 )
-            searched.append(trained["test_acc"])
-            random_acc.append(float(np.mean(accs)))
-            archs.append(space.describe(space.encode(search["most_likely"])))
-            times.append({"search_s": t_search, "retrain_s": t_train})
+                write()
+            if accs:
+                random_acc.append(float(np.mean(accs)))
             print(
                 f"seed {seed}: searched {trained['test_acc']:.4f}  random {accs}", file=sys.stderr
             )
-    result = {
-        "config": args.config,
-        "overrides": overrides,
-        "seeds": args.seeds,
-        "random_per_seed": args.random_per_seed,
-        "searched_test_acc": searched,
-        "random_test_acc": random_acc,
-        "searched_mean": float(np.mean(searched)),
-        "random_mean": float(np.mean(random_acc)),
-        "searched_archs": archs,
-        "random_archs": random_archs,
-        "times": times,
-        "wall_time_s": time.perf_counter() - t_all,
-        "device": str(search["device"]),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu_threads": torch.get_num_threads(),
-    }
+    result = write()
+    print(json.dumps({k: result[k] for k in ("searched_mean", "random_mean", "wall_time_s")}))
+    return result
+
+
+def run_parallel(args: argparse.Namespace) -> dict:
+    """Run every seed in its own process (``--jobs`` at a time) and merge their JSON in seed order."""
+    t_all = time.perf_counter()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = {s: Path(tmp) / f"seed{s}.json" for s in seeds}
+        running: list[subprocess.Popen] = []
+        for s in seeds:
+            while len(running) >= args.jobs:
+                running.pop(0).wait()
+            cmd = [sys.executable, __file__, "--seeds", "1", "--first-seed", str(s)]
+            cmd += ["--config", args.config, "--random-per-seed", str(args.random_per_seed)]
+            cmd += [f"--set={o}" for o in args.set] + ["--json", str(parts[s])]
+            cmd += ["--device", args.device] if args.device else []
+            running.append(subprocess.Popen(cmd, env=env))
+        for proc in running:
+            proc.wait()
+        done = [json.loads(f.read_text()) for f in parts.values() if f.exists()]
+    if not done:
+        raise SystemExit("no seed finished")
+    result = dict(done[0])
+    for key in ("searched_test_acc", "random_test_acc", "searched_archs", "random_archs", "times"):
+        result[key] = [v for d in done for v in d[key]]
+    searched, random_acc = result["searched_test_acc"], result["random_test_acc"]
+    result.update(
+        seeds=args.seeds,
+        first_seed=args.first_seed,
+        jobs=args.jobs,
+        seeds_done=[d["first_seed"] for d in done],
+        searched_mean=float(np.mean(searched)) if searched else None,
+        random_mean=float(np.mean(random_acc)) if random_acc else None,
+        wall_time_s=time.perf_counter() - t_all,
+    )
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("searched_mean", "random_mean", "wall_time_s")}))
     return result

@@ -58,7 +58,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,7 @@ def measure(
     warmup: int,
     shape: Sequence[int] | None = None,
     cover: bool = True,
+    profile: str | None = None,
 ) -> dict:
     """Time ``iters`` search and baseline iterations after ``warmup`` ones; see the docstring."""
     cfg, _ = load_config(config_path, overrides)
@@ -312,6 +313,8 @@ def measure(
             plain_cpu.append(cpu)
     search_its = iters / sum(search_s)
     plain_its = iters / sum(plain_s)
+    if profile:
+        write_profile(profile, dev, lambda: search_step(k))
     return {
         "config": str(config_path),
         "overrides": overrides,
@@ -352,6 +355,21 @@ def measure(
             "numpy": np.__version__,
         },
     }
+
+
+def write_profile(path: str, dev: torch.device, step: Callable[[], Any], n: int = 5) -> None:
+    """Where the time of ``n`` search iterations goes, as torch.profiler's table (for tuning)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = dev.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            step()
+    table = prof.key_averages().table(
+        sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=40
+    )
+    Path(path).write_text(f"{n} search iterations on {dev}\n{table}\n")
 
 
 def _sample_shape(cfg) -> tuple[int, ...]:
@@ -395,6 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--shape", help="sample shape, e.g. 3,32,32 (default: the data's)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--json", help="write the result to this file")
+    ap.add_argument("--profile", help="also write torch.profiler's table of 5 iterations here")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -417,6 +436,7 @@ def main(argv: list[str] | None = None) -> dict:
         warmup,
         shape,
         not args.no_cover,
+        args.profile,
     )
     out["overrides"] = overrides
     out["quick"] = bool(args.quick)
