@@ -343,3 +343,70 @@ def test_growth_on_cuda():
     torch.testing.assert_close(m(x), out0, atol=1e-5, rtol=0)
     assert all(p.is_cuda for p in m.parameters())
     assert all(v.is_cuda for s in opt.state.values() for k, v in s.items() if k != "step")
+
+
+def _live_tensor_bytes() -> int:
+    """Bytes of every distinct storage that some Python-visible tensor still holds."""
+    gc.collect()
+    storages = {}
+    for obj in gc.get_objects():
+        if issubclass(type(obj), torch.Tensor) and obj.device.type != "meta":
+            st = obj.untyped_storage()
+            storages[(obj.device, st.data_ptr())] = st.nbytes()
+    return sum(storages.values())
+
+
+def _grow_and_measure(device: str, strategy, events: int = 4):
+    """Per growth event (then one Adam step): the increase in live tensor bytes and in CUDA
+    allocated bytes, against what the new weights, their gradients and Adam's two moments need."""
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), ReLU0(), nn.Conv2d(8, 5, 3)
+    ).to(device)
+    x = torch.randn(8, 3, 12, 12, device=device)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+
+    def train_step():
+        opt.zero_grad(set_to_none=False)
+        m(x).pow(2).mean().backward()
+        opt.step()
+
+    def numel():  # (parameters, buffers): BatchNorm's running statistics grow too
+        return sum(p.numel() for p in m.parameters()), sum(b.numel() for b in m.buffers())
+
+    def cuda_bytes():
+        return torch.cuda.memory_allocated(device) if device == "cuda" else 0
+
+    pair = find_growable_pairs(m)[0]
+    train_step()
+    rows = []
+    for _ in range(events):
+        before = (_live_tensor_bytes(), cuda_bytes(), numel())
+        strategy.grow(pair, 2, lambda: m(x).pow(2).mean(), optimizer=opt, model=m)
+        train_step()
+        after = (_live_tensor_bytes(), cuda_bytes(), numel())
+        # weights, gradients, exp_avg, exp_avg_sq: four float32 copies of every new weight
+        expected = 4 * 4 * (after[2][0] - before[2][0]) + 4 * (after[2][1] - before[2][1])
+        rows.append((after[0] - before[0], after[1] - before[1], expected))
+    return rows
+
+
+def _growth_strategies():
+    return [GradMax(seed=0), RandomGrowth(seed=0), ng.Firefly(seed=0, steps=2)]
+
+
+@pytest.mark.parametrize("strategy", _growth_strategies(), ids=lambda s: type(s).__name__)
+def test_growth_events_do_not_leak_memory(strategy):
+    for live, _, expected in _grow_and_measure("cpu", strategy):
+        assert expected > 0
+        assert live == expected  # nothing but the new weights and their optimizer state
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("strategy", _growth_strategies(), ids=lambda s: type(s).__name__)
+def test_growth_events_do_not_leak_cuda_memory(strategy):
+    for live, allocated, expected in _grow_and_measure("cuda", strategy):
+        assert live == expected
+        # the caching allocator rounds every block to 512 bytes: 5 grown parameters (4 copies
+        # each) and 2 grown running statistics may each be off by one block
+        assert abs(allocated - expected) <= 22 * 512
