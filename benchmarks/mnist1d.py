@@ -133,20 +133,21 @@ def run_parallel(args: argparse.Namespace) -> dict:
     t_all = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    with tempfile.TemporaryDirectory() as tmp:
-        parts = {s: Path(tmp) / f"seed{s}.json" for s in seeds}
-        running: list[subprocess.Popen] = []
-        for s in seeds:
-            while len(running) >= args.jobs:
-                running.pop(0).wait()
-            cmd = [sys.executable, __file__, "--seeds", "1", "--first-seed", str(s)]
-            cmd += ["--config", args.config, "--random-per-seed", str(args.random_per_seed)]
-            cmd += [f"--set={o}" for o in args.set] + ["--json", str(parts[s])]
-            cmd += ["--device", args.device] if args.device else []
-            running.append(subprocess.Popen(cmd, env=env))
-        for proc in running:
-            proc.wait()
-        done = [json.loads(f.read_text()) for f in parts.values() if f.exists()]
+    # Each seed writes its own file beside --json (kept if this process is killed), merged here.
+    out = Path(args.json)
+    parts = {s: out.with_name(f"{out.stem}.seed{s}{out.suffix}") for s in seeds}
+    running: list[subprocess.Popen] = []
+    for s in seeds:
+        while len(running) >= args.jobs:
+            running.pop(0).wait()
+        cmd = [sys.executable, __file__, "--seeds", "1", "--first-seed", str(s)]
+        cmd += ["--config", args.config, "--random-per-seed", str(args.random_per_seed)]
+        cmd += [f"--set={o}" for o in args.set] + ["--json", str(parts[s])]
+        cmd += ["--device", args.device] if args.device else []
+        running.append(subprocess.Popen(cmd, env=env))
+    for proc in running:
+        proc.wait()
+    done = [json.loads(f.read_text()) for f in parts.values() if f.exists()]
     if not done:
         raise SystemExit("no seed finished")
     result = dict(done[0])
@@ -162,7 +163,9 @@ def run_parallel(args: argparse.Namespace) -> dict:
         random_mean=float(np.mean(random_acc)) if random_acc else None,
         wall_time_s=time.perf_counter() - t_all,
     )
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps(result, indent=2))
+    for f in parts.values():
+        f.unlink(missing_ok=True)
     print(json.dumps({k: result[k] for k in ("searched_mean", "random_mean", "wall_time_s")}))
     return result
 

@@ -13,14 +13,16 @@ from nasframe import SearchSpace, Supernet, build_network, load_config, load_spa
 
 def test_load_space_categories_and_paths():
     space = load_space(SPACES / "mnist1d.yaml")
-    assert space.paths[:3] == [
+    assert space.paths[:4] == [
+        "space.stem.channels",
         "space.stages.s1.depth",
         "space.stages.s1.width",
         "space.stages.s1.layer0.op",
     ]
     assert "space.stages.s3.layer1.op" in space.paths
-    assert space.categories[:3] == [3, 3, 5]
-    assert len(space.categories) == 3 * 2 + 3 + 3 + 2
+    assert space.categories[:4] == [3, 3, 3, 5]
+    # stem width, then per stage depth, width and one op per possible layer (depth up to 2)
+    assert len(space.categories) == 1 + 3 * (2 + 2)
     assert space.size == int(np.prod(space.categories))
 
 
