@@ -6,6 +6,10 @@ retrain architectures drawn uniformly at random from the same space with the sam
 over seeds; a seed's random figure is the mean of its random architectures) and timings.
 
     python benchmarks/mnist1d.py --seeds 3 --json mnist1d.json
+    python benchmarks/mnist1d.py --seeds 3 --random-per-seed 5 --jobs 3 --json mnist1d.json
+
+``--jobs N`` runs N seeds at once, each in its own single-threaded process (many cores, or one GPU
+shared by several processes), and merges their results into the same format, in seed order.
 """
 
 from __future__ import annotations
