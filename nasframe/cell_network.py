@@ -23,7 +23,7 @@ from torch import nn
 
 from .cell_arch import Node, unused_nodes
 from .cell_config import CellSpace
-from .cell_ops import FactorizedReduce, ReLUConvBN, build_cell_op
+from .cell_ops import build_cell_op
 from .cells import CellPlan, cell_plan, check_sizes, image_channels, make_stem, size_after
 from .config import Config
 from .errors import UserError
@@ -56,12 +56,7 @@ class FixedCell(nn.Module):
     def __init__(self, nodes: Sequence[Node], plan: CellPlan) -> None:
         super().__init__()
         c = plan.c
-        self.pre0 = (
-            FactorizedReduce(plan.c_pp, c, True)
-            if plan.after_reduction
-            else ReLUConvBN(plan.c_pp, c, 1, 1, True)
-        )
-        self.pre1 = ReLUConvBN(plan.c_p, c, 1, 1, True)
+        self.pre0, self.pre1 = plan.preprocess(affine=True)
         self.ops = nn.ModuleDict()
         self.edges: list[list[tuple[int, str]]] = []  # per node: (source, key in self.ops)
         for i, (ins, ops) in enumerate(nodes):
@@ -69,8 +64,7 @@ class FixedCell(nn.Module):
             for src, name in zip(ins, ops, strict=True):
                 key = f"n{i}_s{src}_{name}"
                 if key not in self.ops:
-                    stride = 2 if plan.reduction and src < 2 else 1
-                    self.ops[key] = build_cell_op(name, c, stride, True, True)
+                    self.ops[key] = build_cell_op(name, c, plan.stride(src), True, True)
                 row.append((src, key))
             self.edges.append(row)
         self.unused = unused_nodes(tuple(nodes))

@@ -52,6 +52,20 @@ class CellPlan:
         """Which of the space's cells this one is: ``normal`` or ``reduction``."""
         return "reduction" if self.reduction else "normal"
 
+    def stride(self, src: int) -> int:
+        """Stride of an edge from input ``src``: 2 from the previous cells into a reduction cell."""
+        return 2 if self.reduction and src < 2 else 1
+
+    def preprocess(self, affine: bool, track: bool = True) -> tuple[nn.Module, nn.Module]:
+        """The modules bringing the two previous cells' outputs to ``c`` channels (and to this
+        cell's resolution after a reduction): ``pre0`` for ``c_pp``, ``pre1`` for ``c_p``."""
+        pre0 = (
+            FactorizedReduce(self.c_pp, self.c, affine, track=track)
+            if self.after_reduction
+            else ReLUConvBN(self.c_pp, self.c, 1, 1, affine, track=track)
+        )
+        return pre0, ReLUConvBN(self.c_p, self.c, 1, 1, affine, track=track)
+
 
 def cell_plan(sp: CellSpace, cells: int, channels: int) -> list[CellPlan]:
     """The reference's layout: channels double at each reduction cell."""
@@ -114,20 +128,13 @@ class SuperCell(nn.Module):
         super().__init__()
         c, affine = plan.c, False
         self.channels = c
-        self.pre0 = (
-            FactorizedReduce(plan.c_pp, c, affine, track=False)
-            if plan.after_reduction
-            else ReLUConvBN(plan.c_pp, c, 1, 1, affine, track=False)
-        )
-        self.pre1 = ReLUConvBN(plan.c_p, c, 1, 1, affine, track=False)
+        self.pre0, self.pre1 = plan.preprocess(affine, track=False)
         # edges[i][src][op]: node i, input source src (0, 1: previous cells, 2+j: node j).
         self.edges = nn.ModuleList(
             nn.ModuleList(
                 nn.ModuleDict(
                     {
-                        name: build_cell_op(
-                            name, c, 2 if plan.reduction and src < 2 else 1, affine, False
-                        )
+                        name: build_cell_op(name, c, plan.stride(src), affine, False)
                         for name in sp.ops
                     }
                 )
