@@ -66,6 +66,6 @@ job mnist1d "$left" python3 benchmarks/mnist1d.py --device cuda --seeds 6 --jobs
 wait
 cp "$jobs/digits_cuda/summary.json" "$jobs/digits_cuda_summary.json" 2>/dev/null
 tail -n 3 "$jobs"/*.log >>"$log"
-(cd "$jobs" && tar czf "$out/jobs.tgz" --exclude='digits_cuda' ./*.log ./*.json)
+(cd "$jobs" && tar czf "$out/jobs.tgz" ./*.log ./*.json)
 nvidia-smi --query-gpu=memory.used --format=csv >>"$log" 2>&1
 echo "done after ${SECONDS}s: $(ls "$out")" | tee -a "$log"

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
 
     searched, random_acc, archs, random_archs, times = [], [], [], [], []
-    device = [""]
+    device = ""  # set by the first search; write() reads it when called
     t_all = time.perf_counter()
 
     def write() -> dict:
@@ -76,13 +76,13 @@ def main(argv: list[str] | None = None) -> dict:
             "random_per_seed": args.random_per_seed,
             "searched_test_acc": searched,
             "random_test_acc": random_acc,
-            "searched_mean": float(np.mean(searched)) if searched else None,
-            "random_mean": float(np.mean(random_acc)) if random_acc else None,
+            "searched_mean": _mean(searched),
+            "random_mean": _mean(random_acc),
             "searched_archs": archs,
             "random_archs": random_archs,
             "times": times,
             "wall_time_s": time.perf_counter() - t_all,
-            "device": device[0],
+            "device": device,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "cpu_threads": torch.get_num_threads(),
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             search = run_search(config, Path(tmp) / f"search{seed}", progress=False)
             t_search = time.perf_counter() - t0
-            device[0] = str(search["device"])
+            device = str(search["device"])
             best = space.encode(search["most_likely"])
             t0 = time.perf_counter()
             trained = run_train(
@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
 def run_parallel(args: argparse.Namespace) -> dict:
     """Run every seed in its own process (``--jobs`` at a time) and merge their JSON in seed order."""
     t_all = time.perf_counter()
@@ -157,14 +161,13 @@ def run_parallel(args: argparse.Namespace) -> dict:
     result = dict(done[0])
     for key in ("searched_test_acc", "random_test_acc", "searched_archs", "random_archs", "times"):
         result[key] = [v for d in done for v in d[key]]
-    searched, random_acc = result["searched_test_acc"], result["random_test_acc"]
     result.update(
         seeds=args.seeds,
         first_seed=args.first_seed,
         jobs=args.jobs,
         seeds_done=[d["first_seed"] for d in done],
-        searched_mean=float(np.mean(searched)) if searched else None,
-        random_mean=float(np.mean(random_acc)) if random_acc else None,
+        searched_mean=_mean(result["searched_test_acc"]),
+        random_mean=_mean(result["random_test_acc"]),
         wall_time_s=time.perf_counter() - t_all,
     )
     out.write_text(json.dumps(result, indent=2))
