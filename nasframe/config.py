@@ -326,6 +326,11 @@ class PruneConfig(Strict):
 class LogConfig(Strict):
     tensorboard: bool = Field(True, description="write TensorBoard events into the run directory")
     progress: bool = Field(True, description="progress bar on the console")
+    theta_images: NonNegativeInt = Field(
+        20,
+        description="θ heat maps a search draws for TensorBoard: at evenly spaced epochs, always "
+        "the last (0: none; drawing one takes about half a second on a CPU)",
+    )
 
 
 class Config(Strict):

@@ -39,7 +39,7 @@ from .plots import theta_image
 from .precision import autocast
 from .runstate import RunState
 from .space import SearchSpace
-from .tblog import RunLogger
+from .tblog import RunLogger, evenly_due
 from .yaml_io import dump_yaml
 
 __all__ = [
@@ -80,10 +80,13 @@ def flat_params(
     return out
 
 
-def log_distribution(logger: RunLogger, space: SearchSpace, strategy: Any, step: int) -> None:
-    """θ per choice and option (scalars and an image), entropy per choice, the step size."""
+def log_distribution(
+    logger: RunLogger, space: SearchSpace, strategy: Any, step: int, image: bool = True
+) -> None:
+    """θ per choice and option (scalars, and an image when ``image``), entropy per choice, the
+    step size."""
     theta = np.asarray(strategy.theta)
-    if logger.enabled:
+    if logger.enabled and image:
         image = theta_image(theta, space.paths, [c.options for c in space.choices])
         logger.image("arch/theta", image, step, dataformats="HWC")
     for k, c in enumerate(space.choices):
@@ -265,7 +268,8 @@ def run_search(
                 with torch.no_grad():
                     metrics["test/acc"] = _accuracy(net, xte, yte, strategy.mle(), vbs, S.precision)
                 logger.scalars(metrics, gstep)
-                log_distribution(logger, space, strategy, gstep)
+                image = evenly_due(epoch, S.epochs, config.log.theta_images)
+                log_distribution(logger, space, strategy, gstep, image)
                 done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
                 if done:
                     logger.scalar("sys/step_time", elapsed / done, gstep)

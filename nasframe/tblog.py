@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["RunLogger", "NamespacedLogger"]
+__all__ = ["RunLogger", "NamespacedLogger", "evenly_due"]
+
+
+def evenly_due(epoch: int, epochs: int, count: int) -> bool:
+    """Whether 0-based ``epoch`` is one of ``count`` evenly spaced epochs of ``epochs``, the last
+    always among them (every epoch when ``count >= epochs``; none when ``count`` is 0)."""
+    if count <= 0:
+        return False
+    return (epoch + 1) * count // epochs > epoch * count // epochs
 
 
 class RunLogger:

@@ -184,13 +184,40 @@ def test_tensorboard_events_hold_the_basic_tags(search_run):
     assert abs(last.value - summary["theta"][k][1]) < 1e-6
     assert len(acc.Scalars("train/loss")) == 2  # one point per epoch
     assert "arch/theta" in acc.Tags()["images"]
-    image = acc.Images("arch/theta")[-1]
-    assert image.width > 200 and image.height > 100
+    images = acc.Images("arch/theta")
+    assert [i.step for i in images] == [e.step for e in acc.Scalars("train/loss")]  # 2 epochs
+    assert images[-1].width > 200 and images[-1].height > 100
     assert "arch/most_likely/text_summary" in acc.Tags()["tensors"]
     text = acc.Tensors("arch/most_likely/text_summary")[-1].tensor_proto.string_val[0].decode()
     assert "s1: stride 1" in text
     hparams = acc.PluginTagToContent("hparams")  # KeyError if none were written here
     assert "_hparams_/session_start_info" in hparams
+
+
+def test_theta_images_are_drawn_at_evenly_spaced_epochs_only(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "search"
+    args = ["--set", "search.epochs=3", "--set", "log.theta_images=1", "--quiet"]
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(out), *args]) == 0
+    acc = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    epochs = [e.step for e in acc.Scalars("train/loss")]
+    assert len(epochs) == 3
+    assert [i.step for i in acc.Images("arch/theta")] == epochs[-1:]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 20, 40])
+def test_evenly_due_spreads_count_epochs_and_ends_on_the_last(count):
+    from nasframe.tblog import evenly_due
+
+    for epochs in range(1, 45):
+        due = [e for e in range(epochs) if evenly_due(e, epochs, count)]
+        assert len(due) == min(count, epochs)
+        if count:
+            assert due[-1] == epochs - 1
+            gaps = {b - a for a, b in zip([-1, *due], due, strict=False)}
+            assert max(gaps) - min(gaps) <= 1
 
 
 def test_show_prints_summary_and_architecture(search_run, capsys):
