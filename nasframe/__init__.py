@@ -12,6 +12,7 @@ from .cell_ops import FactorizedReduce
 from .cells import CellSupernet
 from .config import Choice, Config, load_config, validate_data
 from .datasets import Dataset
+from .distributed import Group, join_group
 from .errors import ConfigError, Problem, UserError
 from .network import Supernet, build_network, count_parameters, make_supernet
 from .ops import LAYOUTS, Op, layer_types
@@ -31,6 +32,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Dataset",
+    "Group",
     "LAYOUTS",
     "Op",
     "Problem",
@@ -39,6 +41,7 @@ __all__ = [
     "UserError",
     "build_network",
     "count_parameters",
+    "join_group",
     "l2_penalty",
     "layer_types",
     "load_config",

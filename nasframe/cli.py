@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -95,20 +96,57 @@ def _load_for_run(args: argparse.Namespace):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config, raw = _load_for_run(args)
+    if args.command == "search":
+        return _cmd_search(args, config, raw)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError(
+            "torchrun: only `nasframe search` runs on several processes; run `nasframe train` "
+            "as one process"
+        )
+    from .train import run_train
+
+    run_dir = _prepare_run_dir(args, config, raw)
+    run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    return 0
+
+
+def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> Path:
+    """The run's directory, created, with the config written into a new run."""
     run_dir = _run_dir(args, config.name)
     if args.resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         dump_yaml(raw, run_dir / RUN_CONFIG)
-    if args.command == "search":
-        from .search import run_search
+    return run_dir
 
-        run_search(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
-    else:
-        from .train import run_train
 
-        run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
+    """A search, on one process or on each of torchrun's (rank 0 prepares the run directory)."""
+    from .distributed import join_group
+    from .search import run_search
+
+    group, device = join_group(config.device)
+    try:
+        outcome: tuple[str, str] = ("", "")
+        if group.main:
+            try:
+                outcome = ("ok", str(_prepare_run_dir(args, config, raw)))
+            except UserError as e:
+                outcome = ("error", str(e))
+        kind, text = group.broadcast(outcome)
+        if kind == "error":
+            raise UserError(text if group.main else "")
+        config = config.model_copy(update={"device": device})
+        run_search(
+            config,
+            Path(text),
+            resume=bool(args.resume),
+            progress=not args.quiet,
+            group=group,
+        )
+    finally:
+        group.leave()
     return 0
 
 
@@ -198,11 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UserError as e:
-        print(str(e), file=sys.stderr)
+        if str(e):
+            print(_rank_prefix() + str(e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _rank_prefix() -> str:
+    """'rank N: ' on the processes of a torchrun after the first, whose messages would repeat."""
+    rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"
+    return "" if rank == "0" else f"rank {rank}: "
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from .data import (
     split_train_valid,
 )
 from .device import resolve_device
+from .distributed import Group, join_group
 from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import make_supernet, num_classes_of
@@ -113,6 +114,8 @@ def search_iteration(
     grad_clip: float | None,
     params: list[torch.nn.Parameter],
     precision: str = "fp32",
+    group: Group | None = None,
+    stop: bool = False,
 ) -> tuple[list[float], np.ndarray, np.ndarray]:
     """One iteration of the reference protocol, up to the ranking (the strategy is not updated).
 
@@ -120,8 +123,11 @@ def search_iteration(
     exist are clipped, one optimizer step; λ fresh architectures are evaluated on the valid batch.
     Returns the values read in the iteration's one host synchronisation — the λ valid losses, the
     mean train loss, the train and the valid correct counts — and both samples. ``precision``
-    ``bf16`` runs the forward passes under bfloat16 autocast.
+    ``bf16`` runs the forward passes under bfloat16 autocast. Under torchrun, ``group`` averages the
+    gradients of the ranks' shards before clipping and reduces the read values (losses averaged,
+    counts summed) together with each rank's ``stop`` request.
     """
+    group = group or Group()
     xb, yb = train_batch
     xv, yv = valid_batch
     archs = strategy.sample(lam)
@@ -135,6 +141,7 @@ def search_iteration(
         (loss / lam).backward()
         train_loss += loss.detach()
         train_correct += (out.argmax(1) == yb).sum()
+    group.average_gradients(params)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
     optimizer.step()
@@ -143,14 +150,28 @@ def search_iteration(
         outs = [net(xv, a) for a in varchs]
         vlosses = [F.cross_entropy(o, yv) for o in outs]
         vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
-    host = torch.stack([*vlosses, train_loss / lam, train_correct, vcorrect.float()]).tolist()
+    host = torch.stack([*vlosses, train_loss / lam, train_correct, vcorrect.float()])
+    host = group.reduce(host, means=lam + 1, stop=stop).tolist()
     return host, archs, varchs
 
 
 def run_search(
-    config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True
+    config: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    group: Group | None = None,
 ) -> dict[str, Any]:
-    """Search ``config``'s space; write checkpoints, events, ``arch.yaml`` and ``summary.json``."""
+    """Search ``config``'s space; write checkpoints, events, ``arch.yaml`` and ``summary.json``.
+
+    Under torchrun, ``group`` (joined by the caller with :func:`join_group`, which also picks the
+    rank's device) shares the work; rank 0 alone prints and writes.
+    """
+    if group is None:
+        group, spec = join_group(config.device)
+        config = config.model_copy(update={"device": spec})
+    tell = say if group.main else _silent
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -170,6 +191,8 @@ def run_search(
     xte, yte = data.x_test.to(device), data.y_test.to(device)
     bs = min(S.batch_size, xtr.shape[0])
     vbs = min(S.batch_size, xva.shape[0])
+    group.check_batch(bs, "search.batch_size")
+    group.check_batch(vbs, "search.batch_size (valid split)")
     steps = max(1, xtr.shape[0] // bs)
     strategy = registry.get("strategy", S.strategy)(
         space.categories, lam=S.lam, seed=config.seed, **S.strategy_options
@@ -188,19 +211,21 @@ def run_search(
     pos = state.pos
     if resume:
         state.resume()
-        say(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
+        tell(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
     else:
-        say(
-            f"device: {device}   data: {data.name} {tuple(data.sample_shape)}, "
+        tell(
+            f"device: {device}{_processes(group)}   data: {data.name} {tuple(data.sample_shape)}, "
             f"{xtr.shape[0]} train / {xva.shape[0]} valid"
         )
-        say(
+        tell(
             f"space: {len(space.choices)} choices, {space.size:,} architectures   "
             f"strategy: {S.strategy}   run: {run_dir}"
         )
 
     logger = RunLogger(
-        run_dir, config.log.tensorboard, purge_step=pos["global_step"] if resume else None
+        run_dir,
+        config.log.tensorboard and group.main,
+        purge_step=pos["global_step"] if resume else None,
     )
     params = list(net.parameters())
     lam = S.lam
@@ -210,16 +235,18 @@ def run_search(
                 epoch = pos["epoch"]
                 tr_order = epoch_order(xtr.shape[0], config.seed, epoch, 0, device)
                 va_order = epoch_order(xva.shape[0], config.seed, epoch, 1, device)
-                bar = EpochProgress(epoch, S.epochs, steps, pos["step"], enabled=progress)
+                bar = EpochProgress(
+                    epoch, S.epochs, steps, pos["step"], enabled=progress and group.main
+                )
                 t_epoch = time.perf_counter()
                 first_step = pos["step"]
                 net.train()
                 while pos["step"] < steps:
                     i = pos["step"]
                     xb, yb = batch_at(xtr, ytr, tr_order, i, bs)
-                    xb = augment_at(xb, S.augment, config.seed, epoch, i, 0)
+                    xb, yb = group.shard(augment_at(xb, S.augment, config.seed, epoch, i, 0), yb)
                     xv, yv = batch_at(xva, yva, va_order, i, vbs)
-                    xv = augment_at(xv, S.augment, config.seed, epoch, i, 1)
+                    xv, yv = group.shard(augment_at(xv, S.augment, config.seed, epoch, i, 1), yv)
                     host, archs, varchs = search_iteration(
                         net,
                         optimizer,
@@ -230,6 +257,8 @@ def run_search(
                         S.grad_clip,
                         params,
                         S.precision,
+                        group,
+                        bool(stop),
                     )
                     schedule.step()
                     f = host[:lam]
@@ -244,19 +273,21 @@ def run_search(
                     if epoch >= S.warmup_epochs:
                         strategy.update(varchs, f)
                     state.meter.add("train/loss", host[lam])
-                    state.meter.add("train/acc", host[lam + 1] / (lam * xb.shape[0]))
+                    state.meter.add("train/acc", host[lam + 1] / (lam * bs))
                     state.meter.add("valid/loss", sum(f) / lam)
-                    state.meter.add("valid/acc", host[lam + 2] / (lam * xv.shape[0]))
+                    state.meter.add("valid/acc", host[lam + 2] / (lam * vbs))
                     pos["step"] += 1
                     pos["global_step"] += 1
-                    bar.step(xb.shape[0] * lam, loss=host[lam], acc=state.meter.mean("train/acc"))
-                    if stop or (
-                        S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0
+                    bar.step(bs * lam, loss=host[lam], acc=state.meter.mean("train/acc"))
+                    halt = group.stopping if group.distributed else bool(stop)
+                    if group.main and (
+                        halt
+                        or (S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0)
                     ):
                         state.save()
-                    if stop:
+                    if halt:
                         raise Interrupted(
-                            f"stopped by signal {stop.signal} after iteration "
+                            f"stopped by signal {stop.signal or 'on another process'} after iteration "
                             f"{pos['global_step']}; checkpoint written; continue with: "
                             f"nasframe search --resume {run_dir}"
                         )
@@ -280,20 +311,25 @@ def run_search(
                     )
                 logger.text("arch/most_likely", _markdown(space.describe(strategy.mle())), gstep)
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
+                group.same_everywhere(_fingerprint(strategy, params), "the search state")
                 state.end_epoch(metrics)
-                state.save()
+                if group.main:
+                    state.save()
                 logger.flush()
         logger.hparams(flat_params(config), state.metrics)
     finally:
         logger.close()
 
     mle = strategy.mle()
+    if not group.main:
+        return {}
     dump_yaml(space.freeze(mle), run_dir / "arch.yaml")
     summary = {
         "kind": "search",
         "name": config.name,
         "space_hash": space.hash,
         "device": str(device),
+        "processes": group.world,
         "epochs": S.epochs,
         "iterations": pos["global_step"],
         "wall_time_s": state.wall_s(),
@@ -305,9 +341,9 @@ def run_search(
         "arch": "arch.yaml",
     }
     write_json(summary, run_dir / "summary.json")
-    say("found architecture:\n" + _indent(space.describe(mle)))
-    say(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
-    say(f"retrain it with: nasframe train {run_dir / 'arch.yaml'}")
+    tell("found architecture:\n" + _indent(space.describe(mle)))
+    tell(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
+    tell(f"retrain it with: nasframe train {run_dir / 'arch.yaml'}")
     return summary
 
 
@@ -326,6 +362,22 @@ def _accuracy(
             out = net(x[start : start + batch_size], sample)
         correct += (out.argmax(1) == y[start : start + batch_size]).sum()
     return correct.item() / max(x.shape[0], 1)
+
+
+def _fingerprint(strategy: Any, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """θ and one sum per weight tensor: equal on every rank of a search in lock-step."""
+    theta = torch.as_tensor(np.asarray(strategy.theta), dtype=torch.float64).reshape(-1)
+    with torch.no_grad():
+        sums = torch.stack([p.double().sum() for p in params]).cpu()
+    return torch.cat([theta, sums]).to(params[0].device)
+
+
+def _processes(group: Group) -> str:
+    return f" (x{group.world} processes)" if group.distributed else ""
+
+
+def _silent(message: str = "") -> None:
+    pass
 
 
 def _markdown(text: str) -> str:
