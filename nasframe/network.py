@@ -26,6 +26,7 @@ from .space import SearchSpace
 __all__ = [
     "Slot",
     "slots",
+    "reaching_widths",
     "Supernet",
     "make_supernet",
     "PlacedSlot",
@@ -125,12 +126,41 @@ def _op_class(name: str, layout: str, where: str) -> Any:
     return cls
 
 
-def _check_preserving(cls: Any, name: str, in_w: Any, out_w: Any, where: str) -> None:
-    if getattr(cls, "channel_preserving", False) and set(options(in_w)) != set(options(out_w)):
+def _check_preserving(cls: Any, name: str, ins: Sequence[int], out_w: Any, where: str) -> None:
+    if getattr(cls, "channel_preserving", False) and set(ins) != set(options(out_w)):
         raise UserError(
             f"{where}: op '{name}' keeps the number of channels, but its input width can be "
-            f"{options(in_w)} and its output width {options(out_w)}; use a convolution here"
+            f"{sorted(set(ins))} and its output width {options(out_w)}; use a convolution here"
         )
+
+
+def reaching_widths(chain: Sequence[Slot], in_channels: int) -> tuple[list[list[int]], list[int]]:
+    """The widths that can reach each slot, and the head, over every depth choice.
+
+    Inside a stage a layer's input is the previous layer's output (depth skips trailing layers),
+    but what leaves a stage is the output of whichever layer the sampled depth makes the last.
+    """
+    ins: list[list[int]] = []
+    exits = [in_channels]
+    block: list[list[int]] = []  # outputs of the current block: its first slot, then its layers
+    depths: list[int] | None = None
+    for slot in chain:
+        if slot.layer is None:  # the stem or a transition starts a block
+            if block:
+                exits = _block_exits(block, depths)
+            ins.append(exits)
+            block, depths = [options(slot.out)], None
+        else:
+            ins.append(block[-1])
+            block.append(options(slot.out))
+            depths = options(slot.depth_field)
+    return ins, _block_exits(block, depths) if block else exits
+
+
+def _block_exits(block: list[list[int]], depths: list[int] | None) -> list[int]:
+    if depths is None:
+        return sorted(set(block[-1]))
+    return sorted(set().union(*(block[d] for d in depths if d < len(block))))
 
 
 class Supernet(nn.Module):
@@ -142,22 +172,17 @@ class Supernet(nn.Module):
         self.space = space
         self.layout = cfg.space.layout
         self.slots = slots(cfg)
-        in_ch = _input_channels(self.layout, sample_shape)
-        prev: Any = in_ch
+        ins, head = reaching_widths(self.slots, _input_channels(self.layout, sample_shape))
         self.candidates = nn.ModuleList()
-        for slot in self.slots:
-            names = options(slot.op)
+        for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
-            for name in names:
+            for name in options(slot.op):
                 cls = _op_class(name, self.layout, slot.where)
-                _check_preserving(cls, name, prev, slot.out, slot.where)
-                modules = cls.build(
-                    max(options(prev)), max(options(slot.out)), slot.stride, self.layout
-                )
+                _check_preserving(cls, name, reaching, slot.out, slot.where)
+                modules = cls.build(max(reaching), max(options(slot.out)), slot.stride, self.layout)
                 ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
-            prev = slot.out
-        self.max_width = max(options(prev))
+        self.max_width = max(head)
         self.classifier = nn.Linear(self.max_width, num_classes)
         self.pool = cfg.space.head.pool
 
@@ -228,7 +253,7 @@ def build_network_layout(
         name = space.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
         out = space.value(slot.out_path, slot.out, sample)
         cls = _op_class(name, layout, slot.where)
-        _check_preserving(cls, name, prev, out, slot.where)
+        _check_preserving(cls, name, [prev], out, slot.where)
         start = len(modules)
         modules.extend(cls.build(prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))

@@ -357,10 +357,13 @@ def _accuracy(
 ) -> float:
     """Accuracy of one architecture of the supernet (monitoring only: never used to decide)."""
     correct = torch.zeros((), device=x.device)
-    for start in range(0, x.shape[0], batch_size):
+    starts = list(range(0, x.shape[0], batch_size))
+    if len(starts) > 1 and x.shape[0] - starts[-1] == 1:
+        starts.pop()  # the supernet's BatchNorm needs 2 samples: the last one joins the batch before
+    for start, end in zip(starts, [*starts[1:], x.shape[0]], strict=True):
         with autocast(x.device, precision):
-            out = net(x[start : start + batch_size], sample)
-        correct += (out.argmax(1) == y[start : start + batch_size]).sum()
+            out = net(x[start:end], sample)
+        correct += (out.argmax(1) == y[start:end]).sum()
     return correct.item() / max(x.shape[0], 1)
 
 

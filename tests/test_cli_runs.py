@@ -220,6 +220,14 @@ def test_evenly_due_spreads_count_epochs_and_ends_on_the_last(count):
             assert max(gaps) - min(gaps) <= 1
 
 
+def test_test_accuracy_with_a_last_batch_of_one_sample(tmp_path):
+    # digits' 497 test samples are 4 batches of 124 and one sample, which BatchNorm cannot
+    # normalise with batch statistics alone: it joins the batch before.
+    args = ["--set", "search.batch_size=124", "--set", "search.epochs=1", "--quiet"]
+    assert main(["search", str(SPACES / "mlp.yaml"), "--out", str(tmp_path / "s"), *args]) == 0
+    assert 0 <= json.loads((tmp_path / "s" / "summary.json").read_text())["final"]["test/acc"] <= 1
+
+
 def test_show_prints_summary_and_architecture(search_run, capsys):
     assert main(["show", str(search_run)]) == 0
     out = capsys.readouterr().out

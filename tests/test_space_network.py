@@ -93,6 +93,54 @@ def test_supernet_equals_frozen_network_of_the_sample(spec, shape):
         torch.testing.assert_close(net(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
 
 
+PER_LAYER_WIDTHS = """
+version: 1
+data: {name: digits}
+space:
+  layout: conv2d
+  stem: {op: conv3, channels: 8}
+  stages:
+    - name: s1
+      depth: {choices: [0, 1, 2]}
+      width: {choices: [8, 16]}
+      layers:
+        - {op: conv3, width: {choices: [32, 64]}}
+        - {op: {choices: [conv3, sep_conv3]}, width: 4}
+    - name: s2
+      stride: 2
+      depth: {choices: [1, 2]}
+      width: 12
+      layers:
+        - {op: conv3, width: {choices: [24, 48]}}
+        - {op: conv3, width: 6}
+"""
+
+
+def test_every_depth_runs_with_per_layer_widths(tmp_path):
+    # What leaves a stage is the output of whichever layer the depth makes the last one.
+    path = tmp_path / "space.yaml"
+    path.write_text(PER_LAYER_WIDTHS)
+    cfg, _ = load_config(path)
+    space = SearchSpace(cfg)
+    net = Supernet(space, (1, 8, 8), 10)
+    transition = net.candidates[[s.where for s in net.slots].index("s2.transition")]
+    assert transition["conv3"].layers[0].weight.shape[1] == 64  # max of 8, 16, 32, 64, 4
+    assert net.classifier.in_features == 48  # s2 ends after layer 0 (24, 48) or layer 1 (6)
+    x = torch.randn(4, 1, 8, 8)
+    for sample in _every(space):
+        assert net(x, sample).shape == (4, 10)
+        frozen = build_network(validate_data(space.freeze(sample)), (1, 8, 8), 10)
+        _copy_sliced(net, frozen, space, sample)
+        frozen.train()
+        torch.testing.assert_close(net(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
+
+
+def _every(space):
+    import itertools
+
+    return [list(s) for s in itertools.product(*(range(c) for c in space.categories))]
+
+
 def test_only_the_sampled_candidates_run_and_get_gradients():
     cfg, _ = load_config(SPACES / "digits.yaml")
     space = SearchSpace(cfg)
