@@ -263,12 +263,10 @@ def run_search(
                     schedule.step()
                     f = host[:lam]
                     if not all(math.isfinite(v) for v in host[: lam + 1]):
-                        bad = archs if not math.isfinite(host[lam]) else varchs
                         raise TrainingDiverged(
                             f"non-finite loss at epoch {epoch + 1}, step {i} (iteration "
-                            f"{pos['global_step']}): losses {host[: lam + 1]} for architecture "
-                            f"{space.decode(bad[0])}; try a smaller search.optimizer.lr or "
-                            "grad_clip"
+                            f"{pos['global_step']}): {_diverged(space, host, archs, varchs)}; "
+                            "try a smaller search.optimizer.lr or grad_clip"
                         )
                     if epoch >= S.warmup_epochs:
                         strategy.update(varchs, f)
@@ -365,6 +363,17 @@ def _accuracy(
             out = net(x[start:end], sample)
         correct += (out.argmax(1) == y[start:end]).sum()
     return correct.item() / max(x.shape[0], 1)
+
+
+def _diverged(space: SearchSpace, host: list[float], archs: Any, varchs: Any) -> str:
+    """Which architectures gave a non-finite loss: a valid one by name, or the λ whose mean train
+    loss it was."""
+    lam = len(varchs)
+    if not math.isfinite(host[lam]):
+        named = "; ".join(str(space.decode(a)) for a in archs)
+        return f"mean train loss {host[lam]} of the architectures {named}"
+    k = next(k for k in range(lam) if not math.isfinite(host[k]))
+    return f"valid loss {host[k]} of the architecture {space.decode(varchs[k])}"
 
 
 def _fingerprint(strategy: Any, params: list[torch.nn.Parameter]) -> torch.Tensor:

@@ -146,17 +146,18 @@ def run_train(
     )
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no host sync per step
     counted = 0
 
     def add_sums() -> None:
         """Move the on-device running sums into the meter (one host synchronisation)."""
         nonlocal counted
         if counted:
-            tl, tc = torch.stack([loss_sum, correct.float()]).tolist()
+            tl, tc, bad = torch.stack([loss_sum, correct.float(), first_bad.double()]).tolist()
             if not math.isfinite(tl):
                 raise TrainingDiverged(
-                    f"non-finite training loss in epoch {pos['epoch'] + 1}; try a smaller "
-                    "train.optimizer.lr or set train.grad_clip"
+                    f"non-finite training loss at epoch {pos['epoch'] + 1}, iteration {int(bad)}; "
+                    "try a smaller train.optimizer.lr or set train.grad_clip"
                 )
             state.meter.add("train/loss", tl / counted, counted)
             state.meter.add("train/acc", tc / (counted * bs), counted)
@@ -187,6 +188,11 @@ def run_train(
                     optimizer.step()
                     schedule.step()
                     loss_sum += loss.detach()
+                    first_bad = torch.where(
+                        (first_bad < 0) & ~torch.isfinite(loss.detach()),
+                        pos["global_step"] + 1,
+                        first_bad,
+                    )
                     correct += (out.argmax(1) == yb).sum()
                     counted += 1
                     pos["step"] += 1
