@@ -85,10 +85,11 @@ class RunState:
         """Continue from the checkpoint; one from another kind of run or space is refused."""
         ckpt = load_checkpoint(self.path)
         if ckpt.get("kind") != self.kind or ckpt.get("space_hash") != self.space_hash:
+            what = "search space" if self.kind == "search" else "architecture"
             raise UserError(
                 f"{self.path}: this checkpoint is from a different {self.kind} (kind "
-                f"{ckpt.get('kind')}, space hash {ckpt.get('space_hash')}; this config's is "
-                f"{self.space_hash}): a different search space; resume it with the config it was "
+                f"{ckpt.get('kind')}, hash {ckpt.get('space_hash')}; this config's is "
+                f"{self.space_hash}): a different {what}; resume it with the config it was "
                 "started with"
             )
         for name, part in self.parts.items():

@@ -90,6 +90,13 @@ class SearchSpace:
         text = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @property
+    def network_hash(self) -> str:
+        """Hash of everything in the space that shapes a network (a cell space's retraining
+        options too): what a training checkpoint must match."""
+        dumped = self.config.space.model_dump(mode="json", warnings=False)
+        return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
+
     def index(self, path: str) -> int | None:
         """Row of θ for a path, or None for a constant."""
         return self._index.get(path)

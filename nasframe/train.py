@@ -126,8 +126,14 @@ def run_train(
     optimizer = build_optimizer(model.parameters(), T.optimizer)
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
     parts = {"growth": growth} if growth is not None else {}  # resized first on resume
-    state = RunState(
-        "train", space_hash, run_dir, **parts, model=model, optimizer=optimizer, schedule=schedule
+    state = RunState(  # keyed to this architecture: another one from the space is refused
+        "train",
+        SearchSpace(config).network_hash,
+        run_dir,
+        **parts,
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
     )
     pos = state.pos
     if resume:

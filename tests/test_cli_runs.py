@@ -194,6 +194,21 @@ def test_tensorboard_events_hold_the_basic_tags(search_run):
     assert "_hparams_/session_start_info" in hparams
 
 
+def test_training_resume_refuses_another_architecture_of_the_same_space(search_run, tmp_path):
+    arch = yaml.safe_load((search_run / "arch.yaml").read_text())
+    out = tmp_path / "train"
+    first = tmp_path / "a.yaml"
+    first.write_text(yaml.safe_dump(arch))
+    assert main(["train", str(first), "--out", str(out), "--set", "train.epochs=1", "--quiet"]) == 0
+    layer = arch["space"]["stages"][0]["layers"][0]
+    layer["op"] = "max_pool3" if layer["op"] != "max_pool3" else "identity"  # no weights either way
+    other = tmp_path / "b.yaml"
+    other.write_text(yaml.safe_dump(arch))
+    done = run_cli("train", str(other), "--resume", str(out), "--set", "train.epochs=2")
+    assert done.returncode == 2
+    assert "a different architecture" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_theta_images_are_drawn_at_evenly_spaced_epochs_only(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
