@@ -231,11 +231,11 @@ def test_reference_vectors(case, foreach):
         opt.step()
         for n, p in zip(NAMES, ps, strict=True):
             want = torch.tensor(expected["params"][n], dtype=F64)
-            assert (p.detach() - want).abs().max().item() < 1e-9, (case["id"], t + 1, n)
+            assert (p.detach() - want).abs().max().item() < 1e-12, (case["id"], t + 1, n)
             for key, value in expected["state"][n].items():
                 got = torch.as_tensor(opt.state[p][key], dtype=F64)
                 err = (got - torch.tensor(value, dtype=F64)).abs().max().item()
-                assert err < 1e-9, (case["id"], t + 1, n, key)
+                assert err < 1e-12, (case["id"], t + 1, n, key)
 
 
 def test_spec_reproduces_reference_vectors():
