@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from . import registry
 from .asng import ASNG, ranking_utility
+from .augment import augment_batch
 from .cell_network import CellNetwork
 from .cell_ops import FactorizedReduce
 from .cells import CellSupernet
@@ -22,6 +23,7 @@ from .space import ChoicePoint, SearchSpace, load_space
 
 __all__ = [
     "__version__",
+    "augment_batch",
     "ASNG",
     "ranking_utility",
     "CellNetwork",

@@ -81,6 +81,9 @@ class ASNG:
             )
         if lam < 2:
             raise ValueError(f"lam must be >= 2, got {lam}")
+        for key, value in (("alpha", alpha), ("init_delta", init_delta), ("delta_max", delta_max)):
+            if not value > 0:
+                raise ValueError(f"{key} must be > 0, got {value}")
         self.categories = cats
         self.d = int(cats.size)
         self.c_max = int(cats.max())

@@ -9,6 +9,7 @@ those losses (together with the logging metrics).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from .data import (
 )
 from .device import resolve_device
 from .distributed import Group, join_group
-from .errors import UserError
+from .errors import UserError, did_you_mean
 from .interrupt import stop_on_signals
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
@@ -194,9 +195,7 @@ def run_search(
     group.check_batch(bs, "search.batch_size")
     group.check_batch(vbs, "search.batch_size (valid split)")
     steps = max(1, xtr.shape[0] // bs)
-    strategy = registry.get("strategy", S.strategy)(
-        space.categories, lam=S.lam, seed=config.seed, **S.strategy_options
-    )
+    strategy = _make_strategy(S.strategy, space.categories, S.lam, config.seed, S.strategy_options)
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
     state = RunState(
@@ -363,6 +362,32 @@ def _accuracy(
             out = net(x[start:end], sample)
         correct += (out.argmax(1) == y[start:end]).sum()
     return correct.item() / max(x.shape[0], 1)
+
+
+def _make_strategy(
+    name: str, categories: list[int], lam: int, seed: int, options: dict[str, Any]
+) -> Any:
+    """The strategy plugin, with the options of ``search.strategy_options``."""
+    for key, where in (("lam", "search.lam"), ("seed", "seed")):
+        if key in options:
+            raise UserError(
+                f"search.strategy_options.{key}: set by {where}; remove it from strategy_options"
+            )
+    factory = registry.get("strategy", name)
+    try:
+        accepted = set(inspect.signature(factory).parameters) - {"categories", "lam", "seed"}
+    except (TypeError, ValueError):  # no signature to read: let the call say what is wrong
+        accepted = set()
+    for key in options:
+        if accepted and key not in accepted:
+            raise UserError(
+                f"search.strategy_options.{key}: strategy '{name}' takes no option '{key}' "
+                f"(it takes {', '.join(sorted(accepted))}){did_you_mean(key, accepted)}"
+            )
+    try:
+        return factory(categories, lam=lam, seed=seed, **options)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"search.strategy_options: {e}") from None
 
 
 def _diverged(space: SearchSpace, host: list[float], archs: Any, varchs: Any) -> str:

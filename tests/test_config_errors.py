@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SPACES
+from conftest import SPACES, run_cli
 
 from nasframe import ConfigError, load_config
 from nasframe.cli import main
@@ -138,3 +138,28 @@ def test_optimizer_keyword_typo(write_yaml):
     p = write_yaml(GOOD.replace("momentum: 0.9", "momentun: 0.9"))
     (msg,) = errors_of(p)
     assert "search.optimizer" in msg and "did you mean 'momentum'" in msg
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("lam=4", "search.strategy_options.lam: set by search.lam"),
+        (
+            "alpah=2",
+            "takes no option 'alpah' (it takes alpha, delta_max, init_delta, theta); "
+            "did you mean 'alpha'?",
+        ),
+        ("alpha=-1", "search.strategy_options: alpha must be > 0, got -1"),
+    ],
+)
+def test_bad_strategy_options_are_one_clear_line(option, message, tmp_path):
+    done = run_cli(
+        "search",
+        str(SPACES / "digits.yaml"),
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        f"search.strategy_options.{option}",
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
