@@ -105,6 +105,18 @@ def log_distribution(
         logger.scalar("asng/snr", float(strategy.snr), step)
 
 
+def log_speed(
+    logger: RunLogger, device: torch.device, steps: int, seconds: float, samples: int, step: int
+) -> None:
+    """``sys/step_time`` and ``sys/samples_per_s`` of an epoch's ``steps`` of ``samples`` each,
+    and the peak GPU memory in MiB on CUDA."""
+    if steps:
+        logger.scalar("sys/step_time", seconds / steps, step)
+        logger.scalar("sys/samples_per_s", steps * samples / max(seconds, 1e-9), step)
+    if device.type == "cuda":
+        logger.scalar("sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, step)
+
+
 def search_iteration(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -299,13 +311,7 @@ def run_search(
                 image = evenly_due(epoch, S.epochs, config.log.theta_images)
                 log_distribution(logger, space, strategy, gstep, image)
                 done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
-                if done:
-                    logger.scalar("sys/step_time", elapsed / done, gstep)
-                    logger.scalar("sys/samples_per_s", done * bs * lam / max(elapsed, 1e-9), gstep)
-                if device.type == "cuda":
-                    logger.scalar(
-                        "sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, gstep
-                    )
+                log_speed(logger, device, done, elapsed, bs * lam, gstep)
                 logger.text("arch/most_likely", _markdown(space.describe(strategy.mle())), gstep)
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
                 group.same_everywhere(_fingerprint(strategy, params), "the search state")

@@ -7,6 +7,7 @@ report accuracy.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from .optim import build_optimizer, build_schedule
 from .precision import autocast
 from .regularize import l2_penalty
 from .runstate import CHECKPOINT, RunState
-from .search import Interrupted, TrainingDiverged
+from .search import Interrupted, TrainingDiverged, flat_params, log_speed
 from .space import SearchSpace
 from .tblog import RunLogger
 
@@ -177,6 +178,7 @@ def run_train(
                 epoch = pos["epoch"]
                 order = epoch_order(x.shape[0], config.seed, epoch, 2, device)
                 bar = EpochProgress(epoch, T.epochs, steps, pos["step"], enabled=progress)
+                t_epoch, first_step = time.perf_counter(), pos["step"]
                 model.train()
                 if hasattr(model, "start_epoch"):  # cell networks: the drop-path schedule
                     model.start_epoch(epoch, T.epochs)
@@ -186,6 +188,7 @@ def run_train(
                     optimizer.zero_grad(set_to_none=True)
                     with autocast(device, T.precision):
                         out, loss, aux_loss = _training_loss(model, xb, yb)
+                    data_loss = loss.detach()  # what train/loss shows: without penalties
                     if T.l2:
                         loss = loss + l2_penalty(model, T.l2)
                     (loss if aux_loss is None else loss + aux_loss).backward()
@@ -193,7 +196,7 @@ def run_train(
                         torch.nn.utils.clip_grad_norm_(model.parameters(), T.grad_clip)
                     optimizer.step()
                     schedule.step()
-                    loss_sum += loss.detach()
+                    loss_sum += data_loss
                     first_bad = torch.where(
                         (first_bad < 0) & ~torch.isfinite(loss.detach()),
                         pos["global_step"] + 1,
@@ -220,6 +223,7 @@ def run_train(
                             f"nasframe train --resume {run_dir}"
                         )
                 add_sums()
+                done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
                 test_loss, test_acc = evaluate(model, xt, yt, precision=T.precision)
                 metrics = {
                     "train/loss": state.meter.mean("train/loss"),
@@ -228,10 +232,12 @@ def run_train(
                     "test/acc": test_acc,
                 }
                 logger.scalars(metrics, pos["global_step"])
+                log_speed(logger, device, done, elapsed, bs, pos["global_step"])
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
                 state.end_epoch(metrics)
                 state.save()
                 logger.flush()
+        logger.hparams(flat_params(config, ("seed", "train", "data")), state.metrics)
     finally:
         logger.close()
     metrics = state.metrics

@@ -209,6 +209,26 @@ def test_training_resume_refuses_another_architecture_of_the_same_space(search_r
     assert "a different architecture" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_training_logs_the_data_loss_speed_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    arch = tmp_path / "arch.yaml"
+    text = (SPACES / "digits_prune.yaml").read_text()
+    for old, new in [("{choices: [0, 1]}", "1"), ("{choices: [256, 512]}", "256")]:
+        text = text.replace(old, new)
+    arch.write_text(text.replace("op: {choices: [dense, identity]}", "op: dense"))
+    out = tmp_path / "t"
+    args = ["--set", "train.epochs=1", "--set", "train.l2=100", "--set", "prune=null", "--quiet"]
+    assert main(["train", str(arch), "--out", str(out), *args]) == 0
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "test/acc", "sys/step_time", "sys/samples_per_s"} <= set(tags)
+    # The penalty (l2/2 * sum of squares: thousands here) is not in the cross-entropy shown.
+    assert acc.Scalars("train/loss")[-1].value < 10
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
 def test_theta_images_are_drawn_at_evenly_spaced_epochs_only(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
