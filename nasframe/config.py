@@ -252,6 +252,14 @@ class SearchConfig(Strict):
         description="epochs that train the weights on sampled architectures before θ moves "
         "(0: the reference protocol)",
     )
+    stop_when_converged: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="end the search after an epoch at which every choice's most likely option "
+        "holds this fraction of its cap 1 - 1/(number of choices), e.g. 0.9 (the strategy must "
+        "offer converged(); null: run every epoch)",
+    )
     checkpoint_every: NonNegativeInt = Field(
         0, description="also checkpoint every N iterations (0: at the end of each epoch only)"
     )

@@ -208,6 +208,15 @@ def run_search(
     group.check_batch(vbs, "search.batch_size (valid split)")
     steps = max(1, xtr.shape[0] // bs)
     strategy = _make_strategy(S.strategy, space.categories, S.lam, config.seed, S.strategy_options)
+    if S.stop_when_converged is not None and not hasattr(strategy, "converged"):
+        raise UserError(
+            f"search.stop_when_converged: strategy '{S.strategy}' has no converged(); remove "
+            "the option or use asng"
+        )
+
+    def converged() -> bool:
+        return S.stop_when_converged is not None and strategy.converged(S.stop_when_converged)
+
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
     state = RunState(
@@ -242,7 +251,7 @@ def run_search(
     lam = S.lam
     try:
         with stop_on_signals() as stop:
-            while pos["epoch"] < S.epochs:
+            while pos["epoch"] < S.epochs and not converged():
                 epoch = pos["epoch"]
                 tr_order = epoch_order(xtr.shape[0], config.seed, epoch, 0, device)
                 va_order = epoch_order(xva.shape[0], config.seed, epoch, 1, device)
@@ -319,6 +328,11 @@ def run_search(
                 if group.main:
                     state.save()
                 logger.flush()
+        if converged() and pos["epoch"] < S.epochs:
+            tell(
+                f"converged after epoch {pos['epoch']} of {S.epochs}: every choice's most likely "
+                f"option holds {S.stop_when_converged} of its cap (search.stop_when_converged)"
+            )
         logger.hparams(flat_params(config), state.metrics)
     finally:
         logger.close()
@@ -334,6 +348,7 @@ def run_search(
         "device": str(device),
         "processes": group.world,
         "epochs": S.epochs,
+        "epochs_run": pos["epoch"],
         "iterations": pos["global_step"],
         "wall_time_s": state.wall_s(),
         "final": dict(state.metrics),

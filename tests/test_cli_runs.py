@@ -229,6 +229,21 @@ def test_training_logs_the_data_loss_speed_and_hparams(tmp_path):
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
 
 
+def test_search_stops_when_converged_and_a_resume_adds_nothing(tmp_path):
+    out = tmp_path / "s"
+    args = ["--set", "search.stop_when_converged=0.3", "--quiet"]  # reached within an epoch or two
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(out), *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] < summary["epochs"] == 15
+    assert summary["iterations"] == summary["epochs_run"] * (650 // 64)
+    valid_d = sum(c > 1 for c in summary["categories"])
+    cap = 1 - 1 / valid_d
+    rows = zip(summary["theta"], summary["categories"], strict=True)
+    assert min(max(row[:c]) for row, c in rows) >= 0.3 * cap
+    assert main(["search", "--resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["iterations"] == summary["iterations"]
+
+
 def test_theta_images_are_drawn_at_evenly_spaced_epochs_only(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
