@@ -78,6 +78,19 @@ def _growth_controller(model: nn.Module, cfg: Any) -> Any:
         raise UserError(f"train.growth: {e}") from None
 
 
+def _check_growth_fits(growth: Any, total: int, epochs: int, steps: int) -> None:
+    """Every growth event must happen during training, or the network ends below its width."""
+    schedule = getattr(growth, "schedule", None)
+    planned = schedule.growth_steps() if hasattr(schedule, "growth_steps") else []
+    if planned and planned[-1] > total:
+        raise UserError(
+            f"train.growth: the last of {len(planned)} growth events comes after optimizer step "
+            f"{planned[-1]}, but training takes {total} steps ({epochs} epochs of {steps}); the "
+            f"network would end below its width: set train.growth.every to at most "
+            f"{max(total // len(planned), 1)} or train longer"
+        )
+
+
 def _training_loss(
     model: nn.Module, xb: torch.Tensor, yb: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -124,6 +137,8 @@ def run_train(
     steps = max(1, x.shape[0] // bs)
     target_params = count_parameters(model)
     growth = _growth_controller(model, T.growth) if T.growth else None  # before the optimizer
+    if growth is not None:
+        _check_growth_fits(growth, T.epochs * steps, T.epochs, steps)
     optimizer = build_optimizer(model.parameters(), T.optimizer)
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
     parts = {"growth": growth} if growth is not None else {}  # resized first on resume

@@ -56,3 +56,13 @@ def test_unknown_growth_strategy_is_a_config_error(tmp_path, capsys):
     path.write_text(text)
     assert main(["validate", str(path)]) == 2
     assert "did you mean 'gradmax'" in capsys.readouterr().err
+
+
+def test_growth_events_that_do_not_fit_in_training_are_refused(tmp_path, capsys):
+    # 3 epochs of digits take a few dozen optimizer steps, far fewer than 3 events x 1000
+    path = _arch(tmp_path, every=1000)
+    assert main(["train", str(path), "--out", str(tmp_path / "g"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "train.growth: the last of 3 growth events comes after optimizer step 3000" in err
+    assert "set train.growth.every to at most" in err
+    assert not (tmp_path / "g" / "summary.json").exists()
