@@ -51,6 +51,14 @@ def test_prune_writes_a_smaller_arch_that_loads_and_trains(trained, tmp_path):
     net = build_network(cfg, (1, 8, 8), 10)
     net.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
     assert sum(p.numel() for p in net.parameters()) == summary["params_after"]
+    # The pruned network computes what the trained one computes with those units masked off.
+    trained_cfg, _ = load_config(trained / "config.yaml")
+    full = build_network(trained_cfg, (1, 8, 8), 10)
+    full.load_state_dict(torch.load(trained / "weights.pt", weights_only=True))
+    x = torch.randn(8, 1, 8, 8)
+    pruner = registry.get("pruner", "adam_sparsity")(xi)
+    masked = pruner.masked(full.eval(), x)
+    torch.testing.assert_close(net.eval()(x), masked(x), rtol=1e-4, atol=1e-4)
     assert (
         main(
             [
