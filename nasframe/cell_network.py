@@ -14,6 +14,7 @@ taken on the meta device, so the search allocates nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -182,22 +183,51 @@ def count_cell_network(
     channels: int,
 ) -> int:
     """:func:`main_parameters` of ``CellNetwork(sp, genotype, ..., cells, channels)``, without
-    building it: its parts are built on the meta device (nothing is allocated, no random numbers
-    are drawn), and each distinct cell (same channels and kind) once."""
-
-    def count(m: nn.Module) -> int:
-        return sum(p.numel() for p in m.parameters())
-
+    building it: each kind of op and preprocessing is counted once, on the meta device (nothing is
+    allocated, no random numbers are drawn), so that counting is cheap enough for every sample."""
     plan = cell_plan(sp, cells, channels)
+    total = _stem_parameters(image_channels(sample_shape), plan[0].c_p)
     per_cell: dict[CellPlan, int] = {}
+    for p in plan:
+        if p not in per_cell:
+            per_cell[p] = _cell_parameters(genotype[p.kind], p)
+        total += per_cell[p]
+    return total + plan[-1].c * num_classes + num_classes
+
+
+def _cell_parameters(nodes: Sequence[Node], plan: CellPlan) -> int:
+    """Parameters of ``FixedCell(nodes, plan)``: its preprocessing, each distinct edge op once (an
+    op on the same input twice is shared), and the projection of the unused nodes (1×1 conv, BN)."""
+    edges = {
+        (i, src, name)
+        for i, (ins, ops) in enumerate(nodes)
+        for src, name in zip(ins, ops, strict=True)
+    }
+    ops = sum(_op_parameters(name, plan.c, plan.stride(src)) for _, src, name in edges)
+    unused = len(unused_nodes(tuple(nodes)))
+    return _preprocess_parameters(plan) + ops + unused * plan.c * plan.c + 2 * plan.c
+
+
+def _numel(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@functools.lru_cache(maxsize=4096)
+def _op_parameters(name: str, c: int, stride: int) -> int:
     with torch.device("meta"):
-        total = count(make_stem(image_channels(sample_shape), plan[0].c_p, track=True))
-        for p in plan:
-            if p not in per_cell:
-                per_cell[p] = count(FixedCell(genotype[p.kind], p))
-            total += per_cell[p]
-        total += count(nn.Linear(plan[-1].c, num_classes))
-    return total
+        return _numel(build_cell_op(name, c, stride, True, True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _preprocess_parameters(plan: CellPlan) -> int:
+    with torch.device("meta"):
+        return sum(_numel(m) for m in plan.preprocess(affine=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _stem_parameters(c_in: int, c_out: int) -> int:
+    with torch.device("meta"):
+        return _numel(make_stem(c_in, c_out, track=True))
 
 
 def fit_channels(count: Callable[[int], int], budget: float, start: int = 1) -> int:

@@ -252,6 +252,11 @@ class SearchConfig(Strict):
         description="epochs that train the weights on sampled architectures before θ moves "
         "(0: the reference protocol)",
     )
+    cost_penalty: NonNegativeFloat = Field(
+        0.0,
+        description="added to each valid loss that ranks the sampled architectures: this × the "
+        "architecture's parameters in millions (at search size; 0: off, as the reference)",
+    )
     stop_when_converged: float | None = Field(
         None,
         gt=0.0,

@@ -23,6 +23,7 @@ from . import registry
 from .checkpoint import write_json
 from .config import Config
 from .console import EpochProgress, say
+from .cost import ParameterCost
 from .data import (
     augment_at,
     batch_at,
@@ -217,6 +218,7 @@ def run_search(
     def converged() -> bool:
         return S.stop_when_converged is not None and strategy.converged(S.stop_when_converged)
 
+    cost = ParameterCost(space, data.sample_shape, classes)
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
     state = RunState(
@@ -289,10 +291,14 @@ def run_search(
                             "try a smaller search.optimizer.lr or grad_clip"
                         )
                     if epoch >= S.warmup_epochs:
+                        if S.cost_penalty:
+                            f = [
+                                v + S.cost_penalty * cost(a) for v, a in zip(f, varchs, strict=True)
+                            ]
                         strategy.update(varchs, f)
                     state.meter.add("train/loss", host[lam])
                     state.meter.add("train/acc", host[lam + 1] / (lam * bs))
-                    state.meter.add("valid/loss", sum(f) / lam)
+                    state.meter.add("valid/loss", sum(host[:lam]) / lam)
                     state.meter.add("valid/acc", host[lam + 2] / (lam * vbs))
                     pos["step"] += 1
                     pos["global_step"] += 1
@@ -317,6 +323,7 @@ def run_search(
                 with torch.no_grad():
                     metrics["test/acc"] = _accuracy(net, xte, yte, strategy.mle(), vbs, S.precision)
                 logger.scalars(metrics, gstep)
+                logger.scalar("arch/parameters_most_likely", cost(strategy.mle()) * 1e6, gstep)
                 image = evenly_due(epoch, S.epochs, config.log.theta_images)
                 log_distribution(logger, space, strategy, gstep, image)
                 done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
@@ -356,6 +363,7 @@ def run_search(
         "paths": space.paths,
         "theta": np.asarray(strategy.theta).tolist(),
         "most_likely": space.decode(mle),
+        "most_likely_parameters": round(cost(mle) * 1e6),
         "arch": "arch.yaml",
     }
     write_json(summary, run_dir / "summary.json")
