@@ -1,7 +1,7 @@
 """ASNG: adaptive stochastic natural gradient over categorical variables.
 
 Exact to the reference implementation of Akimoto et al. (ICML 2019), shirakawas/ASNG-NAS
-``classification/util/categorical_asng.py`` (see DESIGN.md §4), with two deliberate departures that
+``classification/util/categorical_asng.py`` (the design notes' §4), with two deliberate departures that
 are invisible at the defaults: ``delta_max`` is honoured, and each instance owns its random stream.
 
 θ is a float64 numpy array on the CPU: it is tiny and exactness matters more than placement.

@@ -28,7 +28,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def run_args(sp: argparse.ArgumentParser, what: str) -> None:
         sp.add_argument("config", nargs="?", help=f"{what} (optional with --resume)")
-        sp.add_argument("--out", metavar="DIR", help="run directory (default: runs/NAME-TIME)")
+        sp.add_argument(
+            "--out",
+            metavar="DIR",
+            help="run directory (default: runs/NAME-TIME, runs/NAME-train-TIME for training)",
+        )
         sp.add_argument(
             "--set",
             metavar="KEY=VALUE",
@@ -80,7 +84,22 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
                 "another directory"
             )
         return out
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kind = "" if args.command == "search" else f"-{args.command}"
+    return _new_dir(Path("runs") / f"{name}{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _new_dir(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... : the first that did not exist, now created (runs
+    started in the same second, e.g. seeds launched in parallel, never share a directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"{path}: could not find a free run directory name")
 
 
 def _load_for_run(args: argparse.Namespace):
@@ -118,6 +137,12 @@ def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         dump_yaml(raw, run_dir / RUN_CONFIG)
+    elif (
+        args.set
+        and args.config is None
+        and load_yaml(run_dir / RUN_CONFIG)[0].get("space") == raw.get("space")
+    ):
+        dump_yaml(raw, run_dir / RUN_CONFIG)  # what the continued run uses (e.g. more epochs)
     return run_dir
 
 

@@ -148,8 +148,9 @@ def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarra
 def _cifar_dir(
     root: str | None, dataset: str, folder: str, required: Sequence[str], extra: Sequence[str]
 ) -> Path:
+    also = f", next to {', '.join(extra)}, which is not needed" if extra else ""
     layout = (
-        f"expected ROOT/{folder}/{{{', '.join([*required, *extra])}}} (ROOT may also be the "
+        f"expected ROOT/{folder}/{{{', '.join(required)}}}{also} (ROOT may also be the "
         f"{folder} folder itself); download the CIFAR 'python version' archive by hand from "
         f"{_CIFAR_URL}, extract it into ROOT and set data.root to ROOT (nasframe never downloads "
         f"data)"

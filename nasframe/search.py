@@ -247,7 +247,7 @@ def run_search(
     logger = RunLogger(
         run_dir,
         config.log.tensorboard and group.main,
-        purge_step=pos["global_step"] if resume else None,
+        purge_step=pos["global_step"] + 1 if resume else None,
     )
     params = list(net.parameters())
     lam = S.lam

@@ -19,7 +19,8 @@ def evenly_due(epoch: int, epochs: int, count: int) -> bool:
 class RunLogger:
     """Writes a run's TensorBoard events; a no-op when disabled.
 
-    ``purge_step`` (on resume) makes TensorBoard drop events a killed run wrote after its last
+    ``purge_step`` (on resume: the checkpoint's step + 1, since what was logged at that step came
+    before the checkpoint) makes TensorBoard drop events a killed run wrote after its last
     checkpoint, so the curves continue cleanly.
     """
 

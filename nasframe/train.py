@@ -164,7 +164,7 @@ def run_train(
         if config.prune is not None:
             _warn_prune_setup(config, model, optimizer)
     logger = RunLogger(
-        run_dir, config.log.tensorboard, purge_step=pos["global_step"] if resume else None
+        run_dir, config.log.tensorboard, purge_step=pos["global_step"] + 1 if resume else None
     )
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)

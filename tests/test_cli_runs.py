@@ -244,6 +244,47 @@ def test_search_stops_when_converged_and_a_resume_adds_nothing(tmp_path):
     assert json.loads((out / "summary.json").read_text())["iterations"] == summary["iterations"]
 
 
+def test_a_run_resumed_after_an_epochs_checkpoint_keeps_every_epoch_in_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nasframe", "search", str(SPACES / "digits.yaml"), "--out"]
+    cmd += [str(run), "--quiet", "--set", "search.epochs=3"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.kill()  # right after the first epoch's checkpoint
+    proc.wait()
+    resumed = run_cli("search", "--resume", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [10, 20, 30]  # 650 // 64 steps an epoch
+
+
+def test_resuming_with_overrides_records_them_in_the_runs_config(search_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(search_run, run)
+    assert main(["search", "--resume", str(run), "--set", "search.epochs=3", "--quiet"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["search"]["epochs"] == 3
+    assert json.loads((run / "summary.json").read_text())["iterations"] == 3 * (650 // 64)
+
+
+def test_default_run_directories_are_never_shared(tmp_path, monkeypatch):
+    from nasframe.cli import _new_dir
+
+    first = _new_dir(tmp_path / "runs" / "x-20261130-120000")
+    second = _new_dir(tmp_path / "runs" / "x-20261130-120000")  # the same second
+    assert first.is_dir() and second == first.with_name("x-20261130-120000-2")
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", str(SPACES / "digits_prune.yaml"), "--set", "search.epochs=1"]) == 0
+    (made,) = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("digits-mlp-prune")]
+    assert (made / "summary.json").exists() and "-train-" not in made.name
+
+
 def test_theta_images_are_drawn_at_evenly_spaced_epochs_only(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -86,8 +86,9 @@ def check_sparsity_setup(
         )
     if not l2_in_loss and coupled_wd == 0.0:
         problems.append(
-            "no L2 regularisation: add l2_penalty(model, weight_decay) to the loss (or use "
-            "torch.optim.Adam(weight_decay=...)); without it inactive units keep their weights"
+            "no L2 regularisation: set train.l2 in the config (in your own loop: add "
+            "l2_penalty(model, weight_decay) to the loss, or use Adam's weight_decay); without it "
+            "inactive units keep their weights"
         )
     act = _activation_name(activation)
     if act not in _RECTIFIERS:
