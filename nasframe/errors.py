@@ -38,6 +38,17 @@ class ConfigError(UserError):
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """A '; did you mean ...?' suffix naming the closest candidate, or ''."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    """A '; did you mean ...?' suffix naming the closest candidate (all of those equally close,
+    e.g. conv3, conv5 and conv7 for conv4), or ''."""
+    pool = list(candidates)
+    close = difflib.get_close_matches(name, pool, n=len(pool) or 1, cutoff=0.6)
+    if not close:
+        return ""
+
+    def score(c: str) -> float:
+        return difflib.SequenceMatcher(None, name, c).ratio()
+
+    best = sorted(c for c in close if score(c) == score(close[0]))
+    quoted = [f"'{c}'" for c in best]
+    named = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f"; did you mean {named}?"

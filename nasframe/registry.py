@@ -149,7 +149,7 @@ def unknown_message(kind: str, name: str) -> str:
     """'unknown op 'x'; did you mean ...? (available: ...)'."""
     available = sorted(_discover()[kind])
     hint = did_you_mean(normalize(name), available)
-    listing = f" (available: {', '.join(available)})" if not hint else ""
+    listing = f" (available: {', '.join(available)})"
     return f"unknown {kind.replace('_', ' ')} '{name}'{hint}{listing}"
 
 

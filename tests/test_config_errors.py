@@ -163,3 +163,14 @@ def test_bad_strategy_options_are_one_clear_line(option, message, tmp_path):
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_equally_close_names_are_all_suggested_and_the_available_listed(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        (SPACES / "digits.yaml").read_text().replace("[conv3, sep_conv3", "[conv4, sep_conv3")
+    )
+    done = run_cli("validate", str(cfg))
+    assert done.returncode == 2
+    assert "unknown op 'conv4'; did you mean 'conv3', 'conv5' or 'conv7'?" in done.stderr
+    assert "(available: avg_pool3, conv3," in done.stderr
