@@ -51,6 +51,10 @@ def plugin_name(kind: str) -> AfterValidator:
     def check(name: str) -> str:
         if not registry.exists(kind, name):
             raise PydanticCustomError("unknown_plugin", registry.unknown_message(kind, name))
+        try:  # a plugin provided twice, or one that fails to import, is reported at its line
+            registry.get(kind, name)
+        except registry.PluginError as e:
+            raise PydanticCustomError("broken_plugin", str(e)) from None
         return registry.normalize(name)
 
     return AfterValidator(check)

@@ -138,3 +138,13 @@ def test_good_third_party_op_is_searchable_and_broken_one_fails_alone(third_part
     assert "Traceback" not in res.stderr
     assert "broken_conv" in res.stderr and "acme-nas-ops 1.2.3" in res.stderr
     assert "acme is broken" in res.stderr
+
+
+def test_validate_reports_a_plugin_that_fails_to_import_at_its_line(third_party, tmp_path):
+    cfg = tmp_path / "broken.yaml"
+    text = (SPACES / "digits.yaml").read_text()
+    cfg.write_text(text.replace("[conv3, sep_conv3, identity]", "[broken_conv, conv3]"))
+    res = run_cli("validate", str(cfg), env=third_party)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if "broken_conv" in t)
+    assert f"broken.yaml:{line}:" in res.stderr and "acme is broken" in res.stderr
