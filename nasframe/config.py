@@ -25,6 +25,7 @@ from pydantic import (
     PositiveInt,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -351,7 +352,9 @@ class Config(Strict):
 
     version: Literal[1] = Field(1, description="schema version")
     name: str = Field("experiment", description="name of the experiment (run directories)")
-    seed: int = Field(0, description="seed of weights, data order and architecture sampling")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="seed of weights, data order and architecture sampling"
+    )
     device: str = Field(
         "auto", description="auto, cpu, cuda or cuda:N (cuda without CUDA is an error)"
     )
@@ -367,13 +370,14 @@ class Config(Strict):
         None, description="set in exported architectures: hash of the space they came from"
     )
 
-    @model_validator(mode="after")
-    def _device(self) -> Config:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
             raise PydanticCustomError(
-                "device", "device must be auto, cpu, cuda or cuda:N, got '{d}'", {"d": self.device}
+                "device", "must be auto, cpu, cuda or cuda:N, got '{d}'", {"d": device}
             )
-        return self
+        return device
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,7 +403,13 @@ def _pretty_loc(loc: tuple[Any, ...], raw: Any) -> str:
     return ".".join(parts)
 
 
-def _problems(err: ValidationError, raw: Any, lines: LineMap, file: str) -> list[Problem]:
+def _problems(
+    err: ValidationError,
+    raw: Any,
+    lines: LineMap,
+    file: str,
+    overridden: dict[tuple[Any, ...], str] | None = None,
+) -> list[Problem]:
     out: list[Problem] = []
     seen: set[str] = set()
     for e in err.errors(include_url=False):
@@ -414,17 +424,35 @@ def _problems(err: ValidationError, raw: Any, lines: LineMap, file: str) -> list
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown key"
-        shown = _pretty_loc(lines.known_prefix(loc) if e["type"] != "missing" else loc, raw)
-        problem = Problem(file, lines.line(loc), shown, msg)
+        given = _override_of(loc, overridden or {})
+        if given is not None:  # the value came from the command line, not from the file
+            problem = Problem(f"--set {given}", None, _pretty_loc(loc, raw), msg)
+        else:
+            shown = _pretty_loc(lines.known_prefix(loc) if e["type"] != "missing" else loc, raw)
+            problem = Problem(file, lines.line(loc), shown, msg)
         if str(problem) not in seen:
             seen.add(str(problem))
             out.append(problem)
     return out
 
 
+def _override_of(loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) -> str | None:
+    """The ``--set`` item that gave the value at ``loc`` (or one above it), if any."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in overridden:
+            return overridden[loc[:n]]
+    return None
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``key.path=value`` overrides (stages may be named: ``space.stages.s1.width=64``)."""
+    return _apply_overrides(raw, overrides)[0]
+
+
+def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[Any, ...], str]]:
+    """:func:`apply_overrides`, and where each override landed (list items by index)."""
     raw = copy.deepcopy(raw)
+    landed: dict[tuple[Any, ...], str] = {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set {item}: expected key.path=value")
@@ -433,22 +461,26 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if not keys:
             raise UserError(f"--set {item}: empty key path")
         node: Any = raw
+        loc: list[Any] = []
         for j, key in enumerate(keys):
             last = j == len(keys) - 1
             if isinstance(node, list):
                 idx = _list_index(node, key, item)
+                loc.append(idx)
                 if last:
                     node[idx] = parse_scalar(text)
                 else:
                     node = node[idx]
             elif isinstance(node, dict):
+                loc.append(key)
                 if last:
                     node[key] = parse_scalar(text)
                 else:
                     node = node.setdefault(key, {})
             else:
                 raise UserError(f"--set {item}: '{'.'.join(keys[:j])}' is not a mapping")
-    return raw
+        landed[tuple(loc)] = item
+    return raw, landed
 
 
 def _list_index(node: list, key: str, item: str) -> int:
@@ -461,8 +493,14 @@ def _list_index(node: list, key: str, item: str) -> int:
     raise UserError(f"--set {item}: no list item '{key}'{did_you_mean(key, names)}")
 
 
-def validate_data(raw: Any, lines: LineMap | None = None, file: str = "<config>") -> Config:
-    """Validate already-loaded YAML data; problems raise :class:`ConfigError`."""
+def validate_data(
+    raw: Any,
+    lines: LineMap | None = None,
+    file: str = "<config>",
+    overridden: dict[tuple[Any, ...], str] | None = None,
+) -> Config:
+    """Validate already-loaded YAML data; problems raise :class:`ConfigError` (those in values
+    that ``overridden`` says came from ``--set`` items name the item instead of a line)."""
     lines = lines or LineMap()
     if not isinstance(raw, dict):
         what = f"expected a mapping of sections (version, space, search, ...), got {type(raw).__name__}"
@@ -470,7 +508,7 @@ def validate_data(raw: Any, lines: LineMap | None = None, file: str = "<config>"
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_problems(e, raw, lines, file)) from None
+        raise ConfigError(_problems(e, raw, lines, file, overridden)) from None
     except UserError as e:  # a broken plugin met during validation
         raise ConfigError([Problem(file, None, "", str(e))]) from None
 
@@ -478,11 +516,12 @@ def validate_data(raw: Any, lines: LineMap | None = None, file: str = "<config>"
 def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict]:
     """Read, override and validate a config file; returns the config and the raw mapping."""
     raw, lines = load_yaml(path)
+    landed: dict[tuple[Any, ...], str] = {}
     if overrides:
         if not isinstance(raw, dict):
             validate_data(raw, lines, str(path))
-        raw = apply_overrides(raw, overrides)
-    return validate_data(raw, lines, str(path)), raw
+        raw, landed = _apply_overrides(raw, overrides)
+    return validate_data(raw, lines, str(path), landed), raw
 
 
 def json_schema() -> dict[str, Any]:

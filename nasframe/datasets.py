@@ -112,8 +112,14 @@ def synthetic(
     """Seeded random inputs with labels from a fixed random linear teacher (learnable, for tests)."""
     if classes < 2 or n_train < 2 or n_test < 1:
         raise UserError("synthetic data needs classes >= 2, n_train >= 2 and n_test >= 1")
+    if not isinstance(shape, (list, tuple)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+    ):
+        raise UserError(
+            f"data.options.shape: {shape!r} should be a list of positive integers, e.g. [3, 32, 32]"
+        )
     g = torch.Generator().manual_seed(seed)
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(shape)
     x = torch.randn(n_train + n_test, *shape, generator=g)
     w = torch.randn(int(np.prod(shape)), classes, generator=g)
     y = (x.flatten(1) @ w).argmax(1)

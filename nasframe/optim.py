@@ -32,7 +32,7 @@ def build_optimizer(
         if "foreach" not in kwargs and _foreach_on_cpu(cls, params):
             kwargs["foreach"] = True
         return cls(params, **kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # torch's own checks: "Invalid momentum value: -1"
         raise UserError(f"optimizer '{cfg.name}': {e}") from None
 
 

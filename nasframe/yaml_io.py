@@ -81,6 +81,8 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
         raise ConfigError([Problem(shown, None, "", f"cannot read: {e}")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_structure(node, shown)
         data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -94,6 +96,65 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
     if data is None:
         raise ConfigError([Problem(shown, 1, "", "the file is empty; expected a nasframe config")])
     return data, LineMap.from_node(node)
+
+
+MAX_NODES = 100_000  # a config is a few hundred; aliases can multiply a short file past any size
+
+
+def _check_structure(root: yaml.Node, shown: str) -> None:
+    """Refuse what SafeLoader would accept but a config never needs: a key given twice in one
+    mapping (the last would silently win), an alias inside itself, or aliases expanding the
+    document past :data:`MAX_NODES`."""
+    seen = 0
+    stack: list[tuple[yaml.Node, frozenset[int]]] = [(root, frozenset())]
+    while stack:
+        node, ancestors = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise ConfigError(
+                [
+                    Problem(
+                        shown,
+                        None,
+                        "",
+                        f"invalid YAML: more than {MAX_NODES:,} values once "
+                        "its aliases are expanded",
+                    )
+                ]
+            )
+        if id(node) in ancestors:
+            raise ConfigError(
+                [
+                    Problem(
+                        shown,
+                        node.start_mark.line + 1,
+                        "",
+                        "invalid YAML: an alias refers to a value that contains it",
+                    )
+                ]
+            )
+        inner = ancestors | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        raise ConfigError(
+                            [
+                                Problem(
+                                    shown,
+                                    line,
+                                    str(key.value),
+                                    f"duplicate key (first given "
+                                    f"on line {first[key.value]}); keep one of them",
+                                )
+                            ]
+                        )
+                    first[key.value] = line
+                stack.append((value, inner))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, inner) for item in node.value)
 
 
 def parse_scalar(text: str) -> Any:

@@ -174,3 +174,52 @@ def test_equally_close_names_are_all_suggested_and_the_available_listed(tmp_path
     assert done.returncode == 2
     assert "unknown op 'conv4'; did you mean 'conv3', 'conv5' or 'conv7'?" in done.stderr
     assert "(available: avg_pool3, conv3," in done.stderr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("version: 1\nversion: 1\n", "c.yaml:2: version: duplicate key (first given on line 1)"),
+        ("a: &a [*a]\n", "c.yaml:1: invalid YAML: an alias refers to a value that contains it"),
+        (
+            "".join(
+                f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "x"] * 10) + "]\n"
+                for i in range(9)
+            ),
+            "c.yaml: invalid YAML: more than 100,000 values once its aliases are expanded",
+        ),
+    ],
+    ids=["duplicate-key", "recursive-alias", "alias-bomb"],
+)
+def test_yaml_that_safe_loading_alone_would_accept_is_refused(text, expected, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    done = run_cli("validate", str(cfg), timeout=60)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("seed=-1", "--set seed=-1: seed: Input should be greater than or equal to 0"),
+        ("seed=99999999999999999999", "--set seed=99999999999999999999: seed: Input should be"),
+        ("search.lam=1", "--set search.lam=1: search.lam: Input should be greater than or equal"),
+        ("search.optimizer.momentum=-1", "optimizer 'sgd': Invalid momentum value: -1"),
+        ("data.options.shape=[-1, 4]", "data.options.shape: [-1, 4] should be a list of positive"),
+    ],
+)
+def test_bad_values_from_the_command_line_name_the_override(override, expected, tmp_path):
+    args = ["--out", str(tmp_path / "r"), "--set", "search.epochs=1", "--set", override]
+    if override.startswith("data.options"):
+        args += ["--set", "data.name=synthetic"]
+    done = run_cli("search", str(SPACES / "mlp.yaml"), *args)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_device_is_reported_at_its_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((SPACES / "mlp.yaml").read_text().replace("device: auto", "device: gpu"))
+    line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if t.startswith("device"))
+    done = run_cli("validate", str(cfg))
+    assert f"c.yaml:{line}: device: must be auto, cpu, cuda or cuda:N, got 'gpu'" in done.stderr
