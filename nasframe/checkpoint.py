@@ -40,8 +40,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: no checkpoint here; is this a nasframe run directory?")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupted or foreign file
-        raise UserError(f"{path}: cannot read checkpoint: {type(e).__name__}: {e}") from None
+    except Exception as e:  # corrupted, foreign or unsafe file: torch's text is a page long
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            first = "it holds Python objects other than tensors and plain containers, refused"
+        raise UserError(
+            f"{path}: not a readable nasframe checkpoint ({first}); it may be damaged or not "
+            "from nasframe"
+        ) from None
 
 
 def write_json(data: Any, path: str | os.PathLike) -> None:

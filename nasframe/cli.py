@@ -11,7 +11,8 @@ from pathlib import Path
 
 from . import __version__, registry
 from .config import json_schema, load_config, validate_data
-from .errors import ConfigError, UserError
+from .distributed import world_size
+from .errors import ConfigError, UserError, make_dir
 from .yaml_io import dump_yaml, load_yaml
 
 __all__ = ["main"]
@@ -91,7 +92,7 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
 def _new_dir(path: Path) -> Path:
     """``path``, or ``path-2``, ``path-3``... : the first that did not exist, now created (runs
     started in the same second, e.g. seeds launched in parallel, never share a directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, "run directory")
     for k in range(1, 10_000):
         candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
         try:
@@ -99,6 +100,10 @@ def _new_dir(path: Path) -> Path:
             return candidate
         except FileExistsError:
             continue
+        except (OSError, ValueError) as e:  # e.g. a NUL byte in the config's name
+            raise UserError(
+                f"name: cannot make the run directory {str(candidate)!r}: {e}"
+            ) from None
     raise UserError(f"{path}: could not find a free run directory name")
 
 
@@ -117,7 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, raw = _load_for_run(args)
     if args.command == "search":
         return _cmd_search(args, config, raw)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if world_size() > 1:
         raise UserError(
             "torchrun: only `nasframe search` runs on several processes; run `nasframe train` "
             "as one process"
@@ -134,16 +139,23 @@ def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> Path:
     run_dir = _run_dir(args, config.name)
     if args.resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir, "--resume" if args.resume else "--out")
     if not args.resume:
-        dump_yaml(raw, run_dir / RUN_CONFIG)
+        _write_config(raw, run_dir)
     elif (
         args.set
         and args.config is None
         and load_yaml(run_dir / RUN_CONFIG)[0].get("space") == raw.get("space")
     ):
-        dump_yaml(raw, run_dir / RUN_CONFIG)  # what the continued run uses (e.g. more epochs)
+        _write_config(raw, run_dir)  # what the continued run uses (e.g. more epochs)
     return run_dir
+
+
+def _write_config(raw: dict, run_dir: Path) -> None:
+    try:
+        dump_yaml(raw, run_dir / RUN_CONFIG)
+    except OSError as e:
+        raise UserError(f"{run_dir}: cannot write {RUN_CONFIG}: {e.strerror or e}") from None
 
 
 def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
@@ -214,17 +226,23 @@ def _cmd_show(args: argparse.Namespace) -> int:
     path = run / "summary.json"
     if not path.exists():
         raise UserError(f"{run}: no summary.json here; is it a finished nasframe run directory?")
-    summary = json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: cannot read it as JSON: {e}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__}")
     print(
         f"run: {run}   kind: {summary.get('kind')}   name: {summary.get('name')}   "
-        f"device: {summary.get('device')}   wall time: {summary.get('wall_time_s', 0):.1f} s"
+        f"device: {summary.get('device')}   wall time: {_shown(summary.get('wall_time_s'))} s"
     )
     shown = ("iterations", "parameters", "parameters_without_auxiliary", "retrain_cells")
     for key in (*shown, "retrain_channels", "param_budget", "test_acc", "train_loss"):
         if summary.get(key) is not None:
-            print(f"{key}: {summary[key]}")
-    for key, value in (summary.get("final") or {}).items():
-        print(f"{key}: {value:.4f}")
+            print(f"{key}: {_shown(summary[key])}")
+    final = summary.get("final")
+    for key, value in (final if isinstance(final, dict) else {}).items():
+        print(f"{key}: {_shown(value)}")
     arch = run / ("arch.yaml" if (run / "arch.yaml").exists() else RUN_CONFIG)
     if arch.exists():
         from .config import load_config as _load
@@ -238,10 +256,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(value: object) -> str:
+    """A summary value for people: floats to 4 decimals, anything else as it is."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.out:
-        Path(args.out).write_text(text)
+        try:
+            Path(args.out).write_text(text)
+        except OSError as e:
+            raise UserError(
+                f"--out {args.out}: cannot write the schema: {e.strerror or e}"
+            ) from None
     else:
         sys.stdout.write(text)
     return 0
@@ -271,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _rank_prefix() -> str:
     """'rank N: ' on the processes of a torchrun after the first, whose messages would repeat."""
-    rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"
+    try:
+        rank = os.environ.get("RANK", "0") if world_size() > 1 else "0"
+    except UserError:
+        return ""
     return "" if rank == "0" else f"rank {rank}: "
 
 

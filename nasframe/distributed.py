@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from .errors import UserError
 
-__all__ = ["Group", "join_group"]
+__all__ = ["Group", "join_group", "world_size"]
 
 
 @dataclass
@@ -112,13 +112,31 @@ class Group:
             dist.destroy_process_group()
 
 
+def world_size() -> int:
+    """How many processes torchrun started (``WORLD_SIZE``; 1 without torchrun)."""
+    return _env_int("WORLD_SIZE", 1)
+
+
+def _env_int(name: str, default: int | None) -> int:
+    text = os.environ.get(name)
+    if text is None and default is not None:
+        return default
+    try:
+        return int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(
+            f"environment: {name}={text!r} should be an integer (torchrun sets WORLD_SIZE, RANK "
+            "and LOCAL_RANK; unset WORLD_SIZE to run one process)"
+        ) from None
+
+
 def join_group(device_spec: str) -> tuple[Group, str]:
     """The group ``torchrun`` started this process in (none: a single process), and the device
     spec this rank uses: ``cuda:LOCAL_RANK`` where the config asks for CUDA or ``auto`` finds it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         return Group(), device_spec
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = _env_int("RANK", None), _env_int("LOCAL_RANK", 0)
     cuda = torch.cuda.is_available() and (device_spec == "auto" or device_spec.startswith("cuda"))
     if device_spec.startswith("cuda:"):
         raise UserError(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["UserError", "ConfigError", "Problem", "did_you_mean"]
+__all__ = ["UserError", "ConfigError", "Problem", "did_you_mean", "make_dir"]
 
 
 class UserError(Exception):
@@ -35,6 +36,17 @@ class ConfigError(UserError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+def make_dir(path: Path, where: str) -> Path:
+    """``path`` as a directory (made with its parents if missing), or a clear error saying why
+    it cannot be one (a file in the way, no permission, an impossible name)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise UserError(f"{where} {path}: cannot make this directory: {why}") from None
+    return path
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -118,6 +118,11 @@ def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
 
 def _op_class(name: str, layout: str, where: str) -> Any:
     cls = registry.get("op", name)
+    if not callable(getattr(cls, "build", None)):
+        raise UserError(
+            f"{where}: op plugin '{name}' is {cls!r}, not an Op class with a build() classmethod; "
+            "fix or uninstall the plugin that registers it"
+        )
     if layout not in getattr(cls, "layouts", ()):
         raise UserError(
             f"{where}: op '{name}' does not support layout '{layout}' (it supports "

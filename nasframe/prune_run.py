@@ -17,7 +17,7 @@ from .config import Config, load_config, validate_data
 from .console import say
 from .data import load_dataset
 from .device import resolve_device
-from .errors import UserError
+from .errors import UserError, make_dir
 from .network import build_network, build_network_layout, num_classes_of, with_widths
 from .tblog import RunLogger
 from .train import WEIGHTS, evaluate
@@ -92,7 +92,7 @@ def run_prune(
     state = load_checkpoint(weights)
     try:
         model.load_state_dict(state)
-    except RuntimeError:
+    except (RuntimeError, TypeError, AttributeError):
         raise UserError(
             f"{weights}: these weights do not fit the architecture of {run_dir}/config.yaml "
             "(a growth run that did not reach its full widths?)"
@@ -100,8 +100,7 @@ def run_prune(
     model = model.to(device).eval()
     xt, yt = data.x_test.to(device), data.y_test.to(device)
     pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)
-    out = Path(out) if out is not None else run_dir / "pruned"
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(Path(out) if out is not None else run_dir / "pruned", "--out")
     arch.setdefault("prune", {})
     arch["prune"] = {"method": method, "threshold": xi}
     dump_yaml(arch, out / "arch.yaml")

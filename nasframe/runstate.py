@@ -84,6 +84,8 @@ class RunState:
     def resume(self) -> None:
         """Continue from the checkpoint; one from another kind of run or space is refused."""
         ckpt = load_checkpoint(self.path)
+        if not isinstance(ckpt, dict):
+            raise UserError(f"{self.path}: not a nasframe checkpoint (no mapping of its parts)")
         if ckpt.get("kind") != self.kind or ckpt.get("space_hash") != self.space_hash:
             what = "search space" if self.kind == "search" else "architecture"
             raise UserError(
@@ -92,10 +94,17 @@ class RunState:
                 f"{self.space_hash}): a different {what}; resume it with the config it was "
                 "started with"
             )
-        for name, part in self.parts.items():
-            part.load_state_dict(ckpt[name])
-        set_rng_state(ckpt["rng"])
-        self.pos.update(ckpt["pos"])
-        self.meter.load_state_dict(ckpt["meter"])
-        self.metrics = dict(ckpt["metrics"])
+        try:
+            for name, part in self.parts.items():
+                part.load_state_dict(ckpt[name])
+            set_rng_state(ckpt["rng"])
+            self.pos.update({k: type(v)(ckpt["pos"][k]) for k, v in self.pos.items()})
+            self.meter.load_state_dict(ckpt["meter"])
+            self.metrics = dict(ckpt["metrics"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise UserError(
+                f"{self.path}: this checkpoint does not fit this {self.kind} "
+                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}); "
+                "it may be damaged or from another version"
+            ) from None
         self._t0, self._wall0 = time.perf_counter(), float(self.pos["wall_s"])
