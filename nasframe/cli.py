@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_dir(args: argparse.Namespace, name: str) -> Path:
     if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise UserError(
+                f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
+                "directory; drop --out"
+            )
         return Path(args.resume)
     if args.out:
         out = Path(args.out)
@@ -286,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "show": _cmd_show,
         "schema": _cmd_schema,
     }
+    previous = _terminate_cleanly()
     try:
         return handlers[args.command](args)
     except UserError as e:
@@ -295,6 +302,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(
+            "terminated (SIGTERM) before a run's loop started; nothing to resume", file=sys.stderr
+        )
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    """SIGTERM outside a run's loop (whose own handler checkpoints first)."""
+
+
+def _terminate_cleanly():
+    """SIGTERM raises :class:`_Terminated` (a message, not a silent death) until a run's loop
+    takes the signal over; returns the handler to restore, or None off the main thread."""
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _rank_prefix() -> str:

@@ -129,7 +129,7 @@ def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarra
         )
     try:
         y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{path}: '{label_key}' should be a list of integers") from None
     if y.shape[0] != data.shape[0]:
         raise UserError(f"{path}: {data.shape[0]} images but {y.shape[0]} '{label_key}'")

@@ -91,3 +91,9 @@ def test_an_op_plugin_that_is_not_an_op(tmp_path, capsys):
     )
     assert main(["search", str(cfg), "--out", str(tmp_path / "r"), *FAST]) == 2
     assert "not an Op class with a build() classmethod" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_different_out(finished_run, tmp_path, capsys):
+    args = ["search", "--resume", str(finished_run), "--out", str(tmp_path / "elsewhere")]
+    assert main(args) == 2
+    assert "a resumed run continues in its own directory; drop --out" in capsys.readouterr().err
