@@ -6,7 +6,8 @@ without importing the whole experiment schema.
 
 from __future__ import annotations
 
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -27,14 +28,41 @@ class Strict(BaseModel):
     def _unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
             known = set(cls.model_fields)
-            for key in data:
+            for key, value in data.items():
                 if key not in known:
                     raise PydanticCustomError(
                         "unknown_key",
                         "unknown key '{key}'{hint}",
                         {"key": str(key), "hint": did_you_mean(str(key), known)},
                     )
+                if isinstance(value, bool) and _numeric_only(cls.model_fields[key].annotation):
+                    raise error_at(  # pydantic would read yes/true as 1
+                        "bool_number",
+                        "expected a number, got the boolean {value}",
+                        (key,),
+                        value=str(value).lower(),
+                    )
         return data
+
+
+def _numeric_only(annotation: Any) -> bool:
+    """Whether a field takes numbers (int or float, possibly optional or constrained) and no
+    booleans."""
+    kinds: set[Any] = set()
+
+    def walk(a: Any) -> None:
+        args = get_args(a)
+        if get_origin(a) is Annotated:
+            walk(args[0])
+        elif args and get_origin(a) in (Union, UnionType):
+            for arg in args:
+                walk(arg)
+        else:
+            kinds.add(a)
+
+    walk(annotation)
+    kinds.discard(type(None))
+    return bool(kinds) and kinds <= {int, float}
 
 
 def error_at(kind: str, message: str, where: tuple[Any, ...], **ctx: Any) -> PydanticCustomError:

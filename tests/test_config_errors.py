@@ -223,3 +223,15 @@ def test_a_bad_device_is_reported_at_its_line(tmp_path):
     line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if t.startswith("device"))
     done = run_cli("validate", str(cfg))
     assert f"c.yaml:{line}: device: must be auto, cpu, cuda or cuda:N, got 'gpu'" in done.stderr
+
+
+def test_a_boolean_where_a_number_belongs_is_refused(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        (SPACES / "mlp.yaml")
+        .read_text()
+        .replace("epochs: 20\n  batch_size", "epochs: yes\n  batch_size", 1)
+    )
+    done = run_cli("validate", str(cfg))
+    assert done.returncode == 2
+    assert "search.epochs: expected a number, got the boolean true" in done.stderr, done.stderr
