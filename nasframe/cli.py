@@ -210,8 +210,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_plugins(args: argparse.Namespace) -> int:
     rows = [("KIND", "NAME", "DISTRIBUTION", "VERSION", "OBJECT")]
     for info in registry.plugins():
-        source = info.source + (" (conflict)" if info.conflicts else "")
-        rows.append((info.kind, info.name, source, info.version, info.value))
+        for each in (info, *info.conflicts):  # every provider of a name given twice, marked
+            source = each.source + (" (conflict)" if info.conflicts else "")
+            rows.append((each.kind, each.name, source, each.version, each.value))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -148,3 +148,23 @@ def test_validate_reports_a_plugin_that_fails_to_import_at_its_line(third_party,
     assert res.returncode == 2 and "Traceback" not in res.stderr
     line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if "broken_conv" in t)
     assert f"broken.yaml:{line}:" in res.stderr and "acme is broken" in res.stderr
+
+
+def test_a_name_provided_twice_is_listed_for_both_and_refused_at_its_line(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rival_ops.py").write_text(GOOD_PLUGIN)
+    dist = site / "rival_ops-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rival-ops\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[nasframe.ops]\nconv3 = rival_ops:WideConv\n")
+    env = {"PYTHONPATH": str(site)}
+    listed = run_cli("plugins", env=env)
+    rows = [line.split() for line in listed.stdout.splitlines() if line.startswith("op ")]
+    conv3 = [r for r in rows if r[1] == "conv3"]
+    assert {r[2] for r in conv3} == {"nasframe", "rival-ops"} and all(
+        r[3] == "(conflict)" for r in conv3
+    )
+    done = run_cli("validate", str(SPACES / "digits.yaml"), env=env)
+    assert done.returncode == 2 and "provided by several distributions" in done.stderr
+    assert "digits.yaml:" in done.stderr
