@@ -239,12 +239,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
         raise UserError(f"{path}: cannot read it as JSON: {e}") from None
     if not isinstance(summary, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__}")
-    print(
-        f"run: {run}   kind: {summary.get('kind')}   name: {summary.get('name')}   "
-        f"device: {summary.get('device')}   wall time: {_shown(summary.get('wall_time_s'))} s"
-    )
-    shown = ("iterations", "parameters", "parameters_without_auxiliary", "retrain_cells")
-    for key in (*shown, "retrain_channels", "param_budget", "test_acc", "train_loss"):
+    head = [f"run: {run}"]
+    for key, label in [("kind", "kind"), ("name", "name"), ("device", "device")]:
+        if summary.get(key) is not None:
+            head.append(f"{label}: {summary[key]}")
+    if summary.get("wall_time_s") is not None:
+        head.append(f"wall time: {_shown(summary['wall_time_s'])} s")
+    print("   ".join(head))
+    shown = ("iterations", "epochs_run", "most_likely_parameters", "parameters")
+    shown += ("parameters_without_auxiliary", "retrain_cells", "retrain_channels", "param_budget")
+    shown += ("test_acc", "train_loss", "threshold", "removed_units", "removed_fraction")
+    shown += ("params_before", "params_after", "flops_before", "flops_after")
+    for key in (*shown, "acc_before", "acc_after"):
         if summary.get(key) is not None:
             print(f"{key}: {_shown(summary[key])}")
     final = summary.get("final")

@@ -133,3 +133,16 @@ def test_shipped_prune_space_trains_adam_with_l2_and_prunes_silently(tmp_path, c
     summary = json.loads((out / "summary.json").read_text())["prune"]
     assert summary["removed_units"] > 0  # dense layers trained by Adam + L2 lose units
     assert summary["acc_after"] >= summary["acc_before"] - 0.005
+
+
+def test_show_of_a_pruned_directory_gives_its_before_and_after(trained, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    xi = _threshold_removing_some(trained)
+    assert main(["prune", str(trained), "--threshold", str(xi), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"params_before: {summary['params_before']}" in shown
+    assert f"params_after: {summary['params_after']}" in shown
+    assert "None" not in shown
