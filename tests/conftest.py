@@ -75,6 +75,37 @@ def interrupt_at_first_checkpoint(run_dir: Path, run: Callable[[], object]) -> N
         watcher.join()
 
 
+def signal_at_first_checkpoint(
+    cmd: list[str], run_dir: Path, sig: int
+) -> subprocess.CompletedProcess:
+    """Start ``cmd`` (single-threaded torch: bit-for-bit needs the same thread count) and send
+    ``sig`` as soon as ``run_dir`` holds its first checkpoint; the finished process, with stderr.
+
+    The run must not have finished by then (its summary.json must not exist).
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
+    )
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert not (run_dir / "summary.json").exists(), "the run finished before the signal"
+    return subprocess.CompletedProcess(cmd, proc.returncode, None, err)
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 

@@ -7,11 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
-from conftest import ROOT, SPACES, interrupt_at_first_checkpoint, run_cli
+from conftest import (
+    ROOT,
+    SPACES,
+    interrupt_at_first_checkpoint,
+    run_cli,
+    signal_at_first_checkpoint,
+)
 
 from nasframe import SearchSpace, load_config
 from nasframe.cli import main
@@ -112,23 +117,11 @@ def test_killed_search_resumes_to_exactly_the_same_result(tmp_path, sig, extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # bit-for-bit needs the same thread count
     subprocess.run(_search_cmd(ref, *extra), check=True, capture_output=True, cwd=ROOT, env=env)
     run = tmp_path / "run"
-    proc = subprocess.Popen(
-        _search_cmd(run, *extra),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    deadline = time.time() + 120
-    while not (run / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
-    assert not (run / "summary.json").exists(), "the run finished before it could be killed"
+    stopped = signal_at_first_checkpoint(_search_cmd(run, *extra), run, sig)
     if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL
+        assert stopped.returncode == -signal.SIGKILL
     else:
-        assert proc.returncode == 130 and b"--resume" in err
+        assert stopped.returncode == 130 and "--resume" in stopped.stderr
     resumed = run_cli("search", "--resume", str(run), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((ref / "summary.json").read_text())
@@ -250,12 +243,7 @@ def test_a_run_resumed_after_an_epochs_checkpoint_keeps_every_epoch_in_tensorboa
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "nasframe", "search", str(SPACES / "digits.yaml"), "--out"]
     cmd += [str(run), "--quiet", "--set", "search.epochs=3"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (run / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.005)
-    proc.kill()  # right after the first epoch's checkpoint
-    proc.wait()
+    signal_at_first_checkpoint(cmd, run, signal.SIGKILL)  # right after the first epoch's
     resumed = run_cli("search", "--resume", str(run), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     acc = EventAccumulator(str(run))

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, SPACES
+from conftest import ROOT, SPACES, signal_at_first_checkpoint
 
 from nasframe.cli import main
 from nasframe.distributed import Group, join_group
@@ -73,22 +72,12 @@ def test_two_processes_search_as_one_does(two_process_run, tmp_path):
 def test_torchrun_search_stopped_by_sigterm_resumes_exactly(two_process_run, tmp_path):
     ref, _ = two_process_run
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        torchrun("search", SPACE, "--out", str(out), *ARGS),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
+    stopped = signal_at_first_checkpoint(
+        torchrun("search", SPACE, "--out", str(out), *ARGS), out, signal.SIGTERM
     )
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert not (out / "summary.json").exists(), "the run finished before it could be stopped"
-    assert proc.returncode != 0
-    assert b"--resume" in err  # both processes stopped after the same iteration, rank 0 saved
+    assert stopped.returncode != 0
+    # both processes stopped after the same iteration, rank 0 saved
+    assert "--resume" in stopped.stderr
     resumed = run(torchrun("search", "--resume", str(out), "--quiet"))
     assert resumed.returncode == 0, resumed.stderr
     assert summary(out)["theta"] == summary(ref)["theta"]

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from conftest import ROOT
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "search_kernels", ROOT / "benchmarks" / "search_kernels.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_unit_affine_batchnorm_is_the_same_function_and_every_figure_is_reported(tmp_path):
-    search_kernels = _load()
+    search_kernels = load_benchmark("search_kernels")
     out = tmp_path / "k.json"
     search_kernels.main(["--device", "cpu", "--repeats", "1", "--json", str(out)])
     result = json.loads(out.read_text())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
 import numpy as np
 import pytest
-from conftest import ROOT, SPACES
+from conftest import SPACES, load_benchmark
 
 from nasframe import SearchSpace, load_config
 
@@ -28,12 +27,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "search_speed", ROOT / "benchmarks" / "search_speed.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_speed")
 
 
 def test_quick_run_reports_every_figure(bench, tmp_path):
