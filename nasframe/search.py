@@ -320,17 +320,19 @@ def run_search(
                     k: state.meter.mean(k)
                     for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
                 }
+                mle = strategy.mle()
                 with torch.no_grad():
-                    metrics["test/acc"] = _accuracy(net, xte, yte, strategy.mle(), vbs, S.precision)
+                    metrics["test/acc"] = _accuracy(net, xte, yte, mle, vbs, S.precision)
                 logger.scalars(metrics, gstep)
-                logger.scalar("arch/parameters_most_likely", cost(strategy.mle()) * 1e6, gstep)
+                logger.scalar("arch/parameters_most_likely", cost(mle) * 1e6, gstep)
                 image = evenly_due(epoch, S.epochs, config.log.theta_images)
                 log_distribution(logger, space, strategy, gstep, image)
                 done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
                 log_speed(logger, device, done, elapsed, bs * lam, gstep)
-                logger.text("arch/most_likely", _markdown(space.describe(strategy.mle())), gstep)
+                logger.text("arch/most_likely", _markdown(space.describe(mle)), gstep)
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
-                group.same_everywhere(_fingerprint(strategy, params), "the search state")
+                if group.distributed:
+                    group.same_everywhere(_fingerprint(strategy, params), "the search state")
                 state.end_epoch(metrics)
                 if group.main:
                     state.save()

@@ -85,16 +85,16 @@ class SearchSpace:
     def hash(self) -> str:
         """Hash of the space definition: checkpoints and exported architectures carry it."""
         # A cell space's retraining options do not change what is searched.
-        exclude = {"retrain"} if self.is_cells else None
-        dumped = self.config.space.model_dump(mode="json", warnings=False, exclude=exclude)
-        text = json.dumps(dumped, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._digest({"retrain"} if self.is_cells else None)
 
     @property
     def network_hash(self) -> str:
         """Hash of everything in the space that shapes a network (a cell space's retraining
         options too): what a training checkpoint must match."""
-        dumped = self.config.space.model_dump(mode="json", warnings=False)
+        return self._digest(None)
+
+    def _digest(self, exclude: set[str] | None) -> str:
+        dumped = self.config.space.model_dump(mode="json", warnings=False, exclude=exclude)
         return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
 
     def index(self, path: str) -> int | None:
