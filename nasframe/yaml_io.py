@@ -105,34 +105,21 @@ def _check_structure(root: yaml.Node, shown: str) -> None:
     """Refuse what SafeLoader would accept but a config never needs: a key given twice in one
     mapping (the last would silently win), an alias inside itself, or aliases expanding the
     document past :data:`MAX_NODES`."""
+
+    def refused(line: int | None, where: str, what: str) -> ConfigError:
+        return ConfigError([Problem(shown, line, where, what)])
+
     seen = 0
     stack: list[tuple[yaml.Node, frozenset[int]]] = [(root, frozenset())]
     while stack:
         node, ancestors = stack.pop()
         seen += 1
         if seen > MAX_NODES:
-            raise ConfigError(
-                [
-                    Problem(
-                        shown,
-                        None,
-                        "",
-                        f"invalid YAML: more than {MAX_NODES:,} values once "
-                        "its aliases are expanded",
-                    )
-                ]
-            )
+            what = f"more than {MAX_NODES:,} values once its aliases are expanded"
+            raise refused(None, "", f"invalid YAML: {what}")
         if id(node) in ancestors:
-            raise ConfigError(
-                [
-                    Problem(
-                        shown,
-                        node.start_mark.line + 1,
-                        "",
-                        "invalid YAML: an alias refers to a value that contains it",
-                    )
-                ]
-            )
+            what = "an alias refers to a value that contains it"
+            raise refused(node.start_mark.line + 1, "", f"invalid YAML: {what}")
         inner = ancestors | {id(node)}
         if isinstance(node, yaml.MappingNode):
             first: dict[Any, int] = {}
@@ -140,17 +127,8 @@ def _check_structure(root: yaml.Node, shown: str) -> None:
                 if isinstance(key, yaml.ScalarNode):
                     line = key.start_mark.line + 1
                     if key.value in first:
-                        raise ConfigError(
-                            [
-                                Problem(
-                                    shown,
-                                    line,
-                                    str(key.value),
-                                    f"duplicate key (first given "
-                                    f"on line {first[key.value]}); keep one of them",
-                                )
-                            ]
-                        )
+                        what = f"duplicate key (first given on line {first[key.value]}); keep one"
+                        raise refused(line, str(key.value), f"{what} of them")
                     first[key.value] = line
                 stack.append((value, inner))
         elif isinstance(node, yaml.SequenceNode):
