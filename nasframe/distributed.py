@@ -102,10 +102,6 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
     def leave(self) -> None:
         """End this process's part in the group (at the end of the run)."""
         if self.distributed and dist.is_initialized():
