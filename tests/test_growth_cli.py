@@ -38,7 +38,8 @@ def test_growth_reaches_full_width_and_reports_the_baseline(tmp_path):
     assert g["final_widths"] == g["target_widths"]
     assert all(g["start_widths"][k] < g["target_widths"][k] for k in g["target_widths"])
     assert summary["parameters"] == g["parameters_full_width"]
-    assert 0.1 < g["full_width_test_acc"] <= 1 and 0.1 < summary["test_acc"] <= 1
+    # eval mode works on the grown units too (with (0, 1) BatchNorm statistics it was at chance)
+    assert 0.3 < g["full_width_test_acc"] <= 1 and 0.3 < summary["test_acc"] <= 1
     weights = torch.load(out / "weights.pt", weights_only=True)
     full = torch.load(out / "full_width" / "weights.pt", weights_only=True)
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in full.items()}

@@ -181,6 +181,35 @@ def test_controller_state_dict_round_trip():
     torch.testing.assert_close(m2(x), m(x))
 
 
+@pytest.mark.parametrize("strategy", ["gradmax", "random"])
+def test_new_units_batchnorm_statistics_are_measured_on_the_growth_batch(strategy):
+    """Grown BatchNorm entries take the growth batch's statistics (not mean 0, variance 1, which
+    left a short run's eval mode at chance: the running variance needs ~100 steps to come down
+    to a new unit's); the old units keep theirs."""
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), ReLU0(), nn.Conv2d(8, 4, 3, padding=1)
+    )
+    ctrl = GrowthController(m, strategy, schedule=GrowthSchedule(every=1, steps=1), seed=0)
+    x = torch.randn(16, 3, 6, 6) * 2 + 1
+    for _ in range(3):  # old units' running statistics move away from (0, 1)
+        m(x + torch.randn_like(x))
+    bn = m[1]
+    old_mean, old_var, old_count = (t.clone() for t in bn.buffers())
+    assert bn.num_features == 4
+    ctrl.grow(0, lambda: m(x).square().mean())
+    assert bn.num_features == 8
+    torch.testing.assert_close(bn.running_mean[:4], old_mean)
+    torch.testing.assert_close(bn.running_var[:4], old_var)
+    assert int(bn.num_batches_tracked) == int(old_count)
+    with torch.no_grad():
+        h = m[0](x)
+    torch.testing.assert_close(bn.running_mean[4:], h.mean((0, 2, 3))[4:])
+    torch.testing.assert_close(bn.running_var[4:], h.var((0, 2, 3))[4:])
+    # zero incoming weights (every built-in strategy): the new units are exactly 0 so far
+    assert not bn.running_var[4:].any() and not bn.running_mean[4:].any()
+
+
 def test_growth_plan_and_schedule():
     assert growth_plan(10, 0.5, 5) == (5, [1, 1, 1, 1, 1])
     assert growth_plan(10, 0.3, 4) == (3, [2, 2, 2, 1])

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .pairs import GrowthPair, find_growable_pairs, resize_pair_
-from .strategies import Firefly, GradMax, GradMaxOpt, GrowthStrategy, RandomGrowth
+from .pairs import BN_TYPES, GrowthPair, find_growable_pairs, resize_pair_
+from .strategies import (
+    Firefly,
+    GradMax,
+    GradMaxOpt,
+    GrowthStrategy,
+    RandomGrowth,
+    preserved_buffers,
+)
 
 #: The built-in strategies by name (the same names as the ``nasframe.growth`` entry points).
 STRATEGIES: dict[str, type[GrowthStrategy]] = {
@@ -170,9 +177,13 @@ class GrowthController:
         "scalars": {"growth/<pair>/width": ..., "growth/<pair>/new_grad_norm": ...}}``.
         """
         infos = []
-        for p in self.pairs:
-            k = self.plans[p.name][1][event]
-            infos.append(self.strategy.grow(p, k, loss_fn, optimizer=optimizer, model=self.model))
+        with preserved_buffers(self.model):  # taken before growth: old units keep their stats
+            for p in self.pairs:
+                k = self.plans[p.name][1][event]
+                infos.append(
+                    self.strategy.grow(p, k, loss_fn, optimizer=optimizer, model=self.model)
+                )
+            self._measure_new_statistics(loss_fn)
         self.events_done = event + 1
         scalars = {}
         for p, info in zip(self.pairs, infos, strict=True):
@@ -188,6 +199,34 @@ class GrowthController:
             "pairs": infos,
             "scalars": scalars,
         }
+
+    def _measure_new_statistics(self, loss_fn: Callable[[], torch.Tensor]) -> None:
+        """Give the new units' BatchNorm running statistics their values on the growth batch.
+
+        Grown BatchNorm entries start at mean 0 and variance 1, but a new unit's activations
+        start near zero (GradMax: exactly zero) and stay small for a while: the running variance
+        would need a hundred steps to come down, and until then the network in eval mode scales
+        the new units far below what training sees (a short run tested at chance). One forward
+        pass in training mode with momentum 1 sets them to the batch's statistics; the caller's
+        :func:`preserved_buffers` then restores every old unit's statistics.
+        """
+        grown = {
+            m
+            for p in self.pairs
+            for m in p.between
+            if isinstance(m, BN_TYPES) and m.track_running_stats and m.training
+        }
+        if not grown:
+            return
+        momenta = {m: m.momentum for m in grown}
+        try:
+            for m in grown:
+                m.momentum = 1.0
+            with torch.no_grad():
+                loss_fn()
+        finally:
+            for m, momentum in momenta.items():
+                m.momentum = momentum
 
     def state_dict(self) -> dict:
         return {
