@@ -126,6 +126,18 @@ def _load_for_run(args: argparse.Namespace):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config, raw = _load_for_run(args)
+    try:
+        return _run(args, config, raw)
+    except ConfigError:
+        raise
+    except UserError as e:  # a problem found at run time: point at its line of the config
+        located = config.locate(str(e))
+        if located != str(e):
+            e.args = (located,)
+        raise
+
+
+def _run(args: argparse.Namespace, config, raw: dict) -> int:
     if args.command == "search":
         return _cmd_search(args, config, raw)
     if world_size() > 1:

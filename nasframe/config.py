@@ -23,6 +23,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -33,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from . import registry
 from .cell_config import CellSpace
 from .config_base import Strict, plugin_name
+from .config_source import ConfigSource, override_of
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .precision import Precision
 from .yaml_io import LineMap, load_yaml, parse_scalar
@@ -369,6 +371,12 @@ class Config(Strict):
     space_hash: str | None = Field(
         None, description="set in exported architectures: hash of the space they came from"
     )
+    _source: ConfigSource | None = PrivateAttr(None)
+
+    def locate(self, message: str) -> str:
+        """An error message about this config with the file and line (or the ``--set`` item) of
+        each config path it starts a line with; unchanged for a config not read from a file."""
+        return self._source.locate(message) if self._source is not None else message
 
     @field_validator("device")
     @classmethod
@@ -424,7 +432,7 @@ def _problems(
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown key"
-        given = _override_of(loc, overridden or {})
+        given = override_of(loc, overridden or {})
         if given is not None:  # the value came from the command line, not from the file
             problem = Problem(f"--set {given}", None, _pretty_loc(loc, raw), msg)
         else:
@@ -434,14 +442,6 @@ def _problems(
             seen.add(str(problem))
             out.append(problem)
     return out
-
-
-def _override_of(loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) -> str | None:
-    """The ``--set`` item that gave the value at ``loc`` (or one above it), if any."""
-    for n in range(len(loc), 0, -1):
-        if loc[:n] in overridden:
-            return overridden[loc[:n]]
-    return None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -521,7 +521,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
         if not isinstance(raw, dict):
             validate_data(raw, lines, str(path))
         raw, landed = _apply_overrides(raw, overrides)
-    return validate_data(raw, lines, str(path), landed), raw
+    config = validate_data(raw, lines, str(path), landed)
+    config._source = ConfigSource(str(path), raw, lines, landed, frozenset(Config.model_fields))
+    return config, raw
 
 
 def json_schema() -> dict[str, Any]:

@@ -156,16 +156,18 @@ def _cifar_dir(
         f"data)"
     )
     if root is None:
-        raise UserError(f"dataset '{dataset}' needs data.root: {layout}")
+        raise UserError(f"data.root: dataset '{dataset}' needs data.root; {layout}")
     base = Path(root).expanduser()
     if not base.is_dir():
         raise UserError(
-            f"dataset '{dataset}': data.root {_shown(base)} is not a directory; {layout}"
+            f"data.root: {_shown(base)} is not a directory (dataset '{dataset}'); {layout}"
         )
     d = base if any((base / f).is_file() for f in required) else base / folder
     missing = [f for f in required if not (d / f).is_file()]
     if missing:
-        raise UserError(f"dataset '{dataset}': {', '.join(missing)} not found in {d}; {layout}")
+        raise UserError(
+            f"data.root: {', '.join(missing)} not found in {d} (dataset '{dataset}'); {layout}"
+        )
     return d
 
 
@@ -357,14 +359,14 @@ def image_folder(
     """
     layout = "expected ROOT/train/<class>/<images> and ROOT/test/<class>/<images>"
     if root is None:
-        raise UserError(f"dataset 'image_folder' needs data.root: {layout}")
+        raise UserError(f"data.root: dataset 'image_folder' needs data.root; {layout}")
     hw = _parse_size(size)
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise UserError(f"image folder: data.root {_shown(base)} is not a directory; {layout}")
+        raise UserError(f"data.root: {_shown(base)} is not a directory (image folder); {layout}")
     for split in ("train", "test"):
         if not (base / split).is_dir():
-            raise UserError(f"image folder: {base / split} is missing; {layout}")
+            raise UserError(f"data.root: {base / split} is missing (image folder); {layout}")
     train, test = _class_dirs(base / "train"), _class_dirs(base / "test")
     if list(train) != list(test):
         only_tr = sorted(set(train) - set(test))

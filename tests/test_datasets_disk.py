@@ -119,7 +119,7 @@ def test_cifar10_missing_files_message(tmp_path, c10):
     assert "batches.meta" in msg and "cs.toronto.edu" in msg and "\n" not in msg
     root, _ = c10
     (root / "cifar-10-batches-py" / "data_batch_4").unlink()
-    with pytest.raises(UserError, match=r"data_batch_4 not found"):
+    with pytest.raises(UserError, match=r"^data.root: data_batch_4 not found"):
         cifar10(str(root))
     with pytest.raises(UserError, match="needs data.root"):
         cifar10(None)
@@ -295,7 +295,10 @@ def test_image_folder_errors(tmp_path, folder):
 
 def test_image_folder_missing_test_split(tmp_path):
     _png(tmp_path / "r" / "train" / "a" / "0.png", (4, 4), (0, 0, 0))
-    with pytest.raises(UserError, match=r"test is missing; expected ROOT/train/<class>"):
+    with pytest.raises(
+        UserError,
+        match=r"^data.root: .*test is missing \(image folder\); expected ROOT/train/<class>",
+    ):
         image_folder(str(tmp_path / "r"))
 
 

@@ -1,0 +1,80 @@
+"""Where a config's values came from, so that problems found while running point at their line.
+
+Validation reports ``file:line: where: what`` itself. Some problems only show when a run starts
+(an architecture over its parameter budget, images too small for the reductions, a strategy option
+the plugin does not take); those errors begin with the config path they concern
+(``space.retrain.param_budget: ...``). :meth:`ConfigSource.locate` adds the file and line of that
+path, or names the ``--set`` item that gave the value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .yaml_io import LineMap
+
+__all__ = ["ConfigSource", "override_of"]
+
+_PATH = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")
+
+
+def override_of(loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) -> str | None:
+    """The ``--set`` item that gave the value at ``loc`` (or one above it), if any."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in overridden:
+            return overridden[loc[:n]]
+    return None
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """A config file's name, its raw mapping (after ``--set``), the line of every key and which
+    keys ``--set`` gave."""
+
+    file: str
+    raw: dict
+    lines: LineMap
+    overridden: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    sections: frozenset[str] = frozenset()  #: the top-level keys a config path starts with
+
+    def locate(self, message: str) -> str:
+        """``message`` with each line that starts with a config path (``search.lam: ...``)
+        prefixed by ``file:line:`` (or ``--set ITEM:`` where that value came from the command
+        line); other lines unchanged."""
+        return "\n".join(self._locate_line(line) for line in message.splitlines())
+
+    def _locate_line(self, line: str) -> str:
+        where, sep, _ = line.partition(": ")
+        if not sep or not _PATH.fullmatch(where) or where.split(".")[0] not in self.sections:
+            return line
+        loc = self._loc(where.split("."))
+        given = override_of(loc, self.overridden)
+        if given is not None:
+            return f"--set {given}: {line}"
+        number = self.lines.line(loc)
+        return f"{self.file}:{number}: {line}" if number else f"{self.file}: {line}"
+
+    def _loc(self, keys: list[str]) -> tuple[Any, ...]:
+        """Keys as the file holds them: list items (stages) by index instead of by name."""
+        loc: list[Any] = []
+        node: Any = self.raw
+        for key in keys:
+            if isinstance(node, list):
+                index = next(
+                    (
+                        i
+                        for i, item in enumerate(node)
+                        if isinstance(item, dict) and str(item.get("name")) == key
+                    ),
+                    int(key) if key.isdigit() else None,
+                )
+                if index is None or index >= len(node):
+                    break
+                loc.append(index)
+                node = node[index]
+            else:
+                loc.append(key)
+                node = node.get(key) if isinstance(node, dict) else None
+        return tuple(loc)
