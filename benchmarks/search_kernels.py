@@ -7,12 +7,20 @@ on the shapes of ``spaces/asng_nas_cifar10.yaml`` at batch 64:
 - ``bn``: training-mode BatchNorm forward + backward, ``native`` (no affine, as now), ``unit_affine``
   (constant ones/zeros weight and bias without gradients: the same function, cuDNN eligible) and
   ``channels_last`` (native, NHWC);
+  ``channels_last`` (native, NHWC) and ``composite`` (``torch.var_mean`` and elementwise ops under
+  autograd: more launches, but reductions spread over the whole GPU instead of one block per
+  channel);
 - ``sep_conv``: one SepConv (the costliest candidate) forward + backward, eager against a CUDA-graphed
   copy (``torch.cuda.make_graphed_callables``; CUDA only): the per-op gain a graphed candidate
-  would bring.
+  would bring; and ``shared_graphed``: the same op as a function of (input, its four weights),
+  graphed once per shape, so that one graph would serve every candidate of that shape in the
+  supernet (it pays five input copies per call, and autograd accumulates the weights' gradients).
+  The supernet has ~40 sep-conv instances per cell: one private graph each would hold the whole
+  supernet's activations, which is why the shared form is the one that could fit the memory goal.
 
-It also checks that ``unit_affine`` computes what ``native`` does (max abs difference). On the CPU
-it runs (small repeat counts) so that it stays tested; only the CUDA figures matter.
+It also checks that ``unit_affine`` and ``composite`` compute what ``native`` does (max abs
+difference), and ``functional`` SepConv what the module does. On the CPU it runs (small repeat
+counts) so that it stays tested; only the CUDA figures matter.
 
     python benchmarks/search_kernels.py --device cuda --json search_kernels_cuda.json
 """
@@ -63,18 +71,44 @@ def bn_variants(shape: tuple[int, ...], device: torch.device, repeats: int) -> d
         y.backward(grad)
         return y
 
+    def composite() -> torch.Tensor:
+        y = composite_batch_norm(x)
+        y.backward(grad)
+        return y
+
     out: dict = {"shape": list(shape)}
     for name, fn in [
         ("native", lambda: run(x, None, None)),
         ("unit_affine", lambda: run(x, ones, zeros)),
         ("channels_last", lambda: run(xl, None, None)),
+        ("composite", composite),
     ]:
         out[f"{name}_us"] = timed(fn, device, repeats) * 1e6
     with torch.no_grad():
         a = F.batch_norm(x, None, None, None, None, True, 0.0, 1e-5)
         b = F.batch_norm(x, None, None, ones, zeros, True, 0.0, 1e-5)
+        c = composite_batch_norm(x)
     out["unit_affine_max_abs_diff"] = float((a - b).abs().max())
+    out["composite_max_abs_diff"] = float((a - c).abs().max())
     return out
+
+
+def composite_batch_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Training-mode BatchNorm without affine parameters, from ``var_mean`` (biased variance)."""
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def functional_sep_conv(
+    x: torch.Tensor, dw1: torch.Tensor, pw1: torch.Tensor, dw2: torch.Tensor, pw2: torch.Tensor
+) -> torch.Tensor:
+    """:class:`SepConv` (stride 1, affine-free batch-statistics BatchNorm) with its weights as
+    arguments, so that one graph can serve every instance of a shape."""
+    c, p = x.shape[1], dw1.shape[-1] // 2
+    y = F.conv2d(F.conv2d(F.relu(x), dw1, padding=p, groups=c), pw1)
+    y = F.batch_norm(y, None, None, None, None, True, 0.0, 1e-5)
+    y = F.conv2d(F.conv2d(F.relu(y), dw2, padding=p, groups=c), pw2)
+    return F.batch_norm(y, None, None, None, None, True, 0.0, 1e-5)
 
 
 def sep_conv(shape: tuple[int, ...], device: torch.device, repeats: int) -> dict:
@@ -87,7 +121,20 @@ def sep_conv(shape: tuple[int, ...], device: torch.device, repeats: int) -> dict
         op(x).backward(grad)
 
     out = {"shape": list(shape), "eager_us": timed(eager, device, repeats) * 1e6}
+    weights = [op[1].weight, op[2].weight, op[5].weight, op[6].weight]
+    with torch.no_grad():
+        out["functional_max_abs_diff"] = float(
+            (functional_sep_conv(x, *weights) - op(x)).abs().max()
+        )
     if device.type == "cuda":
+        shared = torch.cuda.make_graphed_callables(
+            functional_sep_conv, (x, *(w.detach().clone().requires_grad_() for w in weights))
+        )
+
+        def shared_replay() -> None:
+            shared(x, *weights).backward(grad)
+
+        out["shared_graphed_us"] = timed(shared_replay, device, repeats) * 1e6
         graphed_op = SepConv(c, 3, 1, affine=False, track=False).to(device)
         graphed_op.load_state_dict(op.state_dict())
         graphed = torch.cuda.make_graphed_callables(graphed_op, (x,))
