@@ -278,8 +278,9 @@ def build_network_layout(
 def _refuse_open_choices(space: SearchSpace) -> None:
     open_choices = [c.path for c in space.choices if c.size > 1]
     if open_choices:
-        raise UserError(
-            f"the config still has {len(open_choices)} open choices ({', '.join(open_choices[:3])}"
+        raise UserError(  # starting with the first open choice: the CLI gives its line
+            f"{open_choices[0]}: the config still has {len(open_choices)} open choices "
+            f"({', '.join(open_choices[:3])}"
             f"{', ...' if len(open_choices) > 3 else ''}); train an exported arch.yaml from "
             "`nasframe search`, or fix every choice"
         )

@@ -67,7 +67,14 @@ def test_arch_yaml_is_the_most_likely_architecture_and_trains(search_run, tmp_pa
 
 def test_training_a_space_with_open_choices_is_refused(tmp_path, capsys):
     assert main(["train", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "t")]) == 2
-    assert "open choices" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "open choices" in err
+    line = next(
+        i
+        for i, text in enumerate((SPACES / "digits.yaml").read_text().splitlines(), 1)
+        if text.strip().startswith("depth:")  # s1's depth, the first open choice
+    )
+    assert err.startswith(f"{SPACES / 'digits.yaml'}:{line}: space.stages.s1.depth: the config ")
 
 
 def test_out_dir_holding_a_run_is_never_overwritten(search_run, capsys):
