@@ -5,8 +5,7 @@ weight and a bias); on an H200 they were 44% of the iteration's GPU time. This t
 on the shapes of ``spaces/asng_nas_cifar10.yaml`` at batch 64:
 
 - ``bn``: training-mode BatchNorm forward + backward, ``native`` (no affine, as now), ``unit_affine``
-  (constant ones/zeros weight and bias without gradients: the same function, cuDNN eligible) and
-  ``channels_last`` (native, NHWC);
+  (constant ones/zeros weight and bias without gradients: the same function, cuDNN eligible),
   ``channels_last`` (native, NHWC) and ``composite`` (``torch.var_mean`` and elementwise ops under
   autograd: more launches, but reductions spread over the whole GPU instead of one block per
   channel);

@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 from . import registry
 from .cell_config import CellSpace
 from .config_base import Strict, plugin_name
-from .config_source import ConfigSource, override_of
+from .config_source import ConfigSource, item_index, override_of
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .precision import Precision
 from .yaml_io import LineMap, load_yaml, parse_scalar
@@ -484,11 +484,9 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[
 
 
 def _list_index(node: list, key: str, item: str) -> int:
-    if key.isdigit() and int(key) < len(node):
-        return int(key)
-    for i, el in enumerate(node):
-        if isinstance(el, dict) and el.get("name") == key:
-            return i
+    index = item_index(node, key)
+    if index is not None:
+        return index
     names = [str(el.get("name")) for el in node if isinstance(el, dict) and el.get("name")]
     raise UserError(f"--set {item}: no list item '{key}'{did_you_mean(key, names)}")
 

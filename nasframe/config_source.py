@@ -15,7 +15,7 @@ from typing import Any
 
 from .yaml_io import LineMap
 
-__all__ = ["ConfigSource", "override_of"]
+__all__ = ["ConfigSource", "override_of", "item_index"]
 
 _PATH = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")
 
@@ -25,6 +25,16 @@ def override_of(loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) ->
     for n in range(len(loc), 0, -1):
         if loc[:n] in overridden:
             return overridden[loc[:n]]
+    return None
+
+
+def item_index(node: list, key: str) -> int | None:
+    """The list item a path key names: its index (``0``) or its ``name`` (stages); None if none."""
+    if key.isdigit() and int(key) < len(node):
+        return int(key)
+    for i, el in enumerate(node):
+        if isinstance(el, dict) and el.get("name") == key:
+            return i
     return None
 
 
@@ -62,15 +72,8 @@ class ConfigSource:
         node: Any = self.raw
         for key in keys:
             if isinstance(node, list):
-                index = next(
-                    (
-                        i
-                        for i, item in enumerate(node)
-                        if isinstance(item, dict) and str(item.get("name")) == key
-                    ),
-                    int(key) if key.isdigit() else None,
-                )
-                if index is None or index >= len(node):
+                index = item_index(node, key)
+                if index is None:
                     break
                 loc.append(index)
                 node = node[index]
