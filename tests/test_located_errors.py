@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nasframe.cli import main
+from nasframe.config import load_config, validate_data
 from nasframe.config_source import ConfigSource
 from nasframe.yaml_io import LineMap, load_yaml
 
@@ -112,6 +113,15 @@ def test_locate_reads_paths_with_stage_names(tmp_path, message, expected):
     assert source.locate(f"{message}\n{message}") == f"{expected}\n{expected}"
 
 
-def test_a_config_not_read_from_a_file_leaves_messages_alone():
+def test_a_path_without_a_line_gets_the_file_alone():
     source = ConfigSource("f.yaml", {}, LineMap(), {}, frozenset({"space"}))
     assert source.locate("space: x") == "f.yaml: space: x"
+
+
+def test_a_config_not_read_from_a_file_leaves_messages_alone(tmp_path):
+    f = tmp_path / "f.yaml"
+    f.write_text("space:\n  stages: [{name: s1, width: 8}]\n")
+    raw, _ = load_yaml(f)
+    assert validate_data(raw).locate("space: x") == "space: x"
+    config, _ = load_config(f)
+    assert config.locate("space: x") == f"{f}:1: space: x"
