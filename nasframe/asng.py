@@ -1,8 +1,13 @@
-"""ASNG: adaptive stochastic natural gradient over categorical variables.
+"""ASNG: adaptive stochastic natural gradient over categorical (and ordinal) variables.
 
 Exact to the reference implementation of Akimoto et al. (ICML 2019), shirakawas/ASNG-NAS
 ``classification/util/categorical_asng.py`` (the design notes' §4), with two deliberate departures that
 are invisible at the defaults: ``delta_max`` is honoured, and each instance owns its random stream.
+
+Ordinal variables (an option beyond that reference) follow the reference's mixed categorical +
+integer ``AdaptiveSNG`` of the same repository: a Gaussian per variable over its option indices,
+updated by the natural gradient in its expectation parameters (E[z], E[z²]) within the same step-size
+adaptation. A sample is the Gaussian draw rounded to the nearest option.
 
 θ is a float64 numpy array on the CPU: it is tiny and exactness matters more than placement.
 """
@@ -18,6 +23,9 @@ __all__ = ["ASNG", "ranking_utility"]
 
 _TIE_RTOL = 1e-14
 _TINY_GRAD = 1e-18
+_ORDINAL_STD_MIN = 0.25  # the reference's floor of an integer variable's standard deviation
+_NORM_EPS = 1e-9  # added to the Fisher norm of the step in the reference's mixed update
+_KEPT_DRAWS = 8  # how many recent sample() calls keep their ordinal Gaussian draws
 
 
 def ranking_utility(losses: Sequence[float]) -> np.ndarray:
@@ -61,6 +69,11 @@ class ASNG:
             the reference's ``np.random.rand(d, 1)`` per sample, so the same seed samples the same
             architectures as the reference.
         theta: initial θ (d, max C); default uniform.
+        ordinal: indices of the choices whose options are ordered (C_i ≥ 2): each is a Gaussian
+            over its option indices 0..C_i−1 instead of a categorical distribution (see
+            :attr:`theta_int`); empty (the default) is the reference's categorical ASNG.
+        theta_int: initial (2, #ordinal) expectation parameters (E[z]; E[z²]) of the ordinal
+            choices; default the reference's: mean in the middle, standard deviation (C_i−1)/2.
     """
 
     def __init__(
@@ -73,6 +86,8 @@ class ASNG:
         lam: int = 2,
         seed: int | None = None,
         theta: np.ndarray | None = None,
+        ordinal: Sequence[int] = (),
+        theta_int: np.ndarray | None = None,
     ) -> None:
         cats = np.asarray(list(categories), dtype=np.int64)
         if cats.ndim != 1 or cats.size == 0 or (cats < 1).any():
@@ -84,24 +99,39 @@ class ASNG:
         for key, value in (("alpha", alpha), ("init_delta", init_delta), ("delta_max", delta_max)):
             if not value > 0:
                 raise ValueError(f"{key} must be > 0, got {value}")
+        ords = np.array(sorted({int(i) for i in ordinal}), dtype=np.int64)
+        if ords.size and (ords.min() < 0 or ords.max() >= cats.size or (cats[ords] < 2).any()):
+            raise ValueError(
+                f"ordinal must index choices with at least 2 options, got {list(ordinal)} "
+                f"for categories {cats.tolist()}"
+            )
+        is_ord = np.zeros(cats.size, dtype=bool)
+        is_ord[ords] = True
         self.categories = cats
+        self.ordinal = ords
         self.d = int(cats.size)
         self.c_max = int(cats.max())
-        self.N = int((cats - 1).sum())
-        self.valid_d = int((cats > 1).sum())
+        # N counts the free parameters: C_i − 1 per categorical choice, 2 per ordinal one.
+        self.N = int((cats[~is_ord] - 1).sum()) + 2 * int(ords.size)
+        self.valid_d = int(((cats > 1) & ~is_ord).sum())
         self.alpha = float(alpha)
         self.init_delta = float(init_delta)
         self.delta_max = float(delta_max)
         self.lam = int(lam)
         cols = np.arange(self.c_max)
         self._valid = cols[None, :] < cats[:, None]
+        self._cat = ~is_ord
+        self._cat_valid = self._valid & self._cat[:, None]
         # Entries of the Fisher vector: every category but the last (implicit) one.
-        self._free = cols[None, :] < (cats - 1)[:, None]
+        self._free = (cols[None, :] < (cats - 1)[:, None]) & self._cat[:, None]
         self._last = cats - 1
-        projected = cats > 1
-        self._theta_min = np.where(
-            projected, 1.0 / (max(self.valid_d, 1) * np.maximum(cats - 1, 1)), 0
-        )
+        projected = (cats > 1) & self._cat
+        # The reference's bound θmin = 1/(valid_d (C_i − 1)) leaves no feasible row when
+        # C_i θmin ≥ 1 (one categorical choice, or two with a binary one): θ turns NaN there.
+        # bound_d is valid_d where that cannot happen, else the smallest count where it cannot.
+        ratio = cats[projected] / (cats[projected] - 1)
+        self.bound_d = max(self.valid_d, int(ratio.max()) + 1 if ratio.size else 1)
+        self._theta_min = np.where(projected, 1.0 / (self.bound_d * np.maximum(cats - 1, 1)), 0)
         self._projected = projected
         # The projected rows grouped by their number of categories, so that the projection runs
         # on one (rows, C) block per distinct C: the same arithmetic as row by row, bit for bit
@@ -111,16 +141,26 @@ class ASNG:
             for c in np.unique(cats[projected])
             for rows in [np.flatnonzero(projected & (cats == c))]
         ]
+        # Ordinal choices: a Gaussian over 0..C−1, its std kept within [1/4, (C−1)/2].
+        self._int_max = (cats[ords] - 1).astype(np.float64)
+        self._std_max = self._int_max / 2.0
         if theta is None:
             theta = np.where(self._valid, 1.0 / cats[:, None], 0.0)
         theta = np.array(theta, dtype=np.float64)
         if theta.shape != (self.d, self.c_max):
             raise ValueError(f"theta must have shape {(self.d, self.c_max)}, got {theta.shape}")
         self.theta = theta
+        if theta_int is None:
+            mean = self._int_max / 2.0
+            theta_int = np.stack([mean, mean**2 + self._std_max**2])
+        theta_int = np.array(theta_int, dtype=np.float64).reshape(2, ords.size)
+        self.theta_int = theta_int
+        self._ordinal_rows()
         self.Delta = 1.0
         self.gamma = 0.0
         self.s = np.zeros(self.N)
         self.rng = np.random.RandomState(seed)
+        self._draws: dict[bytes, np.ndarray] = {}
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -130,8 +170,10 @@ class ASNG:
 
     @property
     def cap(self) -> float:
-        """Largest probability the projection allows: ``1 - 1/valid_d`` (1 with one free choice)."""
-        return 1.0 - 1.0 / self.valid_d if self.valid_d > 1 else 1.0
+        """Largest probability the projection allows a categorical choice: ``1 − 1/bound_d``
+        (``bound_d`` is ``valid_d``, the categorical choices with C > 1, unless the space is too
+        small for the reference's bound; 1 without such choices)."""
+        return 1.0 - 1.0 / self.bound_d if self.valid_d else 1.0
 
     @property
     def snr(self) -> float:
@@ -142,14 +184,57 @@ class ASNG:
         """
         return float(np.dot(self.s, self.s)) / self.gamma if self.gamma > 0 else 0.0
 
+    @property
+    def ordinal_mean(self) -> np.ndarray:
+        """Mean of each ordinal choice's Gaussian, in option indices."""
+        return self.theta_int[0].copy()
+
+    @property
+    def ordinal_std(self) -> np.ndarray:
+        """Standard deviation of each ordinal choice's Gaussian, in option indices."""
+        return np.sqrt(np.maximum(self.theta_int[1] - self.theta_int[0] ** 2, 0.0))
+
     def sample(self, n: int | None = None) -> np.ndarray:
-        """Draw ``n`` (default λ) architectures as category indices, shape (n, d)."""
+        """Draw ``n`` (default λ) architectures as category indices, shape (n, d).
+
+        The reference's order of draws: one uniform per categorical choice and sample, then one
+        normal per ordinal choice and pair of samples (the pair is mirrored about the mean). The
+        Gaussian draws are kept for :meth:`update`.
+        """
         n = self.lam if n is None else int(n)
         lower = np.cumsum(self.theta, axis=1) - self.theta
-        return np.stack([self._inverse_cdf(lower, self.rng.rand(self.d)) for _ in range(n)])
+        d_cat = int(self._cat.sum())
+        out = np.zeros((n, self.d), dtype=np.int64)
+        for k in range(n):
+            u = np.zeros(self.d)
+            u[self._cat] = self.rng.rand(d_cat)
+            out[k] = self._inverse_cdf(lower, u)
+        if self.ordinal.size:
+            z = self._gaussian_draws(n)
+            out[:, self.ordinal] = self._round(z)
+            key = out.tobytes()
+            self._draws.pop(key, None)
+            self._draws[key] = z
+            while len(self._draws) > _KEPT_DRAWS:
+                self._draws.pop(next(iter(self._draws)))
+        return out
+
+    def _gaussian_draws(self, n: int) -> np.ndarray:
+        """(n, #ordinal) mirrored draws: mean ± std · Z, one Z per pair."""
+        mean, std = self.theta_int[0], self.ordinal_std
+        z = np.empty((2 * ((n + 1) // 2), self.ordinal.size))
+        for i in range(0, n, 2):
+            step = std * self.rng.randn(self.ordinal.size)
+            z[i], z[i + 1] = mean + step, mean - step
+        return z[:n]
+
+    def _round(self, z: np.ndarray) -> np.ndarray:
+        """The option index of Gaussian draws: rounded to the nearest, clipped to 0..C−1."""
+        return np.rint(np.clip(z, 0.0, self._int_max)).astype(np.int64)
 
     def sample_from_uniforms(self, u: np.ndarray) -> np.ndarray:
-        """Inverse-CDF sampling of one architecture from ``d`` uniforms in [0, 1)."""
+        """Inverse-CDF sampling of one architecture from ``d`` uniforms in [0, 1) (categorical
+        choices; ordinal ones take the option of the uniform under their discretised Gaussian)."""
         return self._inverse_cdf(np.cumsum(self.theta, axis=1) - self.theta, u)
 
     def _inverse_cdf(self, lower: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -164,22 +249,36 @@ class ASNG:
         return np.eye(self.c_max)[samples]
 
     def mle(self) -> np.ndarray:
-        """Most likely architecture: row-wise argmax of θ (ties go to the lowest index)."""
-        return np.argmax(self.theta, axis=1)
+        """Most likely architecture: row-wise argmax of θ (ties go to the lowest index); an
+        ordinal choice takes its mean, rounded."""
+        out = np.argmax(self.theta, axis=1)
+        if self.ordinal.size:
+            out[self.ordinal] = self._round(self.theta_int[0])
+        return out
 
     def converged(self, fraction: float = 0.9) -> bool:
-        """Whether every row's largest probability is within ``fraction`` of the cap."""
+        """Whether every categorical row's largest probability is within ``fraction`` of the cap
+        and every ordinal choice's most likely option has probability ``fraction`` (at most
+        about 0.95: the standard deviation stays at least 1/4)."""
         rows = self.theta[self._projected]
-        return bool(rows.size == 0 or rows.max(axis=1).min() >= fraction * self.cap)
+        cat = rows.size == 0 or rows.max(axis=1).min() >= fraction * self.cap
+        ords = self.theta[self.ordinal]
+        return bool(cat and (ords.size == 0 or ords.max(axis=1).min() >= fraction))
 
     def entropy(self) -> np.ndarray:
-        """Entropy of each choice (nats)."""
+        """Entropy of each choice (nats; ordinal choices: of their discretised Gaussian)."""
         p = np.where(self._valid & (self.theta > 0), self.theta, 1.0)
         return -(self.theta * np.log(p)).sum(axis=1)
 
     # ----------------------------------------------------------------------------------------
-    def update(self, samples: np.ndarray, losses: Sequence[float]) -> bool:
-        """One ASNG step from λ evaluated samples (indices (λ, d)); returns whether θ changed."""
+    def update(
+        self, samples: np.ndarray, losses: Sequence[float], draws: np.ndarray | None = None
+    ) -> bool:
+        """One ASNG step from λ evaluated samples (indices (λ, d)); returns whether θ changed.
+
+        With ordinal choices the step needs their Gaussian draws: those :meth:`sample` made for
+        ``samples`` (kept for its last few calls), or ``draws`` (λ, #ordinal).
+        """
         x = self.one_hot(samples)
         f = np.asarray(losses, dtype=np.float64).reshape(-1)
         if x.shape[0] != f.shape[0] or f.shape[0] < 2:
@@ -188,18 +287,33 @@ class ASNG:
             )
         if not np.isfinite(f).all():
             raise ValueError(f"non-finite loss passed to ASNG.update: {f.tolist()}")
+        z = self._draws_of(samples, draws, f.shape[0]) if self.ordinal.size else None
         delta = self.delta
         beta = delta / math.sqrt(self.N) if self.N > 0 else 0.0
         w = ranking_utility(f)
         if np.var(w) == 0:
             return False
         g = np.mean(w[:, None, None] * (x - self.theta), axis=0)
-        g = np.where(self._valid, g, 0.0)
-        if (np.abs(g) < _TINY_GRAD).all():
-            return False
+        g = np.where(self._cat_valid, g, 0.0)
         v = self._fisher_vector(g)
-        norm = math.sqrt(float(np.dot(v, v)))
-        self.theta = self.theta + delta * g / norm
+        if z is None:
+            if (np.abs(g) < _TINY_GRAD).all():
+                return False
+            norm = math.sqrt(float(np.dot(v, v)))
+            self.theta = self.theta + delta * g / norm
+        else:  # the reference's mixed update: both parts in one Fisher norm
+            g_int = np.stack(
+                [
+                    np.mean(w[:, None] * (z - self.theta_int[0]), axis=0),
+                    np.mean(w[:, None] * (z**2 - self.theta_int[1]), axis=0),
+                ]
+            )
+            v_int = self._fisher_vector_int(g_int)
+            v = np.concatenate([v, v_int.ravel()])
+            norm = math.sqrt(float(np.dot(v, v)))
+            step = delta / (norm + _NORM_EPS)
+            self.theta = self.theta + step * g
+            self.theta_int = self.theta_int + step * g_int
         self._project()
         self.s = (1 - beta) * self.s + math.sqrt(beta * (2 - beta)) * v / norm
         self.gamma = (1 - beta) ** 2 * self.gamma + beta * (2 - beta)
@@ -209,10 +323,26 @@ class ASNG:
         )
         return True
 
+    def _draws_of(self, samples: np.ndarray, draws: np.ndarray | None, lam: int) -> np.ndarray:
+        """The Gaussian draws behind ``samples``: given, or kept by :meth:`sample`."""
+        if draws is None:
+            key = np.ascontiguousarray(samples, dtype=np.int64).reshape(-1, self.d).tobytes()
+            draws = self._draws.get(key)
+            if draws is None:
+                raise ValueError(
+                    "update needs the Gaussian draws of the ordinal choices: pass samples as "
+                    "returned by one of the last sample() calls, or draws="
+                )
+        draws = np.asarray(draws, dtype=np.float64)
+        if draws.shape != (lam, self.ordinal.size):
+            raise ValueError(f"draws must have shape {(lam, self.ordinal.size)}, got {draws.shape}")
+        return draws
+
     def _fisher_vector(self, g: np.ndarray) -> np.ndarray:
-        """g in the Fisher metric's square-root coordinates, concatenated over variables."""
+        """g in the Fisher metric's square-root coordinates, concatenated over the categorical
+        variables."""
         rows = np.arange(self.d)
-        theta_k = self.theta[rows, self._last]
+        theta_k = np.where(self._cat, self.theta[rows, self._last], 1.0)
         free_theta = np.where(self._free, self.theta, 1.0)
         free_g = np.where(self._free, g, 0.0)
         sqrt_theta = np.sqrt(free_theta)
@@ -221,13 +351,55 @@ class ASNG:
         v = free_g / sqrt_theta + sqrt_theta * g_sum / denom
         return v[self._free]
 
+    def _fisher_vector_int(self, g_int: np.ndarray) -> np.ndarray:
+        """(2, #ordinal): F^(1/2) g of each Gaussian in its expectation parameters (E[z], E[z²]).
+
+        F⁻¹ is the covariance of the sufficient statistics (z, z²): A = σ²[[1, 2m], [2m, 4m² + 2σ²]].
+        A 2×2 SPD matrix has A^(1/2) = (A + rI) / t with r = √det A and t = √(tr A + 2r), so
+        A^(−1/2) = [[a₂₂ + r, −a₁₂], [−a₁₂, a₁₁ + r]] / (r t); here det A = 2σ⁶ exactly. (The
+        reference takes the same root through an eigendecomposition whose smaller eigenvalue
+        loses digits to cancellation: the two agree to about 1e-10.)
+        """
+        m, var = self.theta_int[0], self.ordinal_std**2
+        a11, a12, a22 = var, 2 * m * var, var * (4 * m**2 + 2 * var)
+        r = math.sqrt(2.0) * var**1.5
+        t = np.sqrt(a11 + a22 + 2 * r)
+        scale = 1.0 / (r * t)
+        return np.stack(
+            [
+                scale * ((a22 + r) * g_int[0] - a12 * g_int[1]),
+                scale * (-a12 * g_int[0] + (a11 + r) * g_int[1]),
+            ]
+        )
+
     def _project(self) -> None:
-        """Keep every probability above θmin = 1/(valid_d (C_i - 1)) and rows summing to one."""
+        """Keep every probability above θmin = 1/(bound_d (C_i - 1)) and rows summing to one;
+        keep each ordinal mean within 0..C−1 and its std within [1/4, (C−1)/2]."""
         for c, rows, t_min in self._groups:
             block = np.maximum(self.theta[rows, :c], t_min)
             total = block.sum(axis=1, keepdims=True)
             block = block - (total - 1.0) * (block - t_min) / (total - c * t_min)
             self.theta[rows, :c] = block / block.sum(axis=1, keepdims=True)
+        if self.ordinal.size:
+            step_mean, second = self.theta_int
+            mean = np.clip(step_mean, 0.0, self._int_max)
+            # A mean clipped at a bound keeps the variance its step gave (the reference keeps
+            # E[z²] instead, which turns the clipped part of the step into variance).
+            second = np.where(mean == step_mean, second, mean**2 + (second - step_mean**2))
+            second = np.clip(second, mean**2 + _ORDINAL_STD_MIN**2, mean**2 + self._std_max**2)
+            self.theta_int = np.stack([mean, second])
+            self._ordinal_rows()
+
+    def _ordinal_rows(self) -> None:
+        """θ's rows of the ordinal choices: each option's probability under the rounded Gaussian."""
+        if not self.ordinal.size:
+            return
+        mean, std = self.theta_int[0], self.ordinal_std
+        for j, row in enumerate(self.ordinal):
+            c = int(self.categories[row])
+            edges = (np.arange(1, c) - 0.5 - mean[j]) / (std[j] * math.sqrt(2.0))
+            cdf = np.concatenate([[0.0], [0.5 * (1 + math.erf(e)) for e in edges], [1.0]])
+            self.theta[row, :c] = np.diff(cdf)
 
     # ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -235,7 +407,9 @@ class ASNG:
         name, keys, pos, has_gauss, cached = self.rng.get_state()
         return {
             "categories": self.categories.tolist(),
+            "ordinal": self.ordinal.tolist(),
             "theta": self.theta.tolist(),
+            "theta_int": self.theta_int.tolist(),
             "Delta": self.Delta,
             "gamma": self.gamma,
             "s": self.s.tolist(),
@@ -252,12 +426,20 @@ class ASNG:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a state written by :meth:`state_dict` (categories must match)."""
+        """Restore a state written by :meth:`state_dict` (categories and ordinal choices must
+        match)."""
         if list(state["categories"]) != self.categories.tolist():
             raise ValueError(
                 f"ASNG state is for categories {state['categories']}, not {self.categories.tolist()}"
             )
+        ordinal = list(state.get("ordinal", []))
+        if ordinal != self.ordinal.tolist():
+            raise ValueError(
+                f"ASNG state has ordinal choices {ordinal}, not {self.ordinal.tolist()}"
+            )
         self.theta = np.array(state["theta"], dtype=np.float64)
+        if self.ordinal.size:
+            self.theta_int = np.array(state["theta_int"], dtype=np.float64)
         self.Delta = float(state["Delta"])
         self.gamma = float(state["gamma"])
         self.s = np.array(state["s"], dtype=np.float64)
@@ -269,3 +451,4 @@ class ASNG:
         self.rng.set_state(
             ("MT19937", np.array(r["keys"], dtype=np.uint32), r["pos"], r["has_gauss"], r["cached"])
         )
+        self._draws.clear()

@@ -45,9 +45,43 @@ T = TypeVar("T")
 
 
 class Choice(Strict, Generic[T]):
-    """A categorical choice; the order of ``choices`` is the one-hot index."""
+    """A choice among ``choices``; their order is the one-hot index. ``ordinal: true`` says the
+    options are ordered (numbers, increasing): ASNG then models the choice as a rounded Gaussian
+    over the option indices instead of a categorical distribution."""
 
     choices: list[T] = Field(min_length=1)
+    ordinal: bool = Field(
+        False,
+        description="the options are ordered (numbers, increasing): ASNG searches them with a "
+        "Gaussian over their indices, so that near options share evidence",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Choice[T]:
+        if not self.ordinal:
+            return self
+        values = self.choices
+        if len(values) < 2:
+            raise PydanticCustomError("ordinal", "ordinal: true needs at least 2 choices")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise PydanticCustomError(
+                "ordinal",
+                "ordinal: true needs numbers (widths, depths), got {got}; "
+                "a choice of ops is categorical: remove ordinal",
+                {"got": values},
+            )
+        if any(a >= b for a, b in zip(values, values[1:], strict=False)):
+            hint = (
+                f"; list them as {sorted(values)}"
+                if len(set(values)) == len(values)
+                else "; remove the repeated values"
+            )
+            raise PydanticCustomError(
+                "ordinal",
+                "ordinal: true needs the choices in increasing order, got {got}{hint}",
+                {"got": values, "hint": hint},
+            )
+        return self
 
 
 def _choice_kind(v: Any) -> str:
@@ -265,8 +299,8 @@ class SearchConfig(Strict):
         gt=0.0,
         le=1.0,
         description="end the search after an epoch at which every choice's most likely option "
-        "holds this fraction of its cap 1 - 1/(number of choices), e.g. 0.9 (the strategy must "
-        "offer converged(); null: run every epoch)",
+        "holds this fraction of its cap 1 - 1/(number of choices) (ordinal choices: of 1), "
+        "e.g. 0.9 (the strategy must offer converged(); null: run every epoch)",
     )
     checkpoint_every: NonNegativeInt = Field(
         0, description="also checkpoint every N iterations (0: at the end of each epoch only)"

@@ -98,6 +98,10 @@ def log_distribution(
         p = theta[k, : c.size]
         p = p[p > 0]
         logger.scalar(f"arch/entropy/{c.path}", float(-(p * np.log(p)).sum()), step)
+    for k, row in enumerate(getattr(strategy, "ordinal", ())):
+        path = space.choices[row].path
+        logger.scalar(f"arch/ordinal_mean/{path}", float(strategy.ordinal_mean[k]), step)
+        logger.scalar(f"arch/ordinal_std/{path}", float(strategy.ordinal_std[k]), step)
     if hasattr(strategy, "delta"):
         logger.scalar("asng/delta", float(strategy.delta), step)
     if hasattr(strategy, "Delta"):
@@ -208,7 +212,7 @@ def run_search(
     group.check_batch(bs, "search.batch_size")
     group.check_batch(vbs, "search.batch_size (valid split)")
     steps = max(1, xtr.shape[0] // bs)
-    strategy = _make_strategy(S.strategy, space.categories, S.lam, config.seed, S.strategy_options)
+    strategy = _make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
     if S.stop_when_converged is not None and not hasattr(strategy, "converged"):
         raise UserError(
             f"search.stop_when_converged: strategy '{S.strategy}' has no converged(); remove "
@@ -243,6 +247,11 @@ def run_search(
             f"space: {len(space.choices)} choices, {space.size:,} architectures   "
             f"strategy: {S.strategy}   run: {run_dir}"
         )
+        if space.ordinal and S.lam == 2:
+            tell(
+                "note: with search.lam: 2 the ordinal choices' spread learns only from "
+                "second-order drift (mirrored pairs); search.lam: 4 converges them (docs/asng.md)"
+            )
 
     logger = RunLogger(
         run_dir,
@@ -364,6 +373,13 @@ def run_search(
         "categories": space.categories,
         "paths": space.paths,
         "theta": np.asarray(strategy.theta).tolist(),
+        "ordinal": {
+            space.choices[row].path: {
+                "mean": float(strategy.ordinal_mean[k]),
+                "std": float(strategy.ordinal_std[k]),
+            }
+            for k, row in enumerate(getattr(strategy, "ordinal", ()))
+        },
         "most_likely": space.decode(mle),
         "most_likely_parameters": round(cost(mle) * 1e6),
         "arch": "arch.yaml",
@@ -396,27 +412,44 @@ def _accuracy(
 
 
 def _make_strategy(
-    name: str, categories: list[int], lam: int, seed: int, options: dict[str, Any]
+    name: str, space: SearchSpace, lam: int, seed: int, options: dict[str, Any]
 ) -> Any:
-    """The strategy plugin, with the options of ``search.strategy_options``."""
-    for key, where in (("lam", "search.lam"), ("seed", "seed")):
+    """The strategy plugin for ``space``'s choices, with the options of
+    ``search.strategy_options``; the rows of ordinal choices go to its ``ordinal`` argument."""
+    set_by = {"lam": "search.lam", "seed": "seed", "ordinal": "'ordinal: true' on the choices"}
+    for key, where in set_by.items():
         if key in options:
             raise UserError(
                 f"search.strategy_options.{key}: set by {where}; remove it from strategy_options"
             )
     factory = registry.get("strategy", name)
+    accepted: set[str] | None  # None: any keyword (**kwargs, or no signature to read)
     try:
-        accepted = set(inspect.signature(factory).parameters) - {"categories", "lam", "seed"}
+        params = inspect.signature(factory).parameters.values()
+        accepted = {p.name for p in params} - {"categories", "lam", "seed"}
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            accepted = None
     except (TypeError, ValueError):  # no signature to read: let the call say what is wrong
-        accepted = set()
+        accepted = None
+    extra: dict[str, Any] = {}
+    if space.ordinal:
+        if accepted is not None and "ordinal" not in accepted:
+            first = space.choices[space.ordinal[0]].path
+            raise UserError(
+                f"{first}: ordinal: strategy '{name}' models every choice as categorical; "
+                "remove 'ordinal: true' or use asng"
+            )
+        extra["ordinal"] = space.ordinal
+    if accepted is not None:
+        accepted.discard("ordinal")
     for key in options:
-        if accepted and key not in accepted:
+        if accepted is not None and key not in accepted:
             raise UserError(
                 f"search.strategy_options.{key}: strategy '{name}' takes no option '{key}' "
-                f"(it takes {', '.join(sorted(accepted))}){did_you_mean(key, accepted)}"
+                f"(it takes {', '.join(sorted(accepted)) or 'none'}){did_you_mean(key, accepted)}"
             )
     try:
-        return factory(categories, lam=lam, seed=seed, **options)
+        return factory(space.categories, lam=lam, seed=seed, **extra, **options)
     except (TypeError, ValueError) as e:
         raise UserError(f"search.strategy_options: {e}") from None
 

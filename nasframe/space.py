@@ -1,4 +1,4 @@
-"""The search space: the list of categorical choices of a config, their paths and encodings.
+"""The search space: the list of choices of a config, their paths and encodings.
 
 Every choice has a stable path (``space.stages.s1.layer0.op``): its row of θ, its TensorBoard tag
 and its key in exported architectures. Choices with a single option are legal (C = 1).
@@ -26,10 +26,11 @@ __all__ = ["ChoicePoint", "SearchSpace", "load_space"]
 
 @dataclass(frozen=True)
 class ChoicePoint:
-    """One categorical variable: its path and its options (in one-hot order)."""
+    """One variable: its path, its options (in one-hot order) and whether they are ordered."""
 
     path: str
     options: tuple[Any, ...]
+    ordinal: bool = False
 
     @property
     def size(self) -> int:
@@ -64,7 +65,7 @@ class SearchSpace:
 
     def _add(self, path: str, field: Any) -> None:
         if isinstance(field, Choice):
-            self.choices.append(ChoicePoint(path, tuple(field.choices)))
+            self.choices.append(ChoicePoint(path, tuple(field.choices), field.ordinal))
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -75,6 +76,11 @@ class SearchSpace:
     @property
     def paths(self) -> list[str]:
         return [c.path for c in self.choices]
+
+    @property
+    def ordinal(self) -> list[int]:
+        """Rows of the choices declared ``ordinal: true``."""
+        return [k for k, c in enumerate(self.choices) if c.ordinal]
 
     @property
     def size(self) -> int:

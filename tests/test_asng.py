@@ -167,3 +167,29 @@ def test_vectorised_update_is_bit_for_bit_the_row_by_row_one():
             assert changed or np.var(ranking_utility(f)) == 0 or (x[0] == x[1]).all()
             np.testing.assert_array_equal(a.theta, b.theta)
             assert a.Delta == b.Delta and np.array_equal(a.s, b.s)
+
+
+@pytest.mark.parametrize(
+    "cats, bound_d", [([2], 3), ([3], 2), ([5], 2), ([3, 2], 3), ([2, 2], 3), ([2, 2, 2], 3)]
+)
+def test_spaces_too_small_for_the_reference_bound_stay_finite_and_converge(cats, bound_d):
+    """θmin = 1/(valid_d (C − 1)) leaves no feasible θ when C θmin ≥ 1 (the reference's θ turns
+    NaN: one choice, or two with a binary one); nasframe then bounds with the smallest count that
+    is feasible, and keeps the reference's bound everywhere else."""
+    target = np.array([c - 1 for c in cats])
+    a = ASNG(cats, seed=0)
+    assert a.bound_d == bound_d and a.valid_d == len(cats)
+    for _ in range(400):
+        x = a.sample()
+        a.update(x, 1.0 + (x != target).sum(1))
+    assert np.isfinite(a.theta).all() and np.isfinite(a.s).all()
+    np.testing.assert_array_equal(a.mle(), target)
+    assert a.converged(0.9)
+    assert a.theta.max() <= a.cap + 1e-12 and abs(a.cap - (1 - 1 / bound_d)) < 1e-15
+    np.testing.assert_allclose(a.theta.sum(1), 1.0, atol=1e-12)
+
+
+def test_the_reference_bound_is_kept_wherever_it_is_feasible():
+    for cats in ([3, 3], [2, 2, 2, 2], [8] * 30, [2, 5, 1, 3]):
+        a = ASNG(cats)
+        assert a.bound_d == a.valid_d, cats

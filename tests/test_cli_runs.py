@@ -117,6 +117,7 @@ _AUGMENT = ("search.augment.crop_padding=2", "search.augment.flip=true", "search
     [
         (signal.SIGKILL, ()),
         (signal.SIGINT, tuple(x for kv in _AUGMENT for x in ("--set", kv))),  # with augmentation
+        (signal.SIGKILL, ("--set", "space.stages.s1.width.ordinal=true")),  # a Gaussian in θ
     ],
 )
 def test_killed_search_resumes_to_exactly_the_same_result(tmp_path, sig, extra):

@@ -146,9 +146,10 @@ def test_optimizer_keyword_typo(write_yaml):
         ("lam=4", "search.strategy_options.lam: set by search.lam"),
         (
             "alpah=2",
-            "takes no option 'alpah' (it takes alpha, delta_max, init_delta, theta); "
+            "takes no option 'alpah' (it takes alpha, delta_max, init_delta, theta, theta_int); "
             "did you mean 'alpha'?",
         ),
+        ("ordinal=[1]", "search.strategy_options.ordinal: set by 'ordinal: true' on the choices"),
         ("alpha=-1", "search.strategy_options: alpha must be > 0, got -1"),
     ],
 )
@@ -235,3 +236,39 @@ def test_a_boolean_where_a_number_belongs_is_refused(tmp_path):
     done = run_cli("validate", str(cfg))
     assert done.returncode == 2
     assert "search.epochs: expected a number, got the boolean true" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "choices, expected",
+    [
+        (
+            "[16, 8]",
+            "ordinal: true needs the choices in increasing order, got [16, 8]; list them "
+            "as [8, 16]",
+        ),
+        (
+            "[8, 8]",
+            "ordinal: true needs the choices in increasing order, got [8, 8]; remove the "
+            "repeated values",
+        ),
+        ("[8]", "ordinal: true needs at least 2 choices"),
+    ],
+)
+def test_ordinal_choices_must_be_increasing_numbers(choices, expected, write_yaml):
+    text = GOOD.replace(
+        "width: {choices: [8, 16]}", f"width: {{choices: {choices}, ordinal: true}}"
+    )
+    p = write_yaml(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "ordinal" in l)
+    (msg,) = errors_of(p)
+    assert msg == f"{p}:{line}: space.stages.s1.width: {expected}"
+
+
+def test_ordinal_ops_are_refused_with_the_reason(write_yaml):
+    text = GOOD.replace(
+        "op: {choices: [conv3, sep_conv3, identity]}",
+        "op: {choices: [conv3, sep_conv3, identity], ordinal: true}",
+    )
+    (msg,) = errors_of(write_yaml(text))
+    assert "space.stages.s2.layer.op: ordinal: true needs numbers" in msg
+    assert "a choice of ops is categorical: remove ordinal" in msg
