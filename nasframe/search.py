@@ -83,6 +83,18 @@ def flat_params(
     return out
 
 
+def ordinal_gaussians(space: SearchSpace, strategy: Any) -> dict[str, dict[str, float]]:
+    """Mean and std (in option indices) of each ordinal choice's Gaussian, by path; empty for a
+    strategy that does not model ordinal choices."""
+    if not space.ordinal or not hasattr(strategy, "ordinal_mean"):
+        return {}
+    mean, std = strategy.ordinal_mean, strategy.ordinal_std
+    return {
+        space.choices[row].path: {"mean": float(mean[k]), "std": float(std[k])}
+        for k, row in enumerate(space.ordinal)
+    }
+
+
 def log_distribution(
     logger: RunLogger, space: SearchSpace, strategy: Any, step: int, image: bool = True
 ) -> None:
@@ -98,10 +110,9 @@ def log_distribution(
         p = theta[k, : c.size]
         p = p[p > 0]
         logger.scalar(f"arch/entropy/{c.path}", float(-(p * np.log(p)).sum()), step)
-    for k, row in enumerate(getattr(strategy, "ordinal", ())):
-        path = space.choices[row].path
-        logger.scalar(f"arch/ordinal_mean/{path}", float(strategy.ordinal_mean[k]), step)
-        logger.scalar(f"arch/ordinal_std/{path}", float(strategy.ordinal_std[k]), step)
+    for path, gauss in ordinal_gaussians(space, strategy).items():
+        logger.scalar(f"arch/ordinal_mean/{path}", gauss["mean"], step)
+        logger.scalar(f"arch/ordinal_std/{path}", gauss["std"], step)
     if hasattr(strategy, "delta"):
         logger.scalar("asng/delta", float(strategy.delta), step)
     if hasattr(strategy, "Delta"):
@@ -373,13 +384,7 @@ def run_search(
         "categories": space.categories,
         "paths": space.paths,
         "theta": np.asarray(strategy.theta).tolist(),
-        "ordinal": {
-            space.choices[row].path: {
-                "mean": float(strategy.ordinal_mean[k]),
-                "std": float(strategy.ordinal_std[k]),
-            }
-            for k, row in enumerate(getattr(strategy, "ordinal", ()))
-        },
+        "ordinal": ordinal_gaussians(space, strategy),
         "most_likely": space.decode(mle),
         "most_likely_parameters": round(cost(mle) * 1e6),
         "arch": "arch.yaml",
