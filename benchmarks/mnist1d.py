@@ -1,6 +1,7 @@
 """Searched vs random architectures on MNIST-1D.
 
-For each seed: search ``spaces/mnist1d.yaml`` with ASNG, retrain the most likely architecture, and
+For each seed: search ``spaces/mnist1d.yaml`` with ASNG, retrain the most likely architecture (or
+the selected one, with ``search.select`` or ``--set search.strategy=random``), and
 retrain architectures drawn uniformly at random from the same space with the same training budget
 (``--random-per-seed``, 2 by default). Writes ``searched_test_acc`` and ``random_test_acc`` (lists
 over seeds; a seed's random figure is the mean of its random architectures) and timings.
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
             search = run_search(config, Path(tmp) / f"search{seed}", progress=False)
             t_search = time.perf_counter() - t0
             device = str(search["device"])
-            best = space.encode(search["most_likely"])
+            chosen = search["selection"]["chosen"] if search["selection"] else None
+            best = space.encode(chosen or search["most_likely"])
             t0 = time.perf_counter()
             trained = run_train(
                 validate_data(space.freeze(best)), Path(tmp) / f"train{seed}", progress=False

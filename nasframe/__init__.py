@@ -17,6 +17,7 @@ from .distributed import Group, join_group
 from .errors import ConfigError, Problem, UserError
 from .network import Supernet, build_network, count_parameters, make_supernet
 from .ops import LAYOUTS, Op, layer_types
+from .random_search import RandomSearch
 from .registry import register
 from .regularize import l2_penalty
 from .space import ChoicePoint, SearchSpace, load_space
@@ -38,6 +39,7 @@ __all__ = [
     "LAYOUTS",
     "Op",
     "Problem",
+    "RandomSearch",
     "SearchSpace",
     "Supernet",
     "UserError",

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .strategy_common import checked_categories, numpy_rng_state, set_numpy_rng_state
+
 __all__ = ["ASNG", "ranking_utility"]
 
 _TIE_RTOL = 1e-14
@@ -89,13 +91,7 @@ class ASNG:
         ordinal: Sequence[int] = (),
         theta_int: np.ndarray | None = None,
     ) -> None:
-        cats = np.asarray(list(categories), dtype=np.int64)
-        if cats.ndim != 1 or cats.size == 0 or (cats < 1).any():
-            raise ValueError(
-                f"categories must be a non-empty list of integers >= 1, got {categories}"
-            )
-        if lam < 2:
-            raise ValueError(f"lam must be >= 2, got {lam}")
+        cats = checked_categories(categories, lam)
         for key, value in (("alpha", alpha), ("init_delta", init_delta), ("delta_max", delta_max)):
             if not value > 0:
                 raise ValueError(f"{key} must be > 0, got {value}")
@@ -404,7 +400,6 @@ class ASNG:
     # ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue bit-for-bit, in types ``torch.load(weights_only=True)`` takes."""
-        name, keys, pos, has_gauss, cached = self.rng.get_state()
         return {
             "categories": self.categories.tolist(),
             "ordinal": self.ordinal.tolist(),
@@ -417,12 +412,7 @@ class ASNG:
             "init_delta": self.init_delta,
             "delta_max": self.delta_max,
             "lam": self.lam,
-            "rng": {
-                "keys": keys.tolist(),
-                "pos": int(pos),
-                "has_gauss": int(has_gauss),
-                "cached": float(cached),
-            },
+            "rng": numpy_rng_state(self.rng),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -447,8 +437,5 @@ class ASNG:
         self.init_delta = float(state["init_delta"])
         self.delta_max = float(state["delta_max"])
         self.lam = int(state["lam"])
-        r = state["rng"]
-        self.rng.set_state(
-            ("MT19937", np.array(r["keys"], dtype=np.uint32), r["pos"], r["has_gauss"], r["cached"])
-        )
+        set_numpy_rng_state(self.rng, state["rng"])
         self._draws.clear()

@@ -265,6 +265,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for key in (*shown, "acc_before", "acc_after"):
         if summary.get(key) is not None:
             print(f"{key}: {_shown(summary[key])}")
+    chosen = summary.get("selection")
+    if isinstance(chosen, dict) and chosen.get("candidates") is not None:
+        print(
+            f"selection: candidate {_shown(chosen.get('chosen_index', 0) + 1)} of "
+            f"{len(chosen['candidates'])}, valid loss {_shown(chosen.get('valid_loss'))}, "
+            f"valid acc {_shown(chosen.get('valid_acc'))} on {chosen.get('samples')} samples, "
+            f"{chosen.get('parameters')} parameters"
+        )
     final = summary.get("final")
     for key, value in (final if isinstance(final, dict) else {}).items():
         print(f"{key}: {_shown(value)}")
@@ -321,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`nasframe plugins | head`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout stays quiet
+        return 0
     except _Terminated:
         print(
             "terminated (SIGTERM) before a run's loop started; nothing to resume", file=sys.stderr

@@ -272,6 +272,21 @@ class AugmentConfig(Strict):
     cutout: NonNegativeInt = Field(0, description="zero a random square of this side (0: off)")
 
 
+class SelectConfig(Strict):
+    """The final choice among candidates evaluated with the supernet's shared weights."""
+
+    candidates: PositiveInt = Field(
+        100,
+        description="architectures drawn from the final distribution (the strategy's most likely "
+        "one counts as the first; repeats are evaluated once)",
+    )
+    batches: PositiveInt | None = Field(
+        10,
+        description="full valid batches of search.batch_size each candidate is scored on, the "
+        "same for all (null: every full batch of the valid split)",
+    )
+
+
 class SearchConfig(Strict):
     strategy: Annotated[str, plugin_name("strategy")] = Field(
         "asng", description="strategy plugin that optimises the architecture distribution"
@@ -301,6 +316,13 @@ class SearchConfig(Strict):
         description="end the search after an epoch at which every choice's most likely option "
         "holds this fraction of its cap 1 - 1/(number of choices) (ordinal choices: of 1), "
         "e.g. 0.9 (the strategy must offer converged(); null: run every epoch)",
+    )
+    select: SelectConfig | None = Field(
+        None,
+        description="end by scoring candidates drawn from the final distribution on valid batches "
+        "with the shared weights and exporting the best (random search with weight sharing; "
+        "null: export the strategy's most likely architecture, or, for a strategy without one "
+        "such as random, select with the defaults)",
     )
     checkpoint_every: NonNegativeInt = Field(
         0, description="also checkpoint every N iterations (0: at the end of each epoch only)"

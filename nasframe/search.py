@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import registry
 from .checkpoint import write_json
-from .config import Config
+from .config import Config, SelectConfig
 from .console import EpochProgress, say
 from .cost import ParameterCost
 from .data import (
@@ -41,6 +41,7 @@ from .optim import build_optimizer, build_schedule
 from .plots import theta_image
 from .precision import autocast
 from .runstate import RunState
+from .selection import Selection, draw_candidates, score_candidates
 from .space import SearchSpace
 from .tblog import RunLogger, evenly_due
 from .yaml_io import dump_yaml
@@ -233,6 +234,9 @@ def run_search(
     def converged() -> bool:
         return S.stop_when_converged is not None and strategy.converged(S.stop_when_converged)
 
+    has_mle = hasattr(strategy, "mle")
+    select = S.select or (None if has_mle else SelectConfig())
+
     cost = ParameterCost(space, data.sample_shape, classes)
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
@@ -258,7 +262,12 @@ def run_search(
             f"space: {len(space.choices)} choices, {space.size:,} architectures   "
             f"strategy: {S.strategy}   run: {run_dir}"
         )
-        if space.ordinal and S.lam == 2:
+        if select is not None and S.select is None:
+            tell(
+                f"strategy '{S.strategy}' has no most likely architecture: the search ends by "
+                f"scoring {select.candidates} drawn candidates (search.select)"
+            )
+        if space.ordinal and S.lam == 2 and hasattr(strategy, "ordinal_mean"):
             tell(
                 "note: with search.lam: 2 the ordinal choices' spread learns only from "
                 "second-order drift (mirrored pairs); search.lam: 4 converges them (docs/asng.md)"
@@ -340,16 +349,18 @@ def run_search(
                     k: state.meter.mean(k)
                     for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
                 }
-                mle = strategy.mle()
-                with torch.no_grad():
-                    metrics["test/acc"] = _accuracy(net, xte, yte, mle, vbs, S.precision)
+                mle = strategy.mle() if has_mle else None
+                if mle is not None:
+                    with torch.no_grad():
+                        metrics["test/acc"] = _accuracy(net, xte, yte, mle, vbs, S.precision)
+                    logger.scalar("arch/parameters_most_likely", cost(mle) * 1e6, gstep)
                 logger.scalars(metrics, gstep)
-                logger.scalar("arch/parameters_most_likely", cost(mle) * 1e6, gstep)
                 image = evenly_due(epoch, S.epochs, config.log.theta_images)
                 log_distribution(logger, space, strategy, gstep, image)
                 done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
                 log_speed(logger, device, done, elapsed, bs * lam, gstep)
-                logger.text("arch/most_likely", _markdown(space.describe(mle)), gstep)
+                if mle is not None:
+                    logger.text("arch/most_likely", _markdown(space.describe(mle)), gstep)
                 bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
                 if group.distributed:
                     group.same_everywhere(_fingerprint(strategy, params), "the search state")
@@ -357,19 +368,50 @@ def run_search(
                 if group.main:
                     state.save()
                 logger.flush()
-        if converged() and pos["epoch"] < S.epochs:
-            tell(
-                f"converged after epoch {pos['epoch']} of {S.epochs}: every choice's most likely "
-                f"option holds {S.stop_when_converged} of its cap (search.stop_when_converged)"
-            )
+            if converged() and pos["epoch"] < S.epochs:
+                tell(
+                    f"converged after epoch {pos['epoch']} of {S.epochs}: every choice's most "
+                    f"likely option holds {S.stop_when_converged} of its cap "
+                    "(search.stop_when_converged)"
+                )
+            selection = None
+            if select is not None:
+                candidates = draw_candidates(strategy, select.candidates, space.network_key)
+                batches = xva.shape[0] // vbs if select.batches is None else select.batches
+                batches = min(batches, xva.shape[0] // vbs)
+                tell(
+                    f"selecting: scoring {len(candidates)} distinct candidates (of "
+                    f"{select.candidates} drawn) on {batches} valid batches of {vbs}"
+                )
+                net.train()
+                selection = score_candidates(
+                    net,
+                    candidates,
+                    xva,
+                    yva,
+                    vbs,
+                    batches,
+                    penalty=(lambda a: S.cost_penalty * cost(a)) if S.cost_penalty else None,
+                    precision=S.precision,
+                    group=group,
+                    stopped=lambda: bool(stop),
+                )
+                if selection is None:
+                    raise Interrupted(
+                        f"stopped by signal {stop.signal or 'on another process'} during the "
+                        "final selection (the search itself is checkpointed); select again "
+                        f"with: nasframe search --resume {run_dir}"
+                    )
+                _log_selection(logger, space, selection, pos["global_step"])
         logger.hparams(flat_params(config), state.metrics)
     finally:
         logger.close()
 
-    mle = strategy.mle()
+    mle = strategy.mle() if has_mle else None
+    chosen = mle if selection is None else selection.chosen
     if not group.main:
         return {}
-    dump_yaml(space.freeze(mle), run_dir / "arch.yaml")
+    dump_yaml(space.freeze(chosen), run_dir / "arch.yaml")
     summary = {
         "kind": "search",
         "name": config.name,
@@ -385,15 +427,56 @@ def run_search(
         "paths": space.paths,
         "theta": np.asarray(strategy.theta).tolist(),
         "ordinal": ordinal_gaussians(space, strategy),
-        "most_likely": space.decode(mle),
-        "most_likely_parameters": round(cost(mle) * 1e6),
+        "most_likely": None if mle is None else space.decode(mle),
+        "most_likely_parameters": None if mle is None else round(cost(mle) * 1e6),
+        "selection": None,
         "arch": "arch.yaml",
     }
+    if selection is not None:
+        with torch.no_grad():
+            test_acc = _accuracy(net, xte, yte, chosen, vbs, S.precision)
+        summary["selection"] = _selection_summary(space, selection, cost, test_acc)
+        tell(
+            f"selected candidate {selection.best + 1} of {len(selection.candidates)}: valid loss "
+            f"{selection.losses[selection.best]:.4f}, valid acc "
+            f"{selection.accuracies[selection.best]:.4f} on {selection.samples} samples"
+        )
     write_json(summary, run_dir / "summary.json")
-    tell("found architecture:\n" + _indent(space.describe(mle)))
+    tell("found architecture:\n" + _indent(space.describe(chosen)))
     tell(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
     tell(f"retrain it with: nasframe train {run_dir / 'arch.yaml'}")
     return summary
+
+
+def _log_selection(logger: RunLogger, space: SearchSpace, selection: Selection, step: int) -> None:
+    """The chosen candidate's valid loss and accuracy and its architecture."""
+    best = selection.best
+    logger.scalar("select/valid_loss", float(selection.losses[best]), step)
+    logger.scalar("select/valid_acc", float(selection.accuracies[best]), step)
+    logger.scalar("select/candidates", len(selection.candidates), step)
+    logger.text("arch/selected", _markdown(space.describe(selection.chosen)), step)
+
+
+def _selection_summary(
+    space: SearchSpace, selection: Selection, cost: ParameterCost, test_acc: float
+) -> dict[str, Any]:
+    """What ``summary.json`` records of the final selection: the chosen candidate and every
+    candidate's scores (option indices in the order of ``paths``)."""
+    best = selection.best
+    return {
+        "chosen": space.decode(selection.chosen),
+        "chosen_index": best,
+        "valid_loss": float(selection.losses[best]),
+        "valid_acc": float(selection.accuracies[best]),
+        "score": float(selection.scores[best]),
+        "parameters": round(cost(selection.chosen) * 1e6),
+        "test_acc": test_acc,
+        "samples": selection.samples,
+        "candidates": selection.candidates.tolist(),
+        "valid_losses": selection.losses.tolist(),
+        "valid_accs": selection.accuracies.tolist(),
+        "scores": selection.scores.tolist(),
+    }
 
 
 def _accuracy(

@@ -165,6 +165,11 @@ class SearchSpace:
         raw["space_hash"] = self.hash
         return raw
 
+    def network_key(self, sample: Sequence[int]) -> str:
+        """A string two samples share exactly when they build the same network: they differ at
+        most in the ops or widths of layers beyond their stage's chosen depth."""
+        return json.dumps(self.freeze(sample), sort_keys=True)
+
     def describe(self, sample: Sequence[int]) -> str:
         """A readable one-architecture summary: one stage (or cell kind) per line."""
         cfg = self.config

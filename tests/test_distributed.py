@@ -18,6 +18,7 @@ from nasframe.distributed import Group, join_group
 # A BatchNorm-free space: with BatchNorm, each process would normalise its own shard.
 SPACE = str(SPACES / "digits_prune.yaml")
 ARGS = ["--quiet", "--set", "search.epochs=3", "--set", "search.checkpoint_every=5"]
+ARGS += ["--set", "search.select.candidates=6", "--set", "search.select.batches=2"]
 
 
 def torchrun(*args: str) -> list[str]:
@@ -60,6 +61,9 @@ def test_two_processes_search_as_one_does(two_process_run, tmp_path):
     assert np.abs(np.array(two["theta"]) - np.array(one["theta"])).max() < 1e-9
     for key, value in one["final"].items():
         assert two["final"][key] == pytest.approx(value, abs=1e-5), key
+    # The same candidates scored alike (each process scores its half of every valid batch).
+    assert two["selection"]["candidates"] == one["selection"]["candidates"]
+    assert two["selection"]["valid_losses"] == pytest.approx(one["selection"]["valid_losses"])
     assert (out / "arch.yaml").read_text() == (tmp_path / "one" / "arch.yaml").read_text()
     # Rank 0 alone prints and writes.
     assert done.stderr.count("found architecture") == 1
