@@ -345,3 +345,18 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     a = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
     b = torch.load(run / "weights.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_output_cut_short_by_its_reader_is_not_an_error():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nasframe", "plugins"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # like `nasframe plugins | head -0`: nobody reads
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and err == ""

@@ -203,3 +203,32 @@ def test_random_search_cannot_stop_at_convergence(tmp_path, capsys):
     sets = ["--set", "search.strategy=random", "--set", "search.stop_when_converged=0.9"]
     assert main([*args, *sets]) == 2
     assert "strategy 'random' has no converged()" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_the_selection_stops_and_resume_selects_the_same(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import nasframe.search as search_module
+
+    clean = tmp_path / "clean"
+    _search(clean, "search.strategy=random", "search.select.candidates=5")
+    real = search_module.draw_candidates
+
+    def draw_then_interrupt(*args, **kwargs):
+        drawn = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came once the candidates are drawn
+        return drawn
+
+    monkeypatch.setattr(search_module, "draw_candidates", draw_then_interrupt)
+    out = tmp_path / "stopped"
+    args = ["search", str(SPACES / "digits.yaml"), "--out", str(out), "--quiet"]
+    sets = ["search.epochs=2", "search.strategy=random", "search.select.candidates=5"]
+    assert main([*args, *[x for kv in sets for x in ("--set", kv)]]) == 130
+    assert not (out / "arch.yaml").exists() and (out / "checkpoint.pt").exists()
+    monkeypatch.setattr(search_module, "draw_candidates", real)
+    assert main(["search", "--resume", str(out), "--quiet"]) == 0
+    assert (out / "arch.yaml").read_text() == (clean / "arch.yaml").read_text()
+    one = json.loads((clean / "summary.json").read_text())["selection"]
+    two = json.loads((out / "summary.json").read_text())["selection"]
+    assert one["candidates"] == two["candidates"] and one["valid_losses"] == two["valid_losses"]
