@@ -258,7 +258,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if summary.get("wall_time_s") is not None:
         head.append(f"wall time: {_shown(summary['wall_time_s'])} s")
     print("   ".join(head))
-    shown = ("iterations", "epochs_run", "most_likely_parameters", "parameters")
+    shown = ("iterations", "epochs_run", "most_likely_parameters", "most_likely_macs")
+    shown += ("parameters",)
     shown += ("parameters_without_auxiliary", "retrain_cells", "retrain_channels", "param_budget")
     shown += ("test_acc", "train_loss", "threshold", "removed_units", "removed_fraction")
     shown += ("params_before", "params_after", "flops_before", "flops_after")
@@ -271,7 +272,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             f"selection: candidate {_shown(chosen.get('chosen_index', 0) + 1)} of "
             f"{len(chosen['candidates'])}, valid loss {_shown(chosen.get('valid_loss'))}, "
             f"valid acc {_shown(chosen.get('valid_acc'))} on {chosen.get('samples')} samples, "
-            f"{chosen.get('parameters')} parameters"
+            f"{chosen.get('parameters')} parameters, {chosen.get('macs')} MACs"
         )
     final = summary.get("final")
     for key, value in (final if isinstance(final, dict) else {}).items():

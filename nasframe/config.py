@@ -307,7 +307,12 @@ class SearchConfig(Strict):
     cost_penalty: NonNegativeFloat = Field(
         0.0,
         description="added to each valid loss that ranks the sampled architectures: this × the "
-        "architecture's parameters in millions (at search size; 0: off, as the reference)",
+        "architecture's cost (search.cost) in millions, at search size (0: off, as the reference)",
+    )
+    cost: Literal["parameters", "macs"] = Field(
+        "parameters",
+        description="what search.cost_penalty counts: parameters, or macs (multiply-accumulates of "
+        "one example's forward pass through the conv and linear layers)",
     )
     stop_when_converged: float | None = Field(
         None,

@@ -23,7 +23,7 @@ from . import registry
 from .checkpoint import write_json
 from .config import Config, SelectConfig
 from .console import EpochProgress, say
-from .cost import ParameterCost
+from .cost import ArchitectureCost
 from .data import (
     augment_at,
     batch_at,
@@ -237,7 +237,7 @@ def run_search(
     has_mle = hasattr(strategy, "mle")
     select = S.select or (None if has_mle else SelectConfig())
 
-    cost = ParameterCost(space, data.sample_shape, classes)
+    cost = ArchitectureCost(space, data.sample_shape, classes, S.cost)
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
     state = RunState(
@@ -353,7 +353,10 @@ def run_search(
                 if mle is not None:
                     with torch.no_grad():
                         metrics["test/acc"] = _accuracy(net, xte, yte, mle, vbs, S.precision)
-                    logger.scalar("arch/parameters_most_likely", cost(mle) * 1e6, gstep)
+                    for measure in ("parameters", "macs"):
+                        logger.scalar(
+                            f"arch/{measure}_most_likely", cost.count(mle, measure), gstep
+                        )
                 logger.scalars(metrics, gstep)
                 image = evenly_due(epoch, S.epochs, config.log.theta_images)
                 log_distribution(logger, space, strategy, gstep, image)
@@ -428,7 +431,8 @@ def run_search(
         "theta": np.asarray(strategy.theta).tolist(),
         "ordinal": ordinal_gaussians(space, strategy),
         "most_likely": None if mle is None else space.decode(mle),
-        "most_likely_parameters": None if mle is None else round(cost(mle) * 1e6),
+        "most_likely_parameters": None if mle is None else cost.count(mle, "parameters"),
+        "most_likely_macs": None if mle is None else cost.count(mle, "macs"),
         "selection": None,
         "arch": "arch.yaml",
     }
@@ -458,7 +462,7 @@ def _log_selection(logger: RunLogger, space: SearchSpace, selection: Selection, 
 
 
 def _selection_summary(
-    space: SearchSpace, selection: Selection, cost: ParameterCost, test_acc: float
+    space: SearchSpace, selection: Selection, cost: ArchitectureCost, test_acc: float
 ) -> dict[str, Any]:
     """What ``summary.json`` records of the final selection: the chosen candidate and every
     candidate's scores (option indices in the order of ``paths``)."""
@@ -469,7 +473,8 @@ def _selection_summary(
         "valid_loss": float(selection.losses[best]),
         "valid_acc": float(selection.accuracies[best]),
         "score": float(selection.scores[best]),
-        "parameters": round(cost(selection.chosen) * 1e6),
+        "parameters": cost.count(selection.chosen, "parameters"),
+        "macs": cost.count(selection.chosen, "macs"),
         "test_acc": test_acc,
         "samples": selection.samples,
         "candidates": selection.candidates.tolist(),
