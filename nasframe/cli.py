@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from . import __version__, registry
-from .config import json_schema, load_config, validate_data
+from .config import json_schema, load_config
 from .distributed import world_size
 from .errors import ConfigError, UserError, make_dir
 from .yaml_io import dump_yaml, load_yaml
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     v = sub.add_parser("validate", help="check config files without running anything")
     v.add_argument("files", nargs="+")
+    v.add_argument(
+        "--data",
+        action="store_true",
+        help="also load each config's dataset and set up its run (networks on its device, "
+        "optimizer) without running it",
+    )
     sub.add_parser("plugins", help="list the plugins of every kind and where they come from")
     pr = sub.add_parser("prune", help="remove the units training switched off (pruner plugins)")
     pr.add_argument("run_dir", metavar="RUN_DIR", help="a finished `nasframe train` run")
@@ -206,14 +212,20 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from .preflight import preflight
+
     problems: list[str] = []
     for f in args.files:
         try:
-            raw, lines = load_yaml(f)
-            validate_data(raw, lines, f)
-            print(f"{f}: ok")
+            config, _ = load_config(f)
+            checked = preflight(config, data=args.data)
         except ConfigError as e:
             problems.extend(str(p) for p in e.problems)
+        except UserError as e:  # what a run would refuse as it starts: at its line if it has one
+            located = config.locate(str(e))
+            problems.append(located if located != str(e) else f"{f}: {e}")
+        else:
+            print(f"{f}: ok ({checked})")
     if problems:
         raise UserError("\n".join(problems))
     return 0

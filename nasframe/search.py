@@ -187,23 +187,24 @@ def search_iteration(
 
 def run_search(
     config: Config,
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     *,
     resume: bool = False,
     progress: bool = True,
     group: Group | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Search ``config``'s space; write checkpoints, events, ``arch.yaml`` and ``summary.json``.
 
     Under torchrun, ``group`` (joined by the caller with :func:`join_group`, which also picks the
-    rank's device) shares the work; rank 0 alone prints and writes.
+    rank's device) shares the work; rank 0 alone prints and writes. ``dry_run`` sets up what the
+    search needs (data, supernet, strategy, optimizer), raising what a run would raise at its
+    start, and returns before writing anything (``nasframe validate --data``).
     """
     if group is None:
         group, spec = join_group(config.device)
         config = config.model_copy(update={"device": spec})
     tell = say if group.main else _silent
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     data = load_dataset(config.data)
     space = SearchSpace(config)
@@ -240,6 +241,10 @@ def run_search(
     cost = ArchitectureCost(space, data.sample_shape, classes, S.cost)
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
+    if dry_run:
+        return {"kind": "search", "data": data.name, "train": xtr.shape[0], "valid": xva.shape[0]}
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     state = RunState(
         "search",
         space.hash,

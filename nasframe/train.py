@@ -113,11 +113,18 @@ def _warn_prune_setup(config: Config, model: nn.Module, optimizer: Any) -> None:
 
 
 def run_train(
-    config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True
+    config: Config,
+    run_dir: str | Path | None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Train the fixed architecture of ``config``; write weights, events and ``summary.json``."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Train the fixed architecture of ``config``; write weights, events and ``summary.json``.
+
+    ``dry_run`` sets up what the training needs (data, network, growth, optimizer), raising what a
+    run would raise at its start, and returns before writing anything (``nasframe validate
+    --data``)."""
     device = resolve_device(config.device)
     data = load_dataset(config.data)
     T = config.train
@@ -141,6 +148,10 @@ def run_train(
         _check_growth_fits(growth, T.epochs * steps, T.epochs, steps)
     optimizer = build_optimizer(model.parameters(), T.optimizer)
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
+    if dry_run:
+        return {"kind": "train", "data": data.name, "train": x.shape[0], "test": xt.shape[0]}
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     parts = {"growth": growth} if growth is not None else {}  # resized first on resume
     state = RunState(  # keyed to this architecture: another one from the space is refused
         "train",

@@ -1,0 +1,78 @@
+"""`nasframe validate`: the strategy check it always does, and `--data`, which sets up each run
+(dataset, networks, optimizer) without running or writing anything."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import SPACES
+
+from nasframe.cli import main
+
+
+def _line_of(path, text: str) -> int:
+    return next(i for i, t in enumerate(path.read_text().splitlines(), 1) if text in t)
+
+
+def test_a_strategy_option_typo_is_caught_without_running(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    text = (SPACES / "digits.yaml").read_text()
+    cfg.write_text(text.replace("  lam: 2\n", "  lam: 2\n  strategy_options: {alhpa: 2}\n"))
+    assert main(["validate", str(cfg), str(SPACES / "mlp.yaml")]) == 2
+    out, err = capsys.readouterr()
+    line = _line_of(cfg, "alhpa")
+    assert err.strip() == (
+        f"{cfg}:{line}: search.strategy_options.alhpa: strategy 'asng' takes no option 'alhpa' "
+        "(it takes alpha, delta_max, init_delta, theta, theta_int); did you mean 'alpha'?"
+    )
+    assert out == f"{SPACES / 'mlp.yaml'}: ok (search config)\n"
+
+
+def test_data_checks_what_only_the_data_can_tell(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    # digits are 8x8 images: a 1-D layout fits the schema but not the data
+    cfg.write_text((SPACES / "digits.yaml").read_text().replace("layout: conv2d", "layout: conv1d"))
+    assert main(["validate", str(cfg)]) == 0
+    assert main(["validate", "--data", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    line = _line_of(cfg, "layout:")
+    assert len(err) == 1 and err[0].startswith(f"{cfg}:{line}: space.layout: 'conv1d' needs ")
+
+
+def test_missing_dataset_files_are_found_by_data_only(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    text = (SPACES / "asng_nas_cifar10.yaml").read_text()
+    cfg.write_text(text.replace("root: data", f"root: {tmp_path / 'nowhere'}"))
+    assert main(["validate", str(cfg)]) == 0
+    assert main(["validate", "--data", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{cfg}:{_line_of(cfg, str(tmp_path / 'nowhere'))}: data.root: " in err
+        and "is not a directory" in err
+    )
+
+
+def test_data_sets_up_searches_and_trainings_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arch = tmp_path / "arch.yaml"
+    assert (
+        main(
+            [
+                "search",
+                str(SPACES / "mlp.yaml"),
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+                "--set",
+                "search.epochs=1",
+            ]
+        )
+        == 0
+    )
+    arch.write_text((tmp_path / "r" / "arch.yaml").read_text())
+    before = sorted(os.listdir(tmp_path))
+    assert main(["validate", "--data", str(SPACES / "digits.yaml"), str(arch)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == f"{SPACES / 'digits.yaml'}: ok (search set up: digits, 650 train / 650 valid)"
+    assert out[-1].startswith(f"{arch}: ok (training set up: digits, ")
+    assert sorted(os.listdir(tmp_path)) == before
