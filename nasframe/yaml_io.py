@@ -80,10 +80,15 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([Problem(shown, None, "", f"cannot read: {e}")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _check_structure(node, shown)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        loader = yaml.SafeLoader(text)
+        try:  # parsed once: the checked node tree is the one constructed
+            node = loader.get_single_node()
+            data = None
+            if node is not None:
+                _check_structure(node, shown)
+                data = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
