@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -68,6 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe import SearchSpace, load_config, registry
+from nasframe.environment import cpu_name
 from nasframe.network import num_classes_of
 from nasframe.optim import build_optimizer, build_schedule
 from nasframe.precision import autocast
@@ -345,7 +345,7 @@ def measure(
         "startup_s": startup_s,
         "peak_gpu_mem_gib": peak,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "versions": {
             "python": sys.version.split()[0],
@@ -383,16 +383,6 @@ def _sample_shape(cfg) -> tuple[int, ...]:
     from nasframe.data import load_dataset
 
     return tuple(load_dataset(cfg.data).sample_shape)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> dict:

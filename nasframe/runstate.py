@@ -54,6 +54,8 @@ class RunState:
         self.pos: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "wall_s": 0.0}
         self.meter = Meter()
         self.metrics: dict[str, float] = {}
+        self.environment: dict[str, Any] | None = None  # what this process runs on
+        self.saved_environment: dict[str, Any] | None = None  # what the checkpoint was made on
         self._t0, self._wall0 = time.perf_counter(), 0.0
 
     def wall_s(self) -> float:
@@ -77,6 +79,7 @@ class RunState:
                 "pos": dict(self.pos),
                 "meter": self.meter.state_dict(),
                 "metrics": dict(self.metrics),
+                "environment": self.environment,
             },
             self.path,
         )
@@ -101,6 +104,7 @@ class RunState:
             self.pos.update({k: type(v)(ckpt["pos"][k]) for k, v in self.pos.items()})
             self.meter.load_state_dict(ckpt["meter"])
             self.metrics = dict(ckpt["metrics"])
+            self.saved_environment = ckpt.get("environment")  # older checkpoints have none
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise UserError(
                 f"{self.path}: this checkpoint does not fit this {self.kind} "

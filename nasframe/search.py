@@ -34,6 +34,7 @@ from .data import (
 )
 from .device import resolve_device
 from .distributed import Group, join_group
+from .environment import environment, resume_note
 from .errors import UserError, did_you_mean
 from .interrupt import stop_on_signals
 from .network import make_supernet, num_classes_of
@@ -254,10 +255,14 @@ def run_search(
         schedule=schedule,
         strategy=strategy,
     )
+    state.environment = environment(device)
     pos = state.pos
     if resume:
         state.resume()
         tell(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
+        note = resume_note(state.saved_environment, state.environment)
+        if note:
+            tell(note)
     else:
         tell(
             f"device: {device}{_processes(group)}   data: {data.name} {tuple(data.sample_shape)}, "
@@ -430,6 +435,7 @@ def run_search(
         "epochs_run": pos["epoch"],
         "iterations": pos["global_step"],
         "wall_time_s": state.wall_s(),
+        "environment": state.environment,
         "final": dict(state.metrics),
         "categories": space.categories,
         "paths": space.paths,

@@ -21,6 +21,7 @@ from .config import Config
 from .console import EpochProgress, say
 from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .device import resolve_device
+from .environment import environment, resume_note
 from .errors import UserError
 from .interrupt import stop_on_signals
 from .network import build_network, count_parameters, num_classes_of
@@ -162,9 +163,13 @@ def run_train(
         optimizer=optimizer,
         schedule=schedule,
     )
+    state.environment = environment(device)
     pos = state.pos
     if resume:
         state.resume()
+        note = resume_note(state.saved_environment, state.environment)
+        if note:
+            say(note)
     else:
         say(
             f"device: {device}   data: {data.name}, {x.shape[0]} train / {xt.shape[0]} test   "
@@ -297,6 +302,7 @@ def run_train(
         "epochs": T.epochs,
         "parameters": count_parameters(model),
         "wall_time_s": state.wall_s(),
+        "environment": state.environment,
         "train_loss": metrics.get("train/loss"),
         "train_acc": metrics.get("train/acc"),
         "test_loss": metrics.get("test/loss"),
