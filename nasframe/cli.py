@@ -74,8 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         "config's prune.threshold, else 1e-4)",
     )
     pr.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR/pruned)")
-    sh = sub.add_parser("show", help="print a run's summary and architecture")
-    sh.add_argument("run_dir", metavar="RUN_DIR")
+    sh = sub.add_parser(
+        "show", help="print a run's summary and architecture, or one line per run for several"
+    )
+    sh.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
     s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
     return p
@@ -253,58 +255,13 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    run = Path(args.run_dir)
-    path = run / "summary.json"
-    if not path.exists():
-        raise UserError(f"{run}: no summary.json here; is it a finished nasframe run directory?")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: cannot read it as JSON: {e}") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__}")
-    head = [f"run: {run}"]
-    for key, label in [("kind", "kind"), ("name", "name"), ("device", "device")]:
-        if summary.get(key) is not None:
-            head.append(f"{label}: {summary[key]}")
-    if summary.get("wall_time_s") is not None:
-        head.append(f"wall time: {_shown(summary['wall_time_s'])} s")
-    print("   ".join(head))
-    shown = ("iterations", "epochs_run", "most_likely_parameters", "most_likely_macs")
-    shown += ("parameters",)
-    shown += ("parameters_without_auxiliary", "retrain_cells", "retrain_channels", "param_budget")
-    shown += ("test_acc", "train_loss", "threshold", "removed_units", "removed_fraction")
-    shown += ("params_before", "params_after", "flops_before", "flops_after")
-    for key in (*shown, "acc_before", "acc_after"):
-        if summary.get(key) is not None:
-            print(f"{key}: {_shown(summary[key])}")
-    chosen = summary.get("selection")
-    if isinstance(chosen, dict) and chosen.get("candidates") is not None:
-        print(
-            f"selection: candidate {_shown(chosen.get('chosen_index', 0) + 1)} of "
-            f"{len(chosen['candidates'])}, valid loss {_shown(chosen.get('valid_loss'))}, "
-            f"valid acc {_shown(chosen.get('valid_acc'))} on {chosen.get('samples')} samples, "
-            f"{chosen.get('parameters')} parameters, {chosen.get('macs')} MACs"
-        )
-    final = summary.get("final")
-    for key, value in (final if isinstance(final, dict) else {}).items():
-        print(f"{key}: {_shown(value)}")
-    arch = run / ("arch.yaml" if (run / "arch.yaml").exists() else RUN_CONFIG)
-    if arch.exists():
-        from .config import load_config as _load
-        from .space import SearchSpace
+    from .show import show_run, show_table
 
-        config, _ = _load(arch)
-        space = SearchSpace(config)
-        print(f"architecture ({arch.name}):")
-        for line in space.describe([0] * len(space.choices)).splitlines():
-            print(f"  {line}")
-    return 0
-
-
-def _shown(value: object) -> str:
-    """A summary value for people: floats to 4 decimals, anything else as it is."""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    runs = [Path(r) for r in args.run_dirs]
+    if len(runs) == 1:
+        show_run(runs[0])
+        return 0
+    return 2 if show_table(runs) else 0
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -325,6 +325,34 @@ def test_show_prints_summary_and_architecture(search_run, capsys):
     assert main(["show", str(search_run.parent)]) == 2
 
 
+def test_show_puts_several_runs_side_by_side(search_run, tmp_path, capsys):
+    train = tmp_path / "train"
+    assert main(["train", str(search_run / "arch.yaml"), "--out", str(train), *FAST]) == 0
+    capsys.readouterr()
+    missing = tmp_path / "nothing"
+    assert main(["show", str(search_run), str(train), str(missing)]) == 2  # one unreadable
+    out, err = capsys.readouterr()
+    head, first, second = out.splitlines()
+    assert head.split() == [
+        "RUN", "KIND", "NAME", "STRATEGY", "EPOCHS", "VALID_ACC", "TEST_ACC", "PARAMS", "MACS",
+        "WALL_S",
+    ]  # fmt: skip
+    found = json.loads((search_run / "summary.json").read_text())
+    trained = json.loads((train / "summary.json").read_text())
+    assert first.split()[:9] == [
+        str(search_run), "search", "digits-cnn", "asng", "2",
+        f"{found['final']['valid/acc']:.4f}", f"{found['final']['test/acc']:.4f}",
+        str(found["most_likely_parameters"]), str(found["most_likely_macs"]),
+    ]  # fmt: skip
+    assert second.split()[:9] == [
+        str(train), "train", "digits-cnn", "-", "2", "-", f"{trained['test_acc']:.4f}",
+        str(trained["parameters"]), "-",
+    ]  # fmt: skip
+    assert (
+        err.strip() == f"{missing}: no summary.json here; is it a finished nasframe run directory?"
+    )
+
+
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
     import torch
