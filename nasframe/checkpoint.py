@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from .errors import UserError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "write_json", "rng_state", "set_rng_state"]
+__all__ = [
+    "atomic_write",
+    "save_checkpoint",
+    "load_checkpoint",
+    "write_json",
+    "rng_state",
+    "set_rng_state",
+]
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file renamed over it: a reader
+    never sees half a file, and a crash leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -30,7 +40,7 @@ def _atomic(path: Path, write) -> None:
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` through a temporary file and a rename: never half-written."""
-    _atomic(Path(path), lambda f: torch.save(state, f))
+    atomic_write(Path(path), lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def write_json(data: Any, path: str | os.PathLike) -> None:
     """Write JSON atomically."""
     text = json.dumps(data, indent=2, allow_nan=True).encode()
-    _atomic(Path(path), lambda f: f.write(text))
+    atomic_write(Path(path), lambda f: f.write(text))
 
 
 def rng_state() -> dict[str, Any]:

@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         "show", help="print a run's summary and architecture, or one line per run for several"
     )
     sh.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    ex = sub.add_parser(
+        "export", help="save a trained network as one .pt2 file that needs only PyTorch"
+    )
+    ex.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a finished `nasframe train` run (or pruned/)"
+    )
+    ex.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/model.pt2)")
     s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
     s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
     return p
@@ -264,6 +271,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 2 if show_table(runs) else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    done = export_run(args.run_dir, args.out)
+    shape = "(" + ", ".join(str(v) for v in done["input_shape"]) + ")"
+    print(
+        f"exported {done['path']}: input {shape}, {done['classes']} classes, "
+        f"{done['parameters']:,} parameters (largest difference from the network: "
+        f"{done['max_abs_difference']:.2e})"
+    )
+    print(f"load it with: torch.export.load({done['path']!r}).module()")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.out:
@@ -287,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "plugins": _cmd_plugins,
         "prune": _cmd_prune,
         "show": _cmd_show,
+        "export": _cmd_export,
         "schema": _cmd_schema,
     }
     previous = _terminate_cleanly()

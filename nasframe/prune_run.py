@@ -86,9 +86,8 @@ def run_prune(
     xi = threshold if threshold is not None else (config.prune.threshold if config.prune else 1e-4)
     device = resolve_device(config.device)
     data = load_dataset(config.data)
-    model, placed = build_network_layout(
-        config, data.sample_shape, num_classes_of(config, data.num_classes)
-    )
+    classes = num_classes_of(config, data.num_classes)
+    model, placed = build_network_layout(config, data.sample_shape, classes)
     state = load_checkpoint(weights)
     try:
         model.load_state_dict(state)
@@ -109,6 +108,8 @@ def run_prune(
         "kind": "prune",
         "source": str(run_dir),
         "name": config.name,
+        "sample_shape": list(data.sample_shape),
+        "num_classes": classes,
         **summary,
         "arch": "arch.yaml",
         "weights": WEIGHTS,

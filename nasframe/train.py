@@ -135,7 +135,8 @@ def run_train(
             if part is not None:
                 raise UserError(f"{key}: works on chain spaces only, not on cell spaces")
     torch.manual_seed(config.seed)
-    model = build_network(config, data.sample_shape, num_classes_of(config, data.num_classes))
+    classes = num_classes_of(config, data.num_classes)
+    model = build_network(config, data.sample_shape, classes)
     cell_size = getattr(model, "retrain_size", None)  # cell networks: cells, width, budget
     model = model.to(device)
     space_hash = config.space_hash or SearchSpace(config).hash
@@ -300,6 +301,8 @@ def run_train(
         "space_hash": space_hash,
         "device": str(device),
         "epochs": T.epochs,
+        "sample_shape": list(data.sample_shape),
+        "num_classes": classes,
         "parameters": count_parameters(model),
         "wall_time_s": state.wall_s(),
         "environment": state.environment,

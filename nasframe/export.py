@@ -1,0 +1,89 @@
+"""`nasframe export`: a trained network as one file that needs only PyTorch to run.
+
+The network of a finished ``nasframe train`` run (or of a pruned one) is rebuilt from its config,
+given its trained weights, put in eval mode and exported with :func:`torch.export.export`, the
+batch dimension left free. The ``.pt2`` file holds the graph and the weights; anyone loads it
+with ``torch.export.load(path).module()``, without nasframe. The export is checked by running the
+loaded program and the network on the same batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import atomic_write, load_checkpoint
+from .config import load_config
+from .errors import UserError
+from .network import build_network, num_classes_of
+
+__all__ = ["export_run", "EXPORTED"]
+
+EXPORTED = "model.pt2"
+_WEIGHTS = "weights.pt"
+
+
+def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Export the trained network of ``run_dir`` to ``out`` (default ``RUN_DIR/model.pt2``);
+    returns where, its input shape and parameters, and the largest difference between the
+    loaded program's outputs and the network's."""
+    run = Path(run_dir)
+    weights = run / _WEIGHTS
+    config_path = next((run / n for n in ("config.yaml", "arch.yaml") if (run / n).exists()), None)
+    if config_path is None or not weights.exists():
+        raise UserError(
+            f"{run}: no {_WEIGHTS} and config.yaml here; export a finished `nasframe train` run "
+            "(or its pruned/ directory)"
+        )
+    config, _ = load_config(config_path)
+    shape, classes = _input_of(run, config)
+    model = build_network(config, shape, classes)
+    try:
+        model.load_state_dict(load_checkpoint(weights))
+    except (RuntimeError, TypeError, AttributeError):
+        raise UserError(
+            f"{weights}: these weights do not fit the architecture of {config_path} "
+            "(a growth run that did not reach its full widths?)"
+        ) from None
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    example = torch.randn(2, *shape, generator=gen)
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad():
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    path = Path(out) if out is not None else run / EXPORTED
+    try:
+        atomic_write(path, lambda f: torch.export.save(program, f))
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot write the exported network: {e}") from None
+    loaded = torch.export.load(path).module()
+    diff = 0.0
+    with torch.no_grad():
+        for n in (1, 7):
+            x = torch.randn(n, *shape, generator=gen)
+            diff = max(diff, (loaded(x) - model(x)).abs().max().item())
+    return {
+        "path": str(path),
+        "input_shape": ["batch", *shape],
+        "classes": classes,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "max_abs_difference": diff,
+    }
+
+
+def _input_of(run: Path, config: Any) -> tuple[tuple[int, ...], int]:
+    """The sample shape and the number of classes: from the run's summary, else from its data."""
+    from .show import read_summary
+
+    try:
+        summary = read_summary(run)
+    except UserError:
+        summary = {}
+    if summary.get("sample_shape") and summary.get("num_classes"):
+        return tuple(int(v) for v in summary["sample_shape"]), int(summary["num_classes"])
+    from .data import load_dataset
+
+    data = load_dataset(config.data)
+    return tuple(data.sample_shape), num_classes_of(config, data.num_classes)
