@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 from .cell_config import CellSpace
-from .config_base import Strict, plugin_name
+from .config_base import Strict, error_at, plugin_name
 from .config_source import ConfigSource, item_index, override_of
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .precision import Precision
@@ -275,16 +275,43 @@ class AugmentConfig(Strict):
 class SelectConfig(Strict):
     """The final choice among candidates evaluated with the supernet's shared weights."""
 
+    method: Literal["random", "evolution"] = Field(
+        "random",
+        description="random: score candidates drawn from the final distribution; evolution: "
+        "Single Path One-Shot's evolutionary search, starting from such a population",
+    )
     candidates: PositiveInt = Field(
         100,
-        description="architectures drawn from the final distribution (the strategy's most likely "
-        "one counts as the first; repeats are evaluated once)",
+        description="architectures scored: drawn from the final distribution (random; the "
+        "strategy's most likely one counts as the first; repeats are scored once), or the "
+        "evolution's whole budget",
     )
     batches: PositiveInt | None = Field(
         10,
         description="full valid batches of search.batch_size each candidate is scored on, the "
         "same for all (null: every full batch of the valid split)",
     )
+    population: PositiveInt = Field(
+        20, description="evolution: the first population, and the children bred per generation"
+    )
+    parents: PositiveInt = Field(
+        5, description="evolution: the best candidates scored so far that breed the children"
+    )
+    mutation: float = Field(
+        0.1, gt=0.0, le=1.0, description="evolution: probability that a child redraws a choice"
+    )
+
+    @model_validator(mode="after")
+    def _parents(self) -> SelectConfig:
+        if self.parents > self.population:
+            raise error_at(
+                "parents",
+                "{k} cannot outnumber the population ({p}); lower parents",
+                ("parents",),
+                k=self.parents,
+                p=self.population,
+            )
+        return self
 
 
 class SearchConfig(Strict):

@@ -2,15 +2,16 @@
 
 Random search with weight sharing (Li & Talwalkar, 2019) has no distribution to read an answer
 from: it draws candidates and keeps the one whose sub-network, with the supernet's weights, does
-best on validation data. ``search.select`` applies that step to any strategy. Every candidate sees
-the same valid batches in the same mode as the search's own valid evaluations (no gradients,
-BatchNorm on batch statistics), and is scored like the search ranks architectures: its mean valid
-loss plus ``search.cost_penalty`` times its parameters in millions.
+best on validation data. Single Path One-Shot (Guo et al., 2020) searches the candidates with an
+evolutionary algorithm instead. ``search.select`` applies either step to any strategy. Every
+candidate sees the same valid batches in the same mode as the search's own valid evaluations (no
+gradients, BatchNorm on batch statistics), and is scored like the search ranks architectures: its
+mean valid loss plus ``search.cost_penalty`` times its cost in millions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from .distributed import Group
 from .precision import autocast
 
-__all__ = ["Selection", "draw_candidates", "score_candidates"]
+__all__ = ["Selection", "draw_candidates", "evolve_candidates", "score_candidates"]
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Selection:
     accuracies: np.ndarray
     scores: np.ndarray
     samples: int
+    generations: np.ndarray | None = None  # evolution: the generation of each candidate
 
     @property
     def best(self) -> int:
@@ -101,3 +103,72 @@ def score_candidates(
     loss = np.asarray(losses) / samples
     extra = np.asarray([penalty(a) for a in candidates]) if penalty else np.zeros(len(loss))
     return Selection(candidates, loss, np.asarray(correct) / samples, loss + extra, samples)
+
+
+def evolve_candidates(
+    score: Callable[[np.ndarray], Selection | None],
+    initial: np.ndarray,
+    categories: Sequence[int],
+    budget: int,
+    parents: int,
+    mutation: float,
+    seed: int,
+    key: Callable[[np.ndarray], Any] = bytes,
+) -> Selection | None:
+    """Single Path One-Shot's evolutionary search over the shared weights: score the ``initial``
+    population, then, generation after generation until ``budget`` candidates are scored, breed as
+    many new architectures as the initial population held from the ``parents`` best scored so far,
+    half by mutation (each choice redrawn uniformly with probability ``mutation``) and half by
+    uniform crossover of two parents. Children that build an already scored network are bred
+    again. Returns every scored candidate (None if ``score`` was stopped)."""
+    rng = np.random.RandomState(seed)
+    cats = np.asarray(list(categories), dtype=np.int64)
+    size = len(initial)
+    seen = {key(a) for a in initial}
+    first = score(initial)
+    if first is None:
+        return None
+    parts, generation = [first], 0
+    while sum(len(p.candidates) for p in parts) < budget:
+        scored = _merge(parts)
+        pool = scored.candidates[np.argsort(scored.scores, kind="stable")[:parents]]
+        want = min(size, budget - len(scored.candidates))
+        children: list[np.ndarray] = []
+        for attempt in range(50 * want):
+            if len(children) == want:
+                break
+            if attempt % 2 == 0:
+                child = pool[rng.randint(len(pool))].copy()
+                redraw = rng.rand(len(cats)) < mutation
+                child[redraw] = (rng.rand(int(redraw.sum())) * cats[redraw]).astype(np.int64)
+            else:
+                a, b = pool[rng.randint(len(pool))], pool[rng.randint(len(pool))]
+                child = np.where(rng.rand(len(cats)) < 0.5, a, b)
+            if key(child) not in seen:
+                seen.add(key(child))
+                children.append(child)
+        if not children:  # nothing new near the parents: the space around them is exhausted
+            break
+        generation += 1
+        part = score(np.stack(children))
+        if part is None:
+            return None
+        part.generations = np.full(len(part.candidates), generation)
+        parts.append(part)
+    first.generations = np.zeros(len(first.candidates), dtype=np.int64)
+    return _merge(parts)
+
+
+def _merge(parts: list[Selection]) -> Selection:
+    """One selection of the candidates of ``parts``, in order."""
+    gens = [
+        p.generations if p.generations is not None else np.zeros(len(p.candidates)) for p in parts
+    ]
+    return Selection(
+        np.concatenate([p.candidates for p in parts]),
+        np.concatenate([p.losses for p in parts]),
+        np.concatenate([p.accuracies for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        parts[0].samples,
+        np.concatenate(gens).astype(np.int64),
+    )
