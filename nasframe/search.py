@@ -42,7 +42,7 @@ from .optim import build_optimizer, build_schedule
 from .plots import theta_image
 from .precision import autocast
 from .runstate import RunState
-from .selection import Selection, draw_candidates, evolve_candidates, score_candidates
+from .selection import Selection, run_selection
 from .space import SearchSpace
 from .tblog import RunLogger, evenly_due
 from .yaml_io import dump_yaml
@@ -389,48 +389,21 @@ def run_search(
                 )
             selection = None
             if select is not None:
-                batches = xva.shape[0] // vbs if select.batches is None else select.batches
-                batches = min(batches, xva.shape[0] // vbs)
                 net.train()
-
-                def score(candidates: np.ndarray) -> Selection | None:
-                    return score_candidates(
-                        net,
-                        candidates,
-                        xva,
-                        yva,
-                        vbs,
-                        batches,
-                        penalty=(lambda a: S.cost_penalty * cost(a)) if S.cost_penalty else None,
-                        precision=S.precision,
-                        group=group,
-                        stopped=lambda: bool(stop),
-                    )
-
-                if select.method == "evolution":
-                    first = min(select.population, select.candidates)
-                    tell(
-                        f"selecting by evolution: up to {select.candidates} candidates, "
-                        f"generations of {first} bred from the best {select.parents}, on "
-                        f"{batches} valid batches of {vbs}"
-                    )
-                    selection = evolve_candidates(
-                        score,
-                        draw_candidates(strategy, first, space.network_key),
-                        space.categories,
-                        select.candidates,
-                        select.parents,
-                        select.mutation,
-                        config.seed,
-                        space.network_key,
-                    )
-                else:
-                    candidates = draw_candidates(strategy, select.candidates, space.network_key)
-                    tell(
-                        f"selecting: scoring {len(candidates)} distinct candidates (of "
-                        f"{select.candidates} drawn) on {batches} valid batches of {vbs}"
-                    )
-                    selection = score(candidates)
+                selection = run_selection(
+                    select,
+                    strategy,
+                    space,
+                    net,
+                    (xva, yva),
+                    vbs,
+                    seed=config.seed,
+                    penalty=(lambda a: S.cost_penalty * cost(a)) if S.cost_penalty else None,
+                    precision=S.precision,
+                    group=group,
+                    stopped=lambda: bool(stop),
+                    tell=tell,
+                )
                 if selection is None:
                     raise Interrupted(
                         f"stopped by signal {stop.signal or 'on another process'} during the "

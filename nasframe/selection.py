@@ -19,10 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import SelectConfig
 from .distributed import Group
 from .precision import autocast
+from .space import SearchSpace
 
-__all__ = ["Selection", "draw_candidates", "evolve_candidates", "score_candidates"]
+__all__ = [
+    "Selection",
+    "draw_candidates",
+    "evolve_candidates",
+    "run_selection",
+    "score_candidates",
+]
 
 
 @dataclass
@@ -44,6 +52,66 @@ class Selection:
     @property
     def chosen(self) -> np.ndarray:
         return self.candidates[self.best]
+
+
+def run_selection(
+    select: SelectConfig,
+    strategy: Any,
+    space: SearchSpace,
+    net: torch.nn.Module,
+    valid: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int,
+    *,
+    seed: int,
+    penalty: Callable[[np.ndarray], float] | None = None,
+    precision: str = "fp32",
+    group: Group | None = None,
+    stopped: Callable[[], bool] = lambda: False,
+    tell: Callable[[str], None] = lambda message: None,
+) -> Selection | None:
+    """``search.select`` at the end of a search: candidates drawn (or bred, for ``evolution``)
+    from ``strategy``, scored on the first batches of the ``valid`` split; None when stopped."""
+    x, y = valid
+    batches = x.shape[0] // batch_size
+    batches = batches if select.batches is None else min(select.batches, batches)
+
+    def score(candidates: np.ndarray) -> Selection | None:
+        return score_candidates(
+            net,
+            candidates,
+            x,
+            y,
+            batch_size,
+            batches,
+            penalty=penalty,
+            precision=precision,
+            group=group,
+            stopped=stopped,
+        )
+
+    on = f"on {batches} valid batches of {batch_size}"
+    if select.method == "evolution":
+        first = min(select.population, select.candidates)
+        tell(
+            f"selecting by evolution: up to {select.candidates} candidates, generations of "
+            f"{first} bred from the best {select.parents}, {on}"
+        )
+        return evolve_candidates(
+            score,
+            draw_candidates(strategy, first, space.network_key),
+            space.categories,
+            select.candidates,
+            select.parents,
+            select.mutation,
+            seed,
+            space.network_key,
+        )
+    candidates = draw_candidates(strategy, select.candidates, space.network_key)
+    tell(
+        f"selecting: scoring {len(candidates)} distinct candidates (of {select.candidates} "
+        f"drawn) {on}"
+    )
+    return score(candidates)
 
 
 def draw_candidates(

@@ -209,24 +209,24 @@ def test_ctrl_c_during_the_selection_stops_and_resume_selects_the_same(tmp_path,
     import os
     import signal
 
-    import nasframe.search as search_module
+    import nasframe.selection as selection_module
 
     clean = tmp_path / "clean"
     _search(clean, "search.strategy=random", "search.select.candidates=5")
-    real = search_module.draw_candidates
+    real = selection_module.draw_candidates
 
     def draw_then_interrupt(*args, **kwargs):
         drawn = real(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came once the candidates are drawn
         return drawn
 
-    monkeypatch.setattr(search_module, "draw_candidates", draw_then_interrupt)
+    monkeypatch.setattr(selection_module, "draw_candidates", draw_then_interrupt)
     out = tmp_path / "stopped"
     args = ["search", str(SPACES / "digits.yaml"), "--out", str(out), "--quiet"]
     sets = ["search.epochs=2", "search.strategy=random", "search.select.candidates=5"]
     assert main([*args, *[x for kv in sets for x in ("--set", kv)]]) == 130
     assert not (out / "arch.yaml").exists() and (out / "checkpoint.pt").exists()
-    monkeypatch.setattr(search_module, "draw_candidates", real)
+    monkeypatch.setattr(selection_module, "draw_candidates", real)
     assert main(["search", "--resume", str(out), "--quiet"]) == 0
     assert (out / "arch.yaml").read_text() == (clean / "arch.yaml").read_text()
     one = json.loads((clean / "summary.json").read_text())["selection"]
