@@ -294,8 +294,10 @@ class SelectConfig(Strict):
     population: PositiveInt = Field(
         20, description="evolution: the first population, and the children bred per generation"
     )
-    parents: PositiveInt = Field(
-        5, description="evolution: the best candidates scored so far that breed the children"
+    parents: PositiveInt | None = Field(
+        None,
+        description="evolution: the best candidates scored so far that breed the children "
+        "(null: a quarter of the population, at least 1)",
     )
     mutation: float = Field(
         0.1, gt=0.0, le=1.0, description="evolution: probability that a child redraws a choice"
@@ -303,15 +305,21 @@ class SelectConfig(Strict):
 
     @model_validator(mode="after")
     def _parents(self) -> SelectConfig:
-        if self.parents > self.population:
+        if self.parents is not None and self.parents > self.population:
             raise error_at(
                 "parents",
-                "{k} cannot outnumber the population ({p}); lower parents",
+                "parents ({k}) cannot outnumber the population ({p}); lower parents or raise "
+                "the population",
                 ("parents",),
                 k=self.parents,
                 p=self.population,
             )
         return self
+
+    @property
+    def breeding_parents(self) -> int:
+        """``parents``, or its default: a quarter of the population, at least 1."""
+        return self.parents if self.parents is not None else max(1, self.population // 4)
 
 
 class SearchConfig(Strict):

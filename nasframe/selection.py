@@ -94,14 +94,14 @@ def run_selection(
         first = min(select.population, select.candidates)
         tell(
             f"selecting by evolution: up to {select.candidates} candidates, generations of "
-            f"{first} bred from the best {select.parents}, {on}"
+            f"{first} bred from the best {select.breeding_parents}, {on}"
         )
         return evolve_candidates(
             score,
             draw_candidates(strategy, first, space.network_key),
             space.categories,
             select.candidates,
-            select.parents,
+            select.breeding_parents,
             select.mutation,
             seed,
             space.network_key,

@@ -309,6 +309,24 @@ def test_more_parents_than_population_is_refused_at_its_line(tmp_path, capsys):
     assert main([*args, *[x for kv in sets for x in ("--set", kv)]]) == 2
     err = capsys.readouterr().err
     assert err.strip() == (
-        "--set search.select.parents=30: search.select.parents: 30 cannot outnumber the "
-        "population (20); lower parents"
+        "--set search.select.parents=30: search.select.parents: parents (30) cannot outnumber the "
+        "population (20); lower parents or raise the population"
     )
+
+
+def test_evolution_over_a_cell_space(tmp_path):
+    out = tmp_path / "cells"
+    args = ["search", str(SPACES / "cells_digits.yaml"), "--out", str(out), "--quiet"]
+    sets = ["search.epochs=1", "search.strategy=random", "search.select.method=evolution"]
+    sets += ["search.select.candidates=12", "search.select.population=4", "search.select.batches=1"]
+    assert main([*args, *[x for kv in sets for x in ("--set", kv)]]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    sel = summary["selection"]
+    space = SearchSpace(load_config(SPACES / "cells_digits.yaml")[0])
+    assert len(sel["candidates"]) == 12 and max(sel["generations"]) >= 2
+    for a in sel["candidates"]:  # every bred child is a valid cell architecture
+        assert all(0 <= v < c for v, c in zip(a, space.categories, strict=True))
+    chosen = sel["candidates"][sel["chosen_index"]]
+    frozen = yaml.safe_load((out / "arch.yaml").read_text())
+    assert frozen["space"]["normal"] == space.freeze(chosen)["space"]["normal"]
+    assert sel["macs"] > 0 and sel["parameters"] > 0
