@@ -381,7 +381,11 @@ def _live_tensor_bytes() -> int:
     for obj in gc.get_objects():
         if issubclass(type(obj), torch.Tensor) and obj.device.type != "meta":
             st = obj.untyped_storage()
-            storages[(obj.device, st.data_ptr())] = st.nbytes()
+            try:
+                ptr = st.data_ptr()
+            except RuntimeError:  # a fake tensor some tracing left behind (torch.export): no memory
+                continue
+            storages[(obj.device, ptr)] = st.nbytes()
     return sum(storages.values())
 
 
