@@ -4,7 +4,7 @@
 # ASNG-NAS CIFAR-10 space in fp32 and bf16 (issue: search loop fast on the GPU), the GC optimizer
 # step ratios (issue: GC on the GPU) and the digits / mnist1d searches on CUDA (the core issue).
 # Phase 1 has the GPU to itself (the timings); phase 2 runs the rest in parallel. Results land in
-# OUT_DIR: log.txt, four JSON files, the profile table and jobs.tgz (phase 2's logs and JSON; the
+# OUT_DIR: log.txt, five JSON files, the profile table and jobs.tgz (phase 2's logs and JSON; the
 # device tool returns at most 8 files); copy the figures into benchmarks/RESULTS.md.
 #
 # The device machine has torch, pyyaml, tensorboard, scikit-learn, tqdm, matplotlib and pytest but
@@ -52,6 +52,8 @@ step search_speed_fp32 150 python3 benchmarks/search_speed.py --device cuda --it
     --json "$out/search_speed_cuda.json" --profile "$out/profile_cuda.txt"
 step search_speed_bf16 90 python3 benchmarks/search_speed.py --device cuda --iters 30 \
     --set search.precision=bf16 --json "$out/search_speed_cuda_bf16.json"
+step search_speed_concurrent 90 python3 benchmarks/search_speed.py --device cuda --iters 30 \
+    --concurrent-forwards --json "$out/search_speed_cuda_concurrent.json"
 step gc_speed 80 python3 benchmarks/gc_speed.py --device cuda --json "$out/gc_cuda.json"
 step search_kernels 60 python3 benchmarks/search_kernels.py --device cuda \
     --json "$out/search_kernels_cuda.json"

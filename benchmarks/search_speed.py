@@ -58,6 +58,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,7 @@ def measure(
     shape: Sequence[int] | None = None,
     cover: bool = True,
     profile: str | None = None,
+    concurrent_forwards: bool = False,
 ) -> dict:
     """Time ``iters`` search and baseline iterations after ``warmup`` ones; see the docstring."""
     cfg, _ = load_config(config_path, overrides)
@@ -248,11 +250,20 @@ def measure(
     schedule = build_schedule(optimizer, S.optimizer, 10**6)
     params = list(net.parameters())
     net.train()
+    threads = ThreadPoolExecutor(S.lam) if concurrent_forwards else None
 
     def search_step(k: int, strat: Any = strategy) -> tuple[tuple[float, float], Any]:
         t, c = time.perf_counter(), time.process_time()
         host, archs, varchs = search_iteration(
-            net, optimizer, strat, *batches(k), S.lam, S.grad_clip, params, S.precision
+            net,
+            optimizer,
+            strat,
+            *batches(k),
+            S.lam,
+            S.grad_clip,
+            params,
+            S.precision,
+            pool=threads,
         )
         schedule.step()
         strat.update(varchs, host[: S.lam])
@@ -342,6 +353,7 @@ def measure(
         "subnet_median_iteration_ms": 1000 * statistics.median(plain_s),
         "search_iteration_ms": [round(1000 * t, 3) for t in search_s],
         "subnet_iteration_ms": [round(1000 * t, 3) for t in plain_s],
+        "concurrent_forwards": concurrent_forwards,
         "startup_s": startup_s,
         "peak_gpu_mem_gib": peak,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
@@ -402,6 +414,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--shape", help="sample shape, e.g. 3,32,32 (default: the data's)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument(
+        "--concurrent-forwards",
+        action="store_true",
+        help="the search iteration's λ forward passes in concurrent threads (same numbers)",
+    )
     ap.add_argument("--json", help="write the result to this file")
     ap.add_argument("--profile", help="also write torch.profiler's table of 5 iterations here")
     args = ap.parse_args(argv)
@@ -427,6 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
         shape,
         not args.no_cover,
         args.profile,
+        args.concurrent_forwards,
     )
     out["overrides"] = overrides
     out["quick"] = bool(args.quick)

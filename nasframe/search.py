@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ def search_iteration(
     precision: str = "fp32",
     group: Group | None = None,
     stop: bool = False,
+    pool: ThreadPoolExecutor | None = None,
 ) -> tuple[list[float], np.ndarray, np.ndarray]:
     """One iteration of the reference protocol, up to the ranking (the strategy is not updated).
 
@@ -156,7 +158,10 @@ def search_iteration(
     mean train loss, the train and the valid correct counts — and both samples. ``precision``
     ``bf16`` runs the forward passes under bfloat16 autocast. Under torchrun, ``group`` averages the
     gradients of the ranks' shards before clipping and reduces the read values (losses averaged,
-    counts summed) together with each rank's ``stop`` request.
+    counts summed) together with each rank's ``stop`` request. With a ``pool`` of threads, the λ
+    forward passes of each half run concurrently (an experiment for overhead-bound devices: the
+    backward passes stay in order, so the numbers are bitwise the same, but the train step holds
+    λ graphs at once; ``benchmarks/search_speed.py --concurrent-forwards``).
     """
     group = group or Group()
     xb, yb = train_batch
@@ -165,10 +170,11 @@ def search_iteration(
     optimizer.zero_grad(set_to_none=True)
     train_loss = torch.zeros((), device=xb.device)
     train_correct = torch.zeros((), device=xb.device)
-    for a in archs:
-        with autocast(xb.device, precision):
-            out = net(xb, a)
-            loss = F.cross_entropy(out, yb)
+    if pool is None:  # one graph at a time: forward, backward, then the next architecture
+        passes = (_forward(net, xb, yb, a, precision, True) for a in archs)
+    else:  # every forward at once, each in a thread; the backward passes below stay in order
+        passes = iter(list(pool.map(lambda a: _forward(net, xb, yb, a, precision, True), archs)))
+    for out, loss in passes:
         (loss / lam).backward()
         train_loss += loss.detach()
         train_correct += (out.argmax(1) == yb).sum()
@@ -177,13 +183,28 @@ def search_iteration(
         torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
     optimizer.step()
     varchs = strategy.sample(lam)
-    with torch.no_grad(), autocast(xv.device, precision):
-        outs = [net(xv, a) for a in varchs]
-        vlosses = [F.cross_entropy(o, yv) for o in outs]
-        vcorrect = sum((o.argmax(1) == yv).sum() for o in outs)
+    evaluate = map if pool is None else pool.map
+    valid = list(evaluate(lambda a: _forward(net, xv, yv, a, precision, False), varchs))
+    vlosses = [loss for _, loss in valid]
+    vcorrect = sum((out.argmax(1) == yv).sum() for out, _ in valid)
     host = torch.stack([*vlosses, train_loss / lam, train_correct, vcorrect.float()])
     host = group.reduce(host, means=lam + 1, stop=stop).tolist()
     return host, archs, varchs
+
+
+def _forward(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    arch: Any,
+    precision: str,
+    grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and cross-entropy of one architecture (grad mode and autocast are per thread, so
+    both are set here)."""
+    with torch.set_grad_enabled(grad), autocast(x.device, precision):
+        out = net(x, arch)
+        return out, F.cross_entropy(out, y)
 
 
 def run_search(
