@@ -480,12 +480,17 @@ def run_search(
 
 
 def _log_selection(logger: RunLogger, space: SearchSpace, selection: Selection, step: int) -> None:
-    """The chosen candidate's valid loss and accuracy and its architecture."""
+    """The chosen candidate's valid loss and accuracy and its architecture; for an evolution, the
+    best score so far after each generation (its step is the generation)."""
     best = selection.best
     logger.scalar("select/valid_loss", float(selection.losses[best]), step)
     logger.scalar("select/valid_acc", float(selection.accuracies[best]), step)
     logger.scalar("select/candidates", len(selection.candidates), step)
     logger.text("arch/selected", _markdown(space.describe(selection.chosen)), step)
+    if selection.generations is not None:
+        for g in range(int(selection.generations.max()) + 1):
+            so_far = selection.scores[selection.generations <= g].min()
+            logger.scalar("select/best_score_by_generation", float(so_far), g)
 
 
 def _selection_summary(

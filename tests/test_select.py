@@ -301,6 +301,15 @@ def test_an_evolutionary_selection_through_the_cli(tmp_path):
     assert sel["chosen_index"] == int(np.argmin(sel["scores"]))
     space = SearchSpace(load_config(SPACES / "digits.yaml")[0])
     assert len({space.network_key(a) for a in sel["candidates"]}) == 30
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    curve = acc.Scalars("select/best_score_by_generation")
+    gens, scores = np.array(sel["generations"]), np.array(sel["scores"])
+    assert [e.step for e in curve] == list(range(len(per_generation)))
+    for e in curve:  # the best score after each generation, never rising
+        assert e.value == pytest.approx(scores[gens <= e.step].min(), rel=1e-6)
 
 
 def test_more_parents_than_population_is_refused_at_its_line(tmp_path, capsys):
