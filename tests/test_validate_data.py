@@ -76,3 +76,21 @@ def test_data_sets_up_searches_and_trainings_and_writes_nothing(tmp_path, capsys
     assert out[-2] == f"{SPACES / 'digits.yaml'}: ok (search set up: digits, 650 train / 650 valid)"
     assert out[-1].startswith(f"{arch}: ok (training set up: digits, ")
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_retraining_budget_no_width_fits_is_found_by_data(tmp_path, capsys):
+    import numpy as np
+
+    from nasframe import SearchSpace, load_config
+    from nasframe.yaml_io import dump_yaml
+
+    space = SearchSpace(load_config(SPACES / "cells_digits.yaml")[0])
+    arch = space.freeze(space.random_sample(np.random.default_rng(0)))
+    arch["space"]["retrain"] = {"param_budget": 100}
+    cfg = tmp_path / "arch.yaml"
+    dump_yaml(arch, cfg)
+    assert main(["validate", str(cfg)]) == 0
+    assert main(["validate", "--data", str(cfg)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"{cfg}:") and ": space.retrain.channels: 3 cells of " in line
+    assert "over space.retrain.param_budget of 100; no width fits it" in line
