@@ -207,8 +207,9 @@ def count_cell_macs(
 ) -> int:
     """Multiply-accumulates (:func:`~nasframe.macs.count_macs`) of one example through
     ``CellNetwork(sp, genotype, ..., cells, channels)`` without its auxiliary head, without
-    building it: each op, preprocessing and projection is counted once per shape, on the meta
-    device, so that counting is cheap enough for every sample."""
+    building it: each op, preprocessing and projection is counted once per shape (built on the
+    meta device, run once on uninitialised CPU storage), so that counting is cheap enough for
+    every sample."""
     plan = cell_plan(sp, cells, channels)
     h, w = int(sample_shape[-2]), int(sample_shape[-1])
     total = _stem_macs(image_channels(sample_shape), plan[0].c_p, h, w)

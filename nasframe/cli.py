@@ -14,11 +14,10 @@ from . import __version__, registry
 from .config import json_schema, load_config
 from .distributed import world_size
 from .errors import ConfigError, UserError, make_dir
+from .runstate import RUN_CONFIG
 from .yaml_io import dump_yaml, load_yaml
 
 __all__ = ["main"]
-
-RUN_CONFIG = "config.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:

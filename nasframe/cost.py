@@ -3,8 +3,8 @@ network at search size.
 
 The search can add ``search.cost_penalty`` × this cost (in millions) to the valid losses it ranks
 (DESIGN §4: a cost penalty on sampled architectures), and logs both measures of the most likely
-architecture. Networks are built on the meta device (nothing allocated, no random numbers drawn)
-and each architecture is counted once.
+architecture. Networks are built on the meta device (no weights initialised, no random numbers
+drawn; MACs run them once on uninitialised CPU storage) and each architecture is counted once.
 """
 
 from __future__ import annotations

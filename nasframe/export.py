@@ -18,11 +18,12 @@ from .checkpoint import atomic_write, load_checkpoint
 from .config import load_config
 from .errors import UserError
 from .network import build_network, num_classes_of
+from .runstate import RUN_CONFIG
+from .train import WEIGHTS
 
 __all__ = ["export_run", "EXPORTED"]
 
 EXPORTED = "model.pt2"
-_WEIGHTS = "weights.pt"
 
 
 def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
@@ -30,11 +31,11 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
     returns where, its input shape and parameters, and the largest difference between the
     loaded program's outputs and the network's."""
     run = Path(run_dir)
-    weights = run / _WEIGHTS
-    config_path = next((run / n for n in ("config.yaml", "arch.yaml") if (run / n).exists()), None)
+    weights = run / WEIGHTS
+    config_path = next((run / n for n in (RUN_CONFIG, "arch.yaml") if (run / n).exists()), None)
     if config_path is None or not weights.exists():
         raise UserError(
-            f"{run}: no {_WEIGHTS} and config.yaml here; export a finished `nasframe train` run "
+            f"{run}: no {WEIGHTS} and {RUN_CONFIG} here; export a finished `nasframe train` run "
             "(or its pruned/ directory)"
         )
     config, _ = load_config(config_path)

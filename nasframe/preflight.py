@@ -21,12 +21,12 @@ def preflight(config: Config, data: bool = False) -> str:
 
     space = SearchSpace(config)
     if space.choices:
+        if data:  # the dry run makes the strategy too
+            info = run_search(config, None, progress=False, dry_run=True)
+            return f"search set up: {info['data']}, {info['train']} train / {info['valid']} valid"
         S = config.search
         _make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
-        if not data:
-            return "search config"
-        info = run_search(config, None, progress=False, dry_run=True)
-        return f"search set up: {info['data']}, {info['train']} train / {info['valid']} valid"
+        return "search config"
     if not data:
         return "training config"
     from .train import run_train

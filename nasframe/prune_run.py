@@ -19,6 +19,7 @@ from .data import load_dataset
 from .device import resolve_device
 from .errors import UserError, make_dir
 from .network import build_network, build_network_layout, num_classes_of, with_widths
+from .runstate import RUN_CONFIG
 from .tblog import RunLogger
 from .train import WEIGHTS, evaluate
 from .yaml_io import dump_yaml
@@ -81,7 +82,7 @@ def run_prune(
     if not weights.exists():
         raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
     if config is None:
-        config, _ = load_config(run_dir / "config.yaml")
+        config, _ = load_config(run_dir / RUN_CONFIG)
     method = config.prune.method if config.prune else "adam_sparsity"
     xi = threshold if threshold is not None else (config.prune.threshold if config.prune else 1e-4)
     device = resolve_device(config.device)

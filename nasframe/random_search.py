@@ -42,7 +42,6 @@ class RandomSearch:
         self.categories = cats
         self.d = int(cats.size)
         self.lam = int(lam)
-        self.ordinal = np.asarray(sorted({int(i) for i in ordinal}), dtype=np.int64)
         valid = np.arange(int(cats.max()))[None, :] < cats[:, None]
         self._theta = np.where(valid, 1.0 / cats[:, None], 0.0)
         self.rng = np.random.RandomState(seed)

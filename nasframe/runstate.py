@@ -13,9 +13,10 @@ from typing import Any
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .errors import UserError
 
-__all__ = ["Meter", "RunState", "CHECKPOINT"]
+__all__ = ["Meter", "RunState", "CHECKPOINT", "RUN_CONFIG"]
 
 CHECKPOINT = "checkpoint.pt"
+RUN_CONFIG = "config.yaml"  # the config a run directory holds: what ran
 
 
 class Meter:

@@ -173,7 +173,7 @@ def search_iteration(
     if pool is None:  # one graph at a time: forward, backward, then the next architecture
         passes = (_forward(net, xb, yb, a, precision, True) for a in archs)
     else:  # every forward at once, each in a thread; the backward passes below stay in order
-        passes = iter(list(pool.map(lambda a: _forward(net, xb, yb, a, precision, True), archs)))
+        passes = list(pool.map(lambda a: _forward(net, xb, yb, a, precision, True), archs))
     for out, loss in passes:
         (loss / lam).backward()
         train_loss += loss.detach()

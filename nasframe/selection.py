@@ -223,7 +223,6 @@ def evolve_candidates(
             return None
         part.generations = np.full(len(part.candidates), generation)
         parts.append(part)
-    first.generations = np.zeros(len(first.candidates), dtype=np.int64)
     return _merge(parts)
 
 

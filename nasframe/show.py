@@ -10,10 +10,9 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .runstate import RUN_CONFIG
 
 __all__ = ["read_summary", "show_run", "show_table"]
-
-RUN_CONFIG = "config.yaml"  # as the CLI writes it into every run directory
 
 
 def read_summary(run: Path) -> dict[str, Any]:
