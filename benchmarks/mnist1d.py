@@ -4,7 +4,9 @@ For each seed: search ``spaces/mnist1d.yaml`` with ASNG, retrain the most likely
 the selected one, with ``search.select`` or ``--set search.strategy=random``), and
 retrain architectures drawn uniformly at random from the same space with the same training budget
 (``--random-per-seed``, 2 by default). Writes ``searched_test_acc`` and ``random_test_acc`` (lists
-over seeds; a seed's random figure is the mean of its random architectures) and timings.
+over seeds; a seed's random figure is the mean of its random architectures), timings, and
+``searched_latency_ms``: one example through each searched network on the CPU (for
+``--set search.cost=latency``; measure with ``--jobs 1`` for undisturbed figures).
 
     python benchmarks/mnist1d.py --seeds 3 --json mnist1d.json
     python benchmarks/mnist1d.py --seeds 3 --random-per-seed 5 --jobs 3 --json mnist1d.json
@@ -28,9 +30,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasframe import SearchSpace, load_config, run_search, run_train, validate_data
+from nasframe import (
+    Config,
+    SearchSpace,
+    build_network,
+    load_config,
+    run_search,
+    run_train,
+    validate_data,
+)
+from nasframe.latency import measure_ms, on_device_with_constants
 
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_SHAPE = (1, 40)  # MNIST-1D's signals
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         return run_parallel(args)
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
 
-    searched, random_acc, archs, random_archs, times = [], [], [], [], []
+    searched, random_acc, archs, random_archs, times, latency = [], [], [], [], [], []
     device = ""  # set by the first search; write() reads it when called
     t_all = time.perf_counter()
 
@@ -80,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
             "searched_mean": _mean(searched),
             "random_mean": _mean(random_acc),
             "searched_archs": archs,
+            "searched_latency_ms": latency,
             "random_archs": random_archs,
             "times": times,
             "wall_time_s": time.perf_counter() - t_all,
@@ -108,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
             t_train = time.perf_counter() - t0
             searched.append(trained["test_acc"])
             archs.append(space.describe(best))
+            latency.append(cpu_latency_ms(validate_data(space.freeze(best))))
             times.append({"search_s": t_search, "retrain_s": t_train})
             write()
             rng = np.random.default_rng(10_000 + seed)
@@ -132,6 +146,16 @@ def main(argv: list[str] | None = None) -> dict:
     result = write()
     print(json.dumps({k: result[k] for k in ("searched_mean", "random_mean", "wall_time_s")}))
     return result
+
+
+def cpu_latency_ms(arch: Config) -> float:
+    """Milliseconds of one example through the frozen network on the CPU: the median of three
+    medians of :func:`nasframe.latency.measure_ms` (constant weights, as search.cost: latency)."""
+    with torch.device("meta"):
+        net = build_network(arch, SAMPLE_SHAPE, 10)
+    net = on_device_with_constants(net, torch.device("cpu"))
+    x = torch.full((1, *SAMPLE_SHAPE), 0.5)
+    return float(np.median([measure_ms(net, (x,)) for _ in range(3)]))
 
 
 def _mean(values: list[float]) -> float | None:
@@ -161,8 +185,9 @@ def run_parallel(args: argparse.Namespace) -> dict:
     if not done:
         raise SystemExit("no seed finished")
     result = dict(done[0])
-    for key in ("searched_test_acc", "random_test_acc", "searched_archs", "random_archs", "times"):
-        result[key] = [v for d in done for v in d[key]]
+    merged = ("searched_test_acc", "random_test_acc", "searched_archs", "searched_latency_ms")
+    for key in (*merged, "random_archs", "times"):
+        result[key] = [v for d in done for v in d.get(key, [])]
     result.update(
         seeds=args.seeds,
         first_seed=args.first_seed,

@@ -29,6 +29,7 @@ from .cells import CellPlan, cell_plan, check_sizes, image_channels, make_stem, 
 from .config import Config
 from .errors import UserError
 from .macs import count_macs
+from .parts import Part, cell_parts
 from .space import SearchSpace
 
 __all__ = [
@@ -207,57 +208,18 @@ def count_cell_macs(
 ) -> int:
     """Multiply-accumulates (:func:`~nasframe.macs.count_macs`) of one example through
     ``CellNetwork(sp, genotype, ..., cells, channels)`` without its auxiliary head, without
-    building it: each op, preprocessing and projection is counted once per shape (built on the
-    meta device, run once on uninitialised CPU storage), so that counting is cheap enough for
-    every sample."""
-    plan = cell_plan(sp, cells, channels)
-    h, w = int(sample_shape[-2]), int(sample_shape[-1])
-    total = _stem_macs(image_channels(sample_shape), plan[0].c_p, h, w)
-    sizes = [size_after(plan, i, sample_shape) for i in range(-1, len(plan))]
-    for i, p in enumerate(plan):
-        before_previous = sizes[max(i - 1, 0)]  # s0: the cell before the previous (or the stem)
-        total += _cell_macs(genotype[p.kind], p, before_previous, sizes[i], sizes[i + 1])
-    return total + plan[-1].c * num_classes
-
-
-def _cell_macs(
-    nodes: Sequence[Node],
-    plan: CellPlan,
-    s0_size: tuple[int, int],
-    in_size: tuple[int, int],
-    out_size: tuple[int, int],
-) -> int:
-    """MACs of ``FixedCell(nodes, plan)`` on s0 of ``s0_size`` and s1 of ``in_size``: its
-    preprocessing, every edge (an op used twice runs twice) and the projection."""
-    edges = sum(
-        _op_macs(name, plan.c, plan.stride(src), *(in_size if src < 2 else out_size))
-        for ins, ops in nodes
-        for src, name in zip(ins, ops, strict=True)
-    )
-    unused = len(unused_nodes(tuple(nodes)))
-    project = unused * plan.c * plan.c * out_size[0] * out_size[1]
-    return _preprocess_macs(plan, s0_size, in_size) + edges + project
+    building it: the sum over its parts (:func:`~nasframe.parts.cell_parts`), each distinct part
+    counted once (built on the meta device, run once on uninitialised CPU storage), so that
+    counting is cheap enough for every sample."""
+    parts = cell_parts(sp, genotype, sample_shape, num_classes, cells, channels)
+    return sum(_part_macs(p) for p in parts)
 
 
 @functools.lru_cache(maxsize=4096)
-def _op_macs(name: str, c: int, stride: int, h: int, w: int) -> int:
+def _part_macs(part: Part) -> int:
     with torch.device("meta"):
-        op = build_cell_op(name, c, stride, True, True)
-    return count_macs(op, (c, h, w))
-
-
-@functools.lru_cache(maxsize=1024)
-def _preprocess_macs(plan: CellPlan, s0_size: tuple[int, int], in_size: tuple[int, int]) -> int:
-    with torch.device("meta"):
-        pre0, pre1 = plan.preprocess(affine=True)
-    return count_macs(pre0, (plan.c_pp, *s0_size)) + count_macs(pre1, (plan.c_p, *in_size))
-
-
-@functools.lru_cache(maxsize=64)
-def _stem_macs(c_in: int, c_out: int, h: int, w: int) -> int:
-    with torch.device("meta"):
-        stem = make_stem(c_in, c_out, track=True)
-    return count_macs(stem, (c_in, h, w))
+        module = part.build()
+    return count_macs(module, *part.inputs)
 
 
 def _cell_parameters(nodes: Sequence[Node], plan: CellPlan) -> int:

@@ -322,6 +322,40 @@ class SelectConfig(Strict):
         return self.parents if self.parents is not None else max(1, self.population // 4)
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+def _check_device(device: str) -> str:
+    if not _DEVICE.fullmatch(device):
+        raise PydanticCustomError(
+            "device", "must be auto, cpu, cuda or cuda:N, got '{d}'", {"d": device}
+        )
+    return device
+
+
+class LatencyConfig(Strict):
+    """How ``search.cost: latency`` times the parts of architectures."""
+
+    device: str | None = Field(
+        None,
+        description="device the parts are timed on: cpu, cuda or cuda:N (null: the run's device; "
+        "e.g. cpu to search on a GPU for CPU inference)",
+    )
+    batch_size: PositiveInt = Field(
+        1, description="examples per timed forward pass (1: the latency of one example)"
+    )
+    table: str | None = Field(
+        None,
+        description="latency.json of an earlier run: its times are used, parts it lacks are "
+        "timed here (the same numbers for several searches, or times from the deployment machine)",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        return None if device is None else _check_device(device)
+
+
 class SearchConfig(Strict):
     strategy: Annotated[str, plugin_name("strategy")] = Field(
         "asng", description="strategy plugin that optimises the architecture distribution"
@@ -342,12 +376,19 @@ class SearchConfig(Strict):
     cost_penalty: NonNegativeFloat = Field(
         0.0,
         description="added to each valid loss that ranks the sampled architectures: this × the "
-        "architecture's cost (search.cost) in millions, at search size (0: off, as the reference)",
+        "architecture's cost (search.cost) in millions (latency: in milliseconds), at search "
+        "size (0: off, as the reference)",
     )
-    cost: Literal["parameters", "macs"] = Field(
+    cost: Literal["parameters", "macs", "latency"] = Field(
         "parameters",
-        description="what search.cost_penalty counts: parameters, or macs (multiply-accumulates of "
-        "one example's forward pass through the conv and linear layers)",
+        description="what search.cost_penalty counts: parameters, macs (multiply-accumulates of "
+        "one example's forward pass through the conv and linear layers), or latency (the sum of "
+        "its parts' forward times, each part timed once: search.latency)",
+    )
+    latency: LatencyConfig | None = Field(
+        None,
+        description="how search.cost: latency times architectures (null: one example on the "
+        "run's device)",
     )
     stop_when_converged: float | None = Field(
         None,
@@ -378,6 +419,23 @@ class SearchConfig(Strict):
         description="fp32, or bf16: forward passes under bfloat16 autocast (faster on recent GPUs; "
         "weights, gradients and losses stay float32; not bit-identical to fp32)",
     )
+
+    @model_validator(mode="after")
+    def _latency(self) -> SearchConfig:
+        if self.latency is not None and self.cost != "latency":
+            raise error_at(
+                "latency",
+                "is set, but search.cost is '{c}'; add search.cost: latency, or remove "
+                "search.latency",
+                ("latency",),
+                c=self.cost,
+            )
+        return self
+
+    @property
+    def latency_options(self) -> LatencyConfig:
+        """``latency``, or its defaults."""
+        return self.latency or LatencyConfig()
 
 
 class GrowthConfig(Strict):
@@ -477,11 +535,7 @@ class Config(Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-            raise PydanticCustomError(
-                "device", "must be auto, cpu, cuda or cuda:N, got '{d}'", {"d": device}
-            )
-        return device
+        return _check_device(device)
 
 
 # --------------------------------------------------------------------------------------------

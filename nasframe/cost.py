@@ -1,10 +1,11 @@
-"""The cost of a sampled architecture: the parameters, or the multiply-accumulates, of its own
-network at search size.
+"""The cost of a sampled architecture: the parameters, the multiply-accumulates or the latency
+of its own network at search size.
 
-The search can add ``search.cost_penalty`` × this cost (in millions) to the valid losses it ranks
-(DESIGN §4: a cost penalty on sampled architectures), and logs both measures of the most likely
-architecture. Networks are built on the meta device (no weights initialised, no random numbers
-drawn; MACs run them once on uninitialised CPU storage) and each architecture is counted once.
+The search can add ``search.cost_penalty`` × this cost (in millions; latency in milliseconds) to
+the valid losses it ranks (DESIGN §4: a cost penalty on sampled architectures), and logs the
+measures of the most likely architecture. Networks are built on the meta device (no weights
+initialised, no random numbers drawn; MACs run them once on uninitialised CPU storage), latency
+sums a table of timed parts (:mod:`nasframe.latency`), and each architecture is counted once.
 """
 
 from __future__ import annotations
@@ -17,22 +18,27 @@ import torch
 
 from .cell_network import count_cell_macs, count_cell_network
 from .config import validate_data
+from .latency import LatencyTable
 from .macs import count_macs
 from .network import build_network
+from .parts import Part, cell_parts, chain_parts
 from .space import SearchSpace
 
 __all__ = ["ArchitectureCost"]
 
-Measure = Literal["parameters", "macs"]
+Measure = Literal["parameters", "macs", "latency"]
 
 
 class ArchitectureCost:
-    """``cost(sample)``: the ``measure`` of the architecture ``sample`` picks, in millions.
+    """``cost(sample)``: the ``measure`` of the architecture ``sample`` picks, in millions
+    (latency: in milliseconds).
 
     ``parameters`` counts weights; ``macs`` the multiply-accumulates of one example's forward pass
-    (:mod:`nasframe.macs`). Chains measure the frozen network :func:`~nasframe.build_network` makes
-    of the sample; cell spaces the cells at search size (``space.cells`` × ``space.channels``, no
-    auxiliary head), since at retraining size their width is chosen to fill a parameter budget.
+    (:mod:`nasframe.macs`); ``latency`` sums the times of the network's parts in ``latency`` (a
+    :class:`~nasframe.latency.LatencyTable`). Chains measure the frozen network
+    :func:`~nasframe.build_network` makes of the sample; cell spaces the cells at search size
+    (``space.cells`` × ``space.channels``, no auxiliary head), since at retraining size their
+    width is chosen to fill a parameter budget.
     """
 
     def __init__(
@@ -42,17 +48,23 @@ class ArchitectureCost:
         num_classes: int,
         measure: Measure = "parameters",
         cache_size: int = 65536,
+        latency: LatencyTable | None = None,
     ) -> None:
         self.space, self.sample_shape, self.num_classes = space, tuple(sample_shape), num_classes
         self.measure = measure
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, tuple[int, ...]], int] = OrderedDict()
+        self.latency = latency
+        self._cache: OrderedDict[tuple[str, tuple[int, ...]], float] = OrderedDict()
+        if measure == "latency" and latency is None:
+            raise ValueError("the latency measure needs a LatencyTable")
 
     def __call__(self, sample: Sequence[int]) -> float:
-        return self.count(sample, self.measure) / 1e6
+        value = self.count(sample, self.measure)
+        return value if self.measure == "latency" else value / 1e6
 
-    def count(self, sample: Sequence[int], measure: Measure) -> int:
-        """The exact count of ``measure`` (cached per architecture)."""
+    def count(self, sample: Sequence[int], measure: Measure) -> float:
+        """The exact count of ``measure`` (latency: the table's milliseconds), cached per
+        architecture."""
         key = (measure, tuple(int(v) for v in sample))
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -63,8 +75,12 @@ class ArchitectureCost:
             self._cache.popitem(last=False)
         return value
 
-    def uncached(self, sample: Sequence[int], measure: Measure) -> int:
+    def uncached(self, sample: Sequence[int], measure: Measure) -> float:
         """The count of ``measure`` itself, without the cache."""
+        if measure == "latency":
+            if self.latency is None:
+                raise ValueError("no LatencyTable to measure latency with")
+            return self.latency.total(self.parts(sample))
         space = self.space
         if space.is_cells:
             sp = space.config.space
@@ -77,3 +93,13 @@ class ArchitectureCost:
         if measure == "parameters":
             return sum(p.numel() for p in net.parameters())
         return count_macs(net, self.sample_shape)
+
+    def parts(self, sample: Sequence[int]) -> list[Part]:
+        """The parts (:mod:`nasframe.parts`) of the network ``sample`` picks, at search size."""
+        space = self.space
+        if space.is_cells:
+            sp = space.config.space
+            geno = space.genotype(sample)
+            return cell_parts(sp, geno, self.sample_shape, self.num_classes, sp.cells, sp.channels)
+        frozen = validate_data(space.freeze(sample))
+        return chain_parts(frozen, self.sample_shape, self.num_classes)

@@ -9,23 +9,24 @@ from .errors import UserError
 __all__ = ["resolve_device"]
 
 
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` picks CUDA when there is one; asking for CUDA without it is a user error."""
+def resolve_device(spec: str, where: str = "device") -> torch.device:
+    """``auto`` picks CUDA when there is one; asking for CUDA without it is a user error (of the
+    config field ``where``)."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(
-                f"device: '{spec}' was requested but CUDA is not available on this machine; "
-                "use device: auto (or --set device=cpu)"
+                f"{where}: '{spec}' was requested but CUDA is not available on this machine; "
+                f"use {where}: auto (or --set {where}=cpu)"
             )
         dev = torch.device(spec)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UserError(
-                f"device: '{spec}' does not exist; this machine has {torch.cuda.device_count()} "
+                f"{where}: '{spec}' does not exist; this machine has {torch.cuda.device_count()} "
                 "CUDA device(s)"
             )
         return dev
     if spec == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device: 'mps' was requested but is not available; use device: auto")
+        raise UserError(f"{where}: 'mps' was requested but is not available; use {where}: auto")
     return torch.device(spec)

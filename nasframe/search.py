@@ -38,6 +38,7 @@ from .distributed import Group, join_group
 from .environment import environment, resume_note
 from .errors import UserError, did_you_mean
 from .interrupt import stop_on_signals
+from .latency import open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
@@ -260,9 +261,14 @@ def run_search(
     has_mle = hasattr(strategy, "mle")
     select = S.select or (None if has_mle else SelectConfig())
 
-    cost = ArchitectureCost(space, data.sample_shape, classes, S.cost)
     optimizer = build_optimizer(net.parameters(), S.optimizer)
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
+    latency = None
+    if S.cost == "latency":  # (a dry run checks the options and writes nothing)
+        where = None if dry_run else Path(run_dir)
+        say_it = _silent if dry_run else tell
+        latency = open_latency_table(S.latency_options, device, where, resume, group, say_it)
+    cost = ArchitectureCost(space, data.sample_shape, classes, S.cost, latency=latency)
     if dry_run:
         return {"kind": "search", "data": data.name, "train": xtr.shape[0], "valid": xva.shape[0]}
     run_dir = Path(run_dir)
@@ -311,6 +317,7 @@ def run_search(
     )
     params = list(net.parameters())
     lam = S.lam
+    measures = ("parameters", "macs", "latency") if latency else ("parameters", "macs")
     try:
         with stop_on_signals() as stop:
             while pos["epoch"] < S.epochs and not converged():
@@ -384,7 +391,7 @@ def run_search(
                 if mle is not None:
                     with torch.no_grad():
                         metrics["test/acc"] = _accuracy(net, xte, yte, mle, vbs, S.precision)
-                    for measure in ("parameters", "macs"):
+                    for measure in measures:
                         logger.scalar(
                             f"arch/{measure}_most_likely", cost.count(mle, measure), gstep
                         )
@@ -460,6 +467,9 @@ def run_search(
         "most_likely": None if mle is None else space.decode(mle),
         "most_likely_parameters": None if mle is None else cost.count(mle, "parameters"),
         "most_likely_macs": None if mle is None else cost.count(mle, "macs"),
+        "most_likely_latency_ms": None
+        if mle is None or not latency
+        else cost.count(mle, "latency"),
         "selection": None,
         "arch": "arch.yaml",
     }
@@ -507,6 +517,7 @@ def _selection_summary(
         "score": float(selection.scores[best]),
         "parameters": cost.count(selection.chosen, "parameters"),
         "macs": cost.count(selection.chosen, "macs"),
+        "latency_ms": cost.count(selection.chosen, "latency") if cost.latency else None,
         "test_acc": test_acc,
         "samples": selection.samples,
         "generations": None if selection.generations is None else selection.generations.tolist(),

@@ -40,6 +40,7 @@ def show_run(run: Path) -> None:
         head.append(f"wall time: {shown(summary['wall_time_s'])} s")
     print("   ".join(head))
     keys = ("iterations", "epochs_run", "most_likely_parameters", "most_likely_macs")
+    keys += ("most_likely_latency_ms",)
     keys += ("parameters", "parameters_without_auxiliary", "retrain_cells", "retrain_channels")
     keys += ("param_budget", "test_acc", "train_loss", "threshold", "removed_units")
     keys += ("removed_fraction", "params_before", "params_after", "flops_before", "flops_after")
@@ -53,6 +54,11 @@ def show_run(run: Path) -> None:
             f"{len(chosen['candidates'])}, valid loss {shown(chosen.get('valid_loss'))}, "
             f"valid acc {shown(chosen.get('valid_acc'))} on {chosen.get('samples')} samples, "
             f"{chosen.get('parameters')} parameters, {chosen.get('macs')} MACs"
+            + (
+                f", {shown(chosen['latency_ms'])} ms"
+                if chosen.get("latency_ms") is not None
+                else ""
+            )
         )
     final = summary.get("final")
     for key, value in (final if isinstance(final, dict) else {}).items():

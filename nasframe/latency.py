@@ -1,0 +1,212 @@
+"""Latency of architectures from a table of measured parts (``search.cost: latency``).
+
+Each distinct part of a network (:mod:`nasframe.parts`: an op at its width and resolution, a
+stem, a head) is timed once, alone, on the latency device, and an architecture's latency is the
+sum of its parts' times: the lookup table of FBNet (Wu et al., CVPR 2019). Timing is noisy, so a
+part is never timed twice in a run: every time measured is written at once to the run's
+``latency.json``, which a resumed run reads back (the search then continues exactly as it would
+have), and which another run can start from (``search.latency.table``) to search against the same
+numbers, e.g. times measured on the deployment machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import write_json
+from .config import LatencyConfig
+from .device import resolve_device
+from .distributed import Group
+from .environment import environment
+from .errors import UserError
+from .parts import Part
+
+__all__ = [
+    "LatencyTable",
+    "measure_ms",
+    "on_device_with_constants",
+    "open_latency_table",
+    "LATENCY_TABLE",
+]
+
+#: File of the measured part times in a run directory.
+LATENCY_TABLE = "latency.json"
+
+Measure = Callable[[nn.Module, tuple[torch.Tensor, ...]], float]
+
+
+def measure_ms(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    warmup: int = 3,
+    min_repeats: int = 10,
+    max_repeats: int = 200,
+    min_seconds: float = 0.05,
+) -> float:
+    """Median milliseconds of one forward pass of ``module`` on ``inputs`` (after ``warmup``
+    passes; repeated until ``min_seconds`` have passed, between ``min_repeats`` and
+    ``max_repeats`` times). CUDA work is waited for after each pass."""
+    device = inputs[0].device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            module(*inputs)
+        sync(device)
+        spent = 0.0
+        while len(times) < max_repeats and (len(times) < min_repeats or spent < min_seconds):
+            start = time.perf_counter()
+            module(*inputs)
+            sync(device)
+            took = time.perf_counter() - start
+            times.append(took)
+            spent += took
+    return statistics.median(times) * 1e3
+
+
+def on_device_with_constants(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` (e.g. built on the meta device) on ``device`` in eval mode, every weight and
+    buffer a small constant: timing draws no random numbers and meets no denormals."""
+    module = module.to_empty(device=device).eval()
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            if t.is_floating_point():
+                t.fill_(0.01)
+    return module
+
+
+class LatencyTable:
+    """Milliseconds of each part's forward pass at ``batch_size`` on ``device``; a part missing
+    from the table is timed on first use and saved to ``path`` at once.
+
+    ``share`` gives every process of a distributed run the main process's time (only the main
+    process times and writes), so that all rank architectures alike.
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        batch_size: int = 1,
+        path: Path | None = None,
+        entries: dict[str, float] | None = None,
+        measure: Measure = measure_ms,
+        share: Callable[[Any], Any] = lambda value: value,
+        main: bool = True,
+    ) -> None:
+        self.device, self.batch_size, self.path = device, batch_size, path
+        self.entries: dict[str, float] = dict(entries or {})
+        self.measure, self.share, self.main = measure, share, main
+        self.timed = 0  # parts timed by this table (not read from a file)
+
+    def __call__(self, part: Part) -> float:
+        key = part.key
+        value = self.entries.get(key)
+        if value is None:
+            value = self.share(self._time(part) if self.main else None)
+            self.entries[key] = value
+            self.timed += 1
+            self.save()
+        return value
+
+    def total(self, parts: Iterable[Part]) -> float:
+        """Milliseconds of a network made of ``parts``."""
+        return sum(self(p) for p in parts)
+
+    def _time(self, part: Part) -> float:
+        with torch.device("meta"):
+            module = part.build()
+        module = on_device_with_constants(module, self.device)
+        inputs = tuple(
+            torch.full((self.batch_size, *shape), 0.5, device=self.device) for shape in part.inputs
+        )
+        return float(self.measure(module, inputs))
+
+    def header(self) -> dict[str, Any]:
+        """What the times were measured on."""
+        env = environment(self.device)
+        keep = ("device", "device_name", "torch", "threads", "cuda")
+        return {"batch_size": self.batch_size, **{k: env[k] for k in keep if k in env}}
+
+    def save(self) -> None:
+        """Write the table to ``path`` (atomically; only the main process writes)."""
+        if self.path is not None and self.main:
+            write_json({**self.header(), "entries": self.entries}, self.path)
+
+    @staticmethod
+    def read(path: Path, where: str) -> dict[str, Any]:
+        """A table file's contents, checked; a bad file is the user's error at ``where``."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(
+                f"{where}: no latency table at {path}; give the latency.json of an earlier run"
+            ) from None
+        except (OSError, ValueError) as e:
+            raise UserError(f"{where}: {path} is not a readable latency table ({e})") from None
+        entries = data.get("entries") if isinstance(data, dict) else None
+        if not isinstance(entries, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in entries.values()
+        ):
+            raise UserError(
+                f"{where}: {path} is not a latency table (it needs an 'entries' mapping of parts "
+                "to non-negative milliseconds, as a run's latency.json has)"
+            )
+        return data
+
+
+def open_latency_table(
+    options: LatencyConfig,
+    run_device: torch.device,
+    run_dir: Path | None,
+    resume: bool,
+    group: Group,
+    tell: Callable[[str], None] = lambda _: None,
+) -> LatencyTable:
+    """The latency table of a search: the run's own ``latency.json`` when it resumes, else
+    ``options.table``'s times (if any), timing what is missing on ``options.device`` (default:
+    ``run_device``) and saving to ``run_dir`` (None: a dry run, nothing written)."""
+    device = (
+        run_device
+        if options.device is None
+        else resolve_device(options.device, "search.latency.device")
+    )
+    own = None if run_dir is None else Path(run_dir) / LATENCY_TABLE
+    entries: dict[str, float] = {}
+    if resume and own is not None and own.exists():
+        entries = LatencyTable.read(own, str(own))["entries"]
+    elif options.table is not None:
+        data = LatencyTable.read(Path(options.table), "search.latency.table")
+        if data.get("batch_size", options.batch_size) != options.batch_size:
+            raise UserError(
+                f"search.latency.table: {options.table} was timed at batch "
+                f"{data['batch_size']}, but search.latency.batch_size is {options.batch_size}; "
+                f"set search.latency.batch_size: {data['batch_size']}"
+            )
+        entries = data["entries"]
+        tell(
+            f"latency: {len(entries)} part times from {options.table} (timed on "
+            f"{data.get('device_name', 'an unrecorded device')}); parts it lacks are timed on "
+            f"{device} at batch {options.batch_size}"
+        )
+    elif not resume:
+        tell(f"latency: each part timed once on {device} at batch {options.batch_size}")
+    table = LatencyTable(
+        device,
+        options.batch_size,
+        own,
+        entries,
+        share=group.broadcast,
+        main=group.main,
+    )
+    table.save()
+    return table

@@ -1,0 +1,247 @@
+"""Latency as the search's cost: networks split into parts, each part timed once, kept in a table."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import signal
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import SPACES, run_cli, signal_at_first_checkpoint
+
+from nasframe import build_network, load_space, validate_data
+from nasframe.cli import main
+from nasframe.config import LatencyConfig
+from nasframe.cost import ArchitectureCost
+from nasframe.distributed import Group
+from nasframe.latency import LATENCY_TABLE, LatencyTable, measure_ms, open_latency_table
+from nasframe.macs import count_macs
+from nasframe.parts import Part
+
+CHAINS = [("mnist1d.yaml", (1, 40)), ("mlp.yaml", (1, 8, 8)), ("digits.yaml", (1, 8, 8))]
+CELLS = [("cells_digits.yaml", (1, 8, 8)), ("asng_nas_cifar10.yaml", (3, 32, 32))]
+
+
+def _part_macs(part: Part) -> int:
+    with torch.device("meta"):
+        return count_macs(part.build(), *part.inputs)
+
+
+def _part_parameters(part: Part) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in part.build().parameters())
+
+
+def _fake_ms(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
+    """A stand-in timer: milliseconds that grow with the part's weights and input size."""
+    return 0.001 + sum(p.numel() for p in module.parameters()) * 1e-5 + inputs[0].numel() * 1e-7
+
+
+@pytest.mark.parametrize("spec, shape", CHAINS)
+def test_a_chains_parts_add_up_to_its_frozen_network(spec, shape):
+    space = load_space(SPACES / spec)
+    cost = ArchitectureCost(space, shape, 10)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        sample = space.random_sample(rng)
+        parts = cost.parts(sample)
+        with torch.device("meta"):
+            net = build_network(validate_data(space.freeze(sample)), shape, 10)
+        assert sum(map(_part_parameters, parts)) == sum(p.numel() for p in net.parameters())
+        assert sum(map(_part_macs, parts)) == count_macs(net, shape)
+        assert [p.kind for p in parts[:-1]] == ["chain_op"] * (len(parts) - 1)
+        assert parts[-1].kind == "chain_head"
+
+
+@pytest.mark.parametrize("spec, shape", CELLS)
+def test_a_cell_networks_parts_add_up_to_its_macs(spec, shape):
+    space = load_space(SPACES / spec)
+    cost = ArchitectureCost(space, shape, 10)
+    sample = space.random_sample(np.random.default_rng(2))
+    parts = cost.parts(sample)
+    sp = space.config.space
+    edges = sp.nodes * sp.node_inputs
+    assert [p.kind for p in parts].count("cell_op") == sp.cells * edges
+    assert sum(map(_part_macs, parts)) == cost.count(sample, "macs")
+
+
+@pytest.mark.parametrize("spec, shape", [CHAINS[2], CELLS[0]])
+def test_an_architectures_latency_is_the_sum_of_its_parts_each_timed_once(spec, shape):
+    space = load_space(SPACES / spec)
+    timed: list[str] = []
+
+    def measure(module, inputs):
+        timed.append(module.__class__.__name__)
+        return _fake_ms(module, inputs)
+
+    table = LatencyTable(torch.device("cpu"), measure=measure)
+    cost = ArchitectureCost(space, shape, 10, "latency", latency=table)
+    rng = np.random.default_rng(3)
+    samples = [space.random_sample(rng) for _ in range(6)]
+    for sample in samples:
+        parts = cost.parts(sample)
+        assert cost(sample) == pytest.approx(sum(table.entries[p.key] for p in parts))
+    distinct = {p.key for s in samples for p in cost.parts(s)}
+    assert len(timed) == table.timed == len(distinct) == len(table.entries)
+
+
+def test_timing_draws_no_random_numbers_and_gives_milliseconds():
+    space = load_space(SPACES / "digits.yaml")
+    cost = ArchitectureCost(
+        space, (1, 8, 8), 10, "latency", latency=LatencyTable(torch.device("cpu"))
+    )
+    rng = np.random.default_rng(4)
+    samples = [space.random_sample(rng) for _ in range(3)]
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    values = [cost(s) for s in samples]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(0 < v < 1000 and math.isfinite(v) for v in values)
+
+
+def test_measure_ms_times_forward_passes_between_its_bounds():
+    calls = []
+    module = torch.nn.Linear(4, 4)
+    module.register_forward_hook(lambda *_: calls.append(1))
+    ms = measure_ms(module, (torch.ones(1, 4),), warmup=2, min_repeats=5, max_repeats=7)
+    assert 0 < ms and 2 + 5 <= len(calls) <= 2 + 7
+
+
+def test_each_time_is_saved_at_once_and_a_table_read_back_times_nothing(tmp_path):
+    space = load_space(SPACES / "digits.yaml")
+    path = tmp_path / LATENCY_TABLE
+    table = LatencyTable(torch.device("cpu"), path=path, measure=_fake_ms)
+    cost = ArchitectureCost(space, (1, 8, 8), 10, "latency", latency=table)
+    sample = space.random_sample(np.random.default_rng(6))
+    first = cost(sample)
+    saved = json.loads(path.read_text())
+    assert saved["entries"] == table.entries and saved["batch_size"] == 1
+    assert saved["device"] == "cpu" and saved["threads"] == torch.get_num_threads()
+
+    def refuse(*_):
+        raise AssertionError("a part in the table was timed again")
+
+    again = LatencyTable(torch.device("cpu"), entries=saved["entries"], measure=refuse)
+    assert ArchitectureCost(space, (1, 8, 8), 10, "latency", latency=again)(sample) == first
+
+
+def test_a_resumed_run_reads_its_own_table_before_the_configured_one(tmp_path):
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({"batch_size": 1, "entries": {"a": 1.0}}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LATENCY_TABLE).write_text(json.dumps({"batch_size": 1, "entries": {"a": 2.0, "b": 3.0}}))
+    options = LatencyConfig(table=str(given))
+    cpu = torch.device("cpu")
+    resumed = open_latency_table(options, cpu, run, True, Group())
+    assert resumed.entries == {"a": 2.0, "b": 3.0}
+    fresh = open_latency_table(options, cpu, tmp_path / "new", False, Group())
+    assert fresh.entries == {"a": 1.0}
+    assert json.loads((tmp_path / "new" / LATENCY_TABLE).read_text())["entries"] == {"a": 1.0}
+
+
+def test_only_the_main_process_times_and_every_process_gets_its_time(tmp_path):
+    space = load_space(SPACES / "digits.yaml")
+    sample = space.random_sample(np.random.default_rng(7))
+    main_table = LatencyTable(torch.device("cpu"), path=tmp_path / "main.json", measure=_fake_ms)
+    shared = iter([main_table(p) for p in ArchitectureCost(space, (1, 8, 8), 10).parts(sample)])
+
+    def refuse(*_):
+        raise AssertionError("a process other than the main one timed a part")
+
+    other = LatencyTable(
+        torch.device("cpu"),
+        path=tmp_path / "other.json",
+        measure=refuse,
+        share=lambda value: (value is None or pytest.fail("sent a time")) and next(shared),
+        main=False,
+    )
+    cost = ArchitectureCost(space, (1, 8, 8), 10, "latency", latency=other)
+    assert cost(sample) == pytest.approx(sum(main_table.entries.values()))
+    assert not (tmp_path / "other.json").exists()
+
+
+def _complete_table(spec: str, shape, path) -> dict[str, float]:
+    """A table of every part of every architecture of a small space (stand-in times)."""
+    space = load_space(SPACES / spec)
+    table = LatencyTable(torch.device("cpu"), path=path, measure=_fake_ms)
+    cost = ArchitectureCost(space, shape, 10, "latency", latency=table)
+    every = {s: cost(s) for s in itertools.product(*(range(c) for c in space.categories))}
+    return every
+
+
+def test_a_large_latency_penalty_finds_the_fastest_architecture_of_the_table(tmp_path):
+    given = tmp_path / "given.json"
+    every = _complete_table("mlp.yaml", (1, 8, 8), given)
+    out = tmp_path / "run"
+    args = ["--set", "search.epochs=10", "--quiet", "--set", "search.cost=latency"]
+    args += ["--set", "search.cost_penalty=100", "--set", f"search.latency.table={given}"]
+    assert main(["search", str(SPACES / "mlp.yaml"), "--out", str(out), *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["most_likely_latency_ms"] == pytest.approx(min(every.values()))
+    assert min(every.values()) < max(every.values())
+    own = json.loads((out / LATENCY_TABLE).read_text())
+    assert own["entries"] == json.loads(given.read_text())["entries"]  # nothing timed again
+
+
+def _search_cmd(out, *extra):
+    args = ["search", str(SPACES / "digits.yaml"), "--out", str(out), "--quiet"]
+    args += ["--set", "search.epochs=6", "--set", "search.checkpoint_every=3"]
+    args += ["--set", "search.cost=latency", "--set", "search.cost_penalty=20", *extra]
+    return [sys.executable, "-m", "nasframe", *args]
+
+
+def test_a_search_against_a_runs_table_resumes_to_exactly_that_run(tmp_path):
+    ref = tmp_path / "ref"
+    done = run_cli(*_search_cmd(ref)[3:])
+    assert done.returncode == 0, done.stderr
+    table = ["--set", f"search.latency.table={ref / LATENCY_TABLE}"]
+    run = tmp_path / "run"
+    stopped = signal_at_first_checkpoint(_search_cmd(run, *table), run, signal.SIGKILL)
+    assert stopped.returncode == -signal.SIGKILL
+    resumed = run_cli("search", "--resume", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((ref / "summary.json").read_text())
+    b = json.loads((run / "summary.json").read_text())
+    assert b["theta"] == a["theta"] and b["final"] == a["final"]
+    assert b["most_likely_latency_ms"] == a["most_likely_latency_ms"] > 0
+    ours = json.loads((run / LATENCY_TABLE).read_text())["entries"]
+    assert ours == json.loads((ref / LATENCY_TABLE).read_text())["entries"]
+
+
+def _digits_with(tmp_path, search_lines: str):
+    """digits.yaml with ``search_lines`` added to its search section."""
+    text = (SPACES / "digits.yaml").read_text().replace("search:\n", "search:\n" + search_lines)
+    path = tmp_path / "digits.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ("  latency: {batch_size: 2}\n", ":25: search.latency: is set, but search.cost is"),
+        ("  cost: latency\n  latency: {device: gpu}\n", ":26: search.latency.device: must be"),
+        ("  cost: latency\n  latency: {table: nope.json}\n", "search.latency.table: no latency"),
+    ],
+)
+def test_bad_latency_settings_are_refused_at_their_line(tmp_path, lines, message):
+    done = run_cli("validate", "--data", str(_digits_with(tmp_path, lines)), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_table_timed_at_another_batch_size_or_not_a_table_is_refused(tmp_path):
+    given = tmp_path / "given.json"
+    config = _digits_with(tmp_path, f"  cost: latency\n  latency: {{table: {given}}}\n")
+    given.write_text(json.dumps({"batch_size": 8, "entries": {}}))
+    done = run_cli("validate", "--data", str(config))
+    assert done.returncode == 2
+    assert "timed at batch 8" in done.stderr and "batch_size: 8" in done.stderr
+    given.write_text(json.dumps({"batch_size": 1, "entries": {"x": -1}}))
+    done = run_cli("validate", "--data", str(config))
+    assert done.returncode == 2 and "is not a latency table" in done.stderr
