@@ -126,3 +126,15 @@ def test_a_single_process_group_changes_nothing():
     assert group.reduce(host, means=1, stop=True) is host and group.stopping
     group.check_batch(63, "search.batch_size")  # any size splits over one process
     assert Group(rank=1, world=2).shard(x)[0].tolist() == [3.0, 4.0, 5.0]
+
+
+def test_under_torchrun_the_first_process_times_latency_for_all(tmp_path):
+    out = tmp_path / "latency"
+    args = [*ARGS, "--set", "search.cost=latency", "--set", "search.cost_penalty=50"]
+    done = run(torchrun("search", SPACE, "--out", str(out), *args))
+    # Each process checks after every epoch that θ and the weights are the same everywhere: with
+    # times of their own, the penalty would rank differently on each.
+    assert done.returncode == 0, done.stderr
+    table = json.loads((out / "latency.json").read_text())
+    assert table["entries"] and summary(out)["most_likely_latency_ms"] > 0
+    assert not list(out.glob(".latency.json.*"))  # one writer: no stray temporary files
