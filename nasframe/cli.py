@@ -1,4 +1,5 @@
-"""The ``nasframe`` command line: search, train, validate, plugins, schema."""
+"""The ``nasframe`` command line: search, train, validate, plugins, prune, show, export, latency,
+schema."""
 
 from __future__ import annotations
 
@@ -84,6 +85,31 @@ def _parser() -> argparse.ArgumentParser:
         "run_dir", metavar="RUN_DIR", help="a finished `nasframe train` run (or pruned/)"
     )
     ex.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/model.pt2)")
+    la = sub.add_parser(
+        "latency",
+        help="time the parts of a space's architectures into a table (search.latency.table)",
+    )
+    la.add_argument("config", help="experiment YAML (its search.latency: device, batch size)")
+    la.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config field, e.g. --set search.latency.device=cpu",
+    )
+    la.add_argument(
+        "--out",
+        metavar="FILE",
+        default="latency.json",
+        help="the table; parts it already holds are kept (default: latency.json)",
+    )
+    la.add_argument(
+        "--draws",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="architectures drawn uniformly whose parts are timed (default: 1000)",
+    )
     s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
     s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
     return p
@@ -284,6 +310,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_latency(args: argparse.Namespace) -> int:
+    from .latency import fill_table
+
+    if args.draws < 1:
+        raise UserError(f"--draws {args.draws}: must be at least 1")
+    config, _ = load_config(args.config, args.set)
+    out = Path(args.out)
+    try:
+        done = fill_table(config, out, args.draws, tell=print)
+    except UserError as e:
+        raise UserError(config.locate(str(e))) from None
+    quiet = args.draws - done["last_new_draw"]
+    print(
+        f"{out}: {done['parts']} parts ({done['timed']} timed now on {done['device']} in "
+        f"{done['seconds']:.1f} s); the last {quiet} of {args.draws} draws added no new part"
+    )
+    print(f"search against it with: --set search.cost=latency --set search.latency.table={out}")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.out:
@@ -308,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "prune": _cmd_prune,
         "show": _cmd_show,
         "export": _cmd_export,
+        "latency": _cmd_latency,
         "schema": _cmd_schema,
     }
     previous = _terminate_cleanly()

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import write_json
-from .config import LatencyConfig
+from .config import Config, LatencyConfig
 from .device import resolve_device
 from .distributed import Group
 from .environment import environment
@@ -32,6 +33,7 @@ from .parts import Part
 
 __all__ = [
     "LatencyTable",
+    "fill_table",
     "measure_ms",
     "on_device_with_constants",
     "open_latency_table",
@@ -210,3 +212,52 @@ def open_latency_table(
     )
     table.save()
     return table
+
+
+def fill_table(
+    config: Config, out: Path, draws: int, tell: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Time the parts of ``draws`` architectures drawn uniformly from ``config``'s space (seeded
+    by ``config.seed``; its first options' architecture first) into the table file ``out``, as
+    ``search.latency`` says (device, batch size), so that searches elsewhere can use it
+    (``search.latency.table``). Parts already in ``out`` are kept, not timed again. Returns what
+    was done: the parts, how many were new, and the last draw that added one."""
+    from .cost import ArchitectureCost
+    from .data import load_dataset
+    from .network import num_classes_of
+    from .space import SearchSpace
+
+    options = config.search.latency_options
+    device = resolve_device(options.device or config.device, "search.latency.device")
+    entries: dict[str, float] = {}
+    if out.exists():
+        data = LatencyTable.read(out, str(out))
+        if data.get("batch_size", options.batch_size) != options.batch_size:
+            raise UserError(
+                f"{out}: timed at batch {data['batch_size']}, but search.latency.batch_size is "
+                f"{options.batch_size}; write to another file or set the batch size to match"
+            )
+        entries = data["entries"]
+    space = SearchSpace(config)
+    dataset = load_dataset(config.data)
+    classes = num_classes_of(config, dataset.num_classes)
+    table = LatencyTable(device, options.batch_size, out, entries)
+    table.save()
+    cost = ArchitectureCost(space, dataset.sample_shape, classes, "latency", latency=table)
+    rng = np.random.default_rng(config.seed)
+    last_new, start = 0, time.perf_counter()
+    tell(f"timing parts on {device} at batch {options.batch_size} into {out}")
+    for k in range(draws):
+        sample = [0] * len(space.choices) if k == 0 else space.random_sample(rng)
+        before = table.timed
+        cost.uncached(sample, "latency")
+        if table.timed > before:
+            last_new = k + 1
+    return {
+        "parts": len(table.entries),
+        "timed": table.timed,
+        "draws": draws,
+        "last_new_draw": last_new,
+        "seconds": time.perf_counter() - start,
+        "device": str(device),
+    }

@@ -245,3 +245,30 @@ def test_a_table_timed_at_another_batch_size_or_not_a_table_is_refused(tmp_path)
     given.write_text(json.dumps({"batch_size": 1, "entries": {"x": -1}}))
     done = run_cli("validate", "--data", str(config))
     assert done.returncode == 2 and "is not a latency table" in done.stderr
+
+
+def test_the_latency_command_fills_a_table_that_searches_reuse(tmp_path):
+    table = tmp_path / "table.json"
+    done = run_cli("latency", str(SPACES / "digits.yaml"), "--out", str(table), "--draws", "200")
+    assert done.returncode == 0, done.stderr
+    filled = json.loads(table.read_text())
+    assert filled["batch_size"] == 1 and filled["device"] == "cpu" and filled["entries"]
+    again = run_cli("latency", str(SPACES / "digits.yaml"), "--out", str(table), "--draws", "50")
+    assert again.returncode == 0 and "(0 timed now" in again.stdout
+    assert json.loads(table.read_text())["entries"] == filled["entries"]
+    out = tmp_path / "run"
+    args = ["--set", "search.epochs=2", "--quiet", "--set", "search.cost=latency"]
+    args += ["--set", "search.cost_penalty=1", "--set", f"search.latency.table={table}"]
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(out), *args]) == 0
+    used = json.loads((out / LATENCY_TABLE).read_text())["entries"]
+    assert {k: used[k] for k in filled["entries"]} == filled["entries"]
+
+
+def test_the_latency_command_refuses_bad_draws_and_a_table_of_another_batch(tmp_path):
+    table = tmp_path / "table.json"
+    done = run_cli("latency", str(SPACES / "digits.yaml"), "--out", str(table), "--draws", "0")
+    assert done.returncode == 2 and "--draws 0" in done.stderr
+    table.write_text(json.dumps({"batch_size": 4, "entries": {}}))
+    done = run_cli("latency", str(SPACES / "digits.yaml"), "--out", str(table))
+    assert done.returncode == 2 and "timed at batch 4" in done.stderr
+    assert "Traceback" not in done.stderr
