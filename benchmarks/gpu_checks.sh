@@ -2,7 +2,8 @@
 # Every GPU check of the open issues in one run, for a session that has the device machine
 # (about 15 device minutes, all tries together): the CUDA tests, the search speed on the
 # ASNG-NAS CIFAR-10 space in fp32 and bf16 (issue: search loop fast on the GPU), the GC optimizer
-# step ratios (issue: GC on the GPU) and the digits / mnist1d searches on CUDA (the core issue).
+# step ratios (issue: GC on the GPU), how well the latency table predicts CUDA networks, and the
+# digits / mnist1d searches on CUDA (the core issue).
 # Phase 1 has the GPU to itself (the timings); phase 2 runs the rest in parallel. Results land in
 # OUT_DIR: log.txt, five JSON files, the profile table and jobs.tgz (phase 2's logs and JSON; the
 # device tool returns at most 8 files); copy the figures into benchmarks/RESULTS.md.
@@ -57,6 +58,8 @@ step search_speed_concurrent 90 python3 benchmarks/search_speed.py --device cuda
 step gc_speed 80 python3 benchmarks/gc_speed.py --device cuda --json "$out/gc_cuda.json"
 step search_kernels 60 python3 benchmarks/search_kernels.py --device cuda \
     --json "$out/search_kernels_cuda.json"
+step latency_table 40 python3 benchmarks/latency_table.py --config spaces/asng_nas_cifar10.yaml \
+    --device cuda --archs 20 --json "$jobs/latency_cifar_cuda.json"  # packed in jobs.tgz
 
 # Phase 2, in parallel: the CUDA tests, the digits search, and the MNIST-1D searched-vs-random
 # benchmark on CUDA with one process per seed (it writes its JSON after every training).
