@@ -344,6 +344,11 @@ class LatencyConfig(Strict):
     batch_size: PositiveInt = Field(
         1, description="examples per timed forward pass (1: the latency of one example)"
     )
+    threads: PositiveInt | None = Field(
+        None,
+        description="CPU threads of the timed passes, e.g. 1 for a single-core target (null: the "
+        "run's; CPU timing only)",
+    )
     table: str | None = Field(
         None,
         description="latency.json of an earlier run: its times are used, parts it lacks are "

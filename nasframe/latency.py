@@ -103,11 +103,14 @@ class LatencyTable:
         measure: Measure = measure_ms,
         share: Callable[[Any], Any] = lambda value: value,
         main: bool = True,
+        threads: int | None = None,
     ) -> None:
         self.device, self.batch_size, self.path = device, batch_size, path
         self.entries: dict[str, float] = dict(entries or {})
         self.measure, self.share, self.main = measure, share, main
+        self.threads = threads if device.type == "cpu" else None
         self.timed = 0  # parts timed by this table (not read from a file)
+        self._header: dict[str, Any] | None = None
 
     def __call__(self, part: Part) -> float:
         key = part.key
@@ -130,13 +133,24 @@ class LatencyTable:
         inputs = tuple(
             torch.full((self.batch_size, *shape), 0.5, device=self.device) for shape in part.inputs
         )
-        return float(self.measure(module, inputs))
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            return float(self.measure(module, inputs))
+        finally:
+            if self.threads is not None:
+                torch.set_num_threads(before)
 
     def header(self) -> dict[str, Any]:
-        """What the times were measured on."""
-        env = environment(self.device)
-        keep = ("device", "device_name", "torch", "threads", "cuda")
-        return {"batch_size": self.batch_size, **{k: env[k] for k in keep if k in env}}
+        """What the times were measured on (CPU threads: those of the timed passes)."""
+        if self._header is None:
+            env = environment(self.device)
+            if self.threads is not None:
+                env["threads"] = self.threads
+            keep = ("device", "device_name", "torch", "threads", "cuda")
+            self._header = {"batch_size": self.batch_size, **{k: env[k] for k in keep if k in env}}
+        return self._header
 
     def save(self) -> None:
         """Write the table to ``path`` (atomically; only the main process writes)."""
@@ -209,6 +223,7 @@ def open_latency_table(
         entries,
         share=group.broadcast,
         main=group.main,
+        threads=_threads(options, device),
     )
     table.save()
     return table
@@ -241,7 +256,9 @@ def fill_table(
     space = SearchSpace(config)
     dataset = load_dataset(config.data)
     classes = num_classes_of(config, dataset.num_classes)
-    table = LatencyTable(device, options.batch_size, out, entries)
+    table = LatencyTable(
+        device, options.batch_size, out, entries, threads=_threads(options, device)
+    )
     table.save()
     cost = ArchitectureCost(space, dataset.sample_shape, classes, "latency", latency=table)
     rng = np.random.default_rng(config.seed)
@@ -261,3 +278,12 @@ def fill_table(
         "seconds": time.perf_counter() - start,
         "device": str(device),
     }
+
+
+def _threads(options: LatencyConfig, device: torch.device) -> int | None:
+    if options.threads is not None and device.type != "cpu":
+        raise UserError(
+            f"search.latency.threads: CPU threads, but the parts are timed on {device}; remove "
+            "it or set search.latency.device: cpu"
+        )
+    return options.threads

@@ -18,6 +18,7 @@ from nasframe.cli import main
 from nasframe.config import LatencyConfig
 from nasframe.cost import ArchitectureCost
 from nasframe.distributed import Group
+from nasframe.errors import UserError
 from nasframe.latency import LATENCY_TABLE, LatencyTable, measure_ms, open_latency_table
 from nasframe.macs import count_macs
 from nasframe.parts import Part
@@ -272,3 +273,25 @@ def test_the_latency_command_refuses_bad_draws_and_a_table_of_another_batch(tmp_
     done = run_cli("latency", str(SPACES / "digits.yaml"), "--out", str(table))
     assert done.returncode == 2 and "timed at batch 4" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cpu_parts_are_timed_on_the_threads_asked_for_and_the_run_keeps_its_own(tmp_path):
+    seen = []
+
+    def measure(module, inputs):
+        seen.append(torch.get_num_threads())
+        return 1.0
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        table = LatencyTable(
+            torch.device("cpu"), path=tmp_path / "t.json", measure=measure, threads=1
+        )
+        table(Part("cell_head", (4, 3), ((4, 2, 2),)))
+        assert seen == [1] and torch.get_num_threads() == 2
+        assert json.loads((tmp_path / "t.json").read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(UserError, match="search.latency.threads: CPU threads"):
+        open_latency_table(LatencyConfig(threads=1), torch.device("cuda"), None, False, Group())
