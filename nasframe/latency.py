@@ -158,24 +158,28 @@ class LatencyTable:
             write_json({**self.header(), "entries": self.entries}, self.path)
 
     @staticmethod
-    def read(path: Path, where: str) -> dict[str, Any]:
-        """A table file's contents, checked; a bad file is the user's error at ``where``."""
+    def read(path: Path, where: str | None = None) -> dict[str, Any]:
+        """A table file's contents, checked; a bad file is the user's error, reported at the
+        config field ``where`` (None: at the file)."""
+        at = f"{where}: {path}" if where else str(path)
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise UserError(
-                f"{where}: no latency table at {path}; give the latency.json of an earlier run"
+                f"{at}: no latency table there; give the latency.json of an earlier run or of "
+                "`nasframe latency`"
             ) from None
         except (OSError, ValueError) as e:
-            raise UserError(f"{where}: {path} is not a readable latency table ({e})") from None
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+            raise UserError(f"{at}: not a readable latency table ({reason})") from None
         entries = data.get("entries") if isinstance(data, dict) else None
         if not isinstance(entries, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in entries.values()
         ):
             raise UserError(
-                f"{where}: {path} is not a latency table (it needs an 'entries' mapping of parts "
-                "to non-negative milliseconds, as a run's latency.json has)"
+                f"{at}: not a latency table (it needs an 'entries' mapping of parts to "
+                "non-negative milliseconds, as a run's latency.json has)"
             )
         return data
 
@@ -199,7 +203,7 @@ def open_latency_table(
     own = None if run_dir is None else Path(run_dir) / LATENCY_TABLE
     entries: dict[str, float] = {}
     if resume and own is not None and own.exists():
-        entries = LatencyTable.read(own, str(own))["entries"]
+        entries = LatencyTable.read(own)["entries"]
     elif options.table is not None:
         data = LatencyTable.read(Path(options.table), "search.latency.table")
         if data.get("batch_size", options.batch_size) != options.batch_size:
@@ -246,7 +250,7 @@ def fill_table(
     device = resolve_device(options.device or config.device, "search.latency.device")
     entries: dict[str, float] = {}
     if out.exists():
-        data = LatencyTable.read(out, str(out))
+        data = LatencyTable.read(out)
         if data.get("batch_size", options.batch_size) != options.batch_size:
             raise UserError(
                 f"{out}: timed at batch {data['batch_size']}, but search.latency.batch_size is "

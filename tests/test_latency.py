@@ -227,7 +227,10 @@ def _digits_with(tmp_path, search_lines: str):
     [
         ("  latency: {batch_size: 2}\n", ":25: search.latency: is set, but search.cost is"),
         ("  cost: latency\n  latency: {device: gpu}\n", ":26: search.latency.device: must be"),
-        ("  cost: latency\n  latency: {table: nope.json}\n", "search.latency.table: no latency"),
+        (
+            "  cost: latency\n  latency: {table: nope.json}\n",
+            "search.latency.table: nope.json: no latency table there",
+        ),
     ],
 )
 def test_bad_latency_settings_are_refused_at_their_line(tmp_path, lines, message):
@@ -245,7 +248,7 @@ def test_a_table_timed_at_another_batch_size_or_not_a_table_is_refused(tmp_path)
     assert "timed at batch 8" in done.stderr and "batch_size: 8" in done.stderr
     given.write_text(json.dumps({"batch_size": 1, "entries": {"x": -1}}))
     done = run_cli("validate", "--data", str(config))
-    assert done.returncode == 2 and "is not a latency table" in done.stderr
+    assert done.returncode == 2 and f"{given}: not a latency table" in done.stderr
 
 
 def test_the_latency_command_fills_a_table_that_searches_reuse(tmp_path):
