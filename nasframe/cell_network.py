@@ -28,8 +28,7 @@ from .cell_ops import build_cell_op
 from .cells import CellPlan, cell_plan, check_sizes, image_channels, make_stem, size_after
 from .config import Config
 from .errors import UserError
-from .macs import count_macs
-from .parts import Part, cell_parts
+from .parts import cell_parts, part_macs
 from .space import SearchSpace
 
 __all__ = [
@@ -212,14 +211,7 @@ def count_cell_macs(
     counted once (built on the meta device, run once on uninitialised CPU storage), so that
     counting is cheap enough for every sample."""
     parts = cell_parts(sp, genotype, sample_shape, num_classes, cells, channels)
-    return sum(_part_macs(p) for p in parts)
-
-
-@functools.lru_cache(maxsize=4096)
-def _part_macs(part: Part) -> int:
-    with torch.device("meta"):
-        module = part.build()
-    return count_macs(module, *part.inputs)
+    return sum(part_macs(p) for p in parts)
 
 
 def _cell_parameters(nodes: Sequence[Node], plan: CellPlan) -> int:

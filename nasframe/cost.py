@@ -3,9 +3,10 @@ of its own network at search size.
 
 The search can add ``search.cost_penalty`` × this cost (in millions; latency in milliseconds) to
 the valid losses it ranks (DESIGN §4: a cost penalty on sampled architectures), and logs the
-measures of the most likely architecture. Networks are built on the meta device (no weights
-initialised, no random numbers drawn; MACs run them once on uninitialised CPU storage), latency
-sums a table of timed parts (:mod:`nasframe.latency`), and each architecture is counted once.
+measures of the most likely architecture. A network is counted as the sum of its parts
+(:mod:`nasframe.parts`), each distinct part counted once: built on the meta device (no weights
+initialised, no random numbers drawn; MACs run it once on uninitialised CPU storage) or, for
+latency, timed once (:mod:`nasframe.latency`). Each architecture is counted once.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
-
 from .cell_network import count_cell_macs, count_cell_network
-from .config import validate_data
 from .latency import LatencyTable
-from .macs import count_macs
-from .network import build_network
-from .parts import Part, cell_parts, chain_parts
+from .parts import Part, cell_parts, chain_parts, part_macs, part_parameters
 from .space import SearchSpace
 
 __all__ = ["ArchitectureCost"]
@@ -36,7 +32,7 @@ class ArchitectureCost:
     ``parameters`` counts weights; ``macs`` the multiply-accumulates of one example's forward pass
     (:mod:`nasframe.macs`); ``latency`` sums the times of the network's parts in ``latency`` (a
     :class:`~nasframe.latency.LatencyTable`). Chains measure the frozen network
-    :func:`~nasframe.build_network` makes of the sample; cell spaces the cells at search size
+    :func:`~nasframe.build_network` would make of the sample; cell spaces the cells at search size
     (``space.cells`` × ``space.channels``, no auxiliary head), since at retraining size their
     width is chosen to fill a parameter budget.
     """
@@ -87,12 +83,8 @@ class ArchitectureCost:
             counter = count_cell_network if measure == "parameters" else count_cell_macs
             geno = space.genotype(sample)
             return counter(sp, geno, self.sample_shape, self.num_classes, sp.cells, sp.channels)
-        frozen = validate_data(space.freeze(sample))
-        with torch.device("meta"):
-            net = build_network(frozen, self.sample_shape, self.num_classes)
-        if measure == "parameters":
-            return sum(p.numel() for p in net.parameters())
-        return count_macs(net, self.sample_shape)
+        count = part_parameters if measure == "parameters" else part_macs
+        return sum(count(p) for p in self.parts(sample))
 
     def parts(self, sample: Sequence[int]) -> list[Part]:
         """The parts (:mod:`nasframe.parts`) of the network ``sample`` picks, at search size."""
@@ -101,5 +93,4 @@ class ArchitectureCost:
             sp = space.config.space
             geno = space.genotype(sample)
             return cell_parts(sp, geno, self.sample_shape, self.num_classes, sp.cells, sp.channels)
-        frozen = validate_data(space.freeze(sample))
-        return chain_parts(frozen, self.sample_shape, self.num_classes)
+        return chain_parts(space, sample, self.sample_shape, self.num_classes)

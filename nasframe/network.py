@@ -8,7 +8,7 @@ chosen candidate with weights sliced to the chosen width. The frozen network is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from .space import SearchSpace
 __all__ = [
     "Slot",
     "slots",
+    "executed_slots",
     "reaching_widths",
     "Supernet",
     "make_supernet",
@@ -168,6 +169,20 @@ def _block_exits(block: list[list[int]], depths: list[int] | None) -> list[int]:
     return sorted(set().union(*(block[d] for d in depths if d < len(block))))
 
 
+def executed_slots(
+    space: SearchSpace, chain: Sequence[Slot], sample: Sequence[int] | None
+) -> Iterator[tuple[Slot, str, int]]:
+    """The slots the architecture ``sample`` runs (depth skips a stage's trailing layers), in
+    order, each with the op and the output width ``sample`` picks."""
+    for slot in chain:
+        if slot.layer is not None and slot.layer >= space.value(
+            slot.depth_path, slot.depth_field, sample
+        ):
+            continue
+        name = space.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
+        yield slot, name, space.value(slot.out_path, slot.out, sample)
+
+
 class Supernet(nn.Module):
     """All candidates of a space; ``forward(x, sample)`` runs only the sampled sub-network."""
 
@@ -193,6 +208,7 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, sample: Sequence[int] | None = None) -> torch.Tensor:
         """Logits of the architecture ``sample`` (category indices; None: every first option)."""
+        # The loop of executed_slots, inlined: this runs every forward pass.
         sp = self.space
         if self.layout == "linear":
             x = x.flatten(1)
@@ -250,13 +266,7 @@ def build_network_layout(
     modules: list[nn.Module] = [nn.Flatten()] if dims == 0 and len(sample_shape) > 1 else []
     placed: list[PlacedSlot] = []
     prev: Any = in_ch
-    for slot in slots(config):
-        if slot.layer is not None and slot.layer >= space.value(
-            slot.depth_path, slot.depth_field, sample
-        ):
-            continue
-        name = space.value(slot.op_path, slot.op, sample) if slot.op_path else slot.op
-        out = space.value(slot.out_path, slot.out, sample)
+    for slot, name, out in executed_slots(space, slots(config), sample):
         cls = _op_class(name, layout, slot.where)
         _check_preserving(cls, name, [prev], out, slot.where)
         start = len(modules)

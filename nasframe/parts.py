@@ -10,7 +10,9 @@ and projection, and the classifier. Additions of node inputs and pure reshapes a
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +24,11 @@ from .cell_arch import Node, unused_nodes
 from .cell_config import CellSpace
 from .cell_ops import build_cell_op
 from .cells import CellPlan, cell_plan, image_channels, make_stem, size_after
-from .config import Config
+from .macs import count_macs
 from .ops import LAYOUTS
+from .space import SearchSpace
 
-__all__ = ["Part", "chain_parts", "cell_parts"]
+__all__ = ["Part", "chain_parts", "cell_parts", "output_shape", "part_macs", "part_parameters"]
 
 Shape = tuple[int, ...]
 
@@ -49,28 +52,49 @@ class Part:
         return _BUILDERS[self.kind](*self.args)
 
 
-def chain_parts(config: Config, sample_shape: Sequence[int], num_classes: int) -> list[Part]:
-    """The parts of the frozen chain network of ``config`` (every choice fixed): each slot's op
-    with its input shape, then the head."""
-    from .network import build_network_layout, slots
+def chain_parts(
+    space: SearchSpace, sample: Sequence[int], sample_shape: Sequence[int], num_classes: int
+) -> list[Part]:
+    """The parts of the network ``sample`` picks in the chain ``space``: each slot it runs, with
+    its input shape, then the head (as :func:`~nasframe.build_network` would build it)."""
+    from .network import executed_slots, slots
 
+    config = space.config
     layout = config.space.layout
-    with torch.device("meta"):
-        net, placed = build_network_layout(config, sample_shape, num_classes)
-    net = net.to_empty(device="cpu").eval()  # values do not matter: only shapes are read
-    stride = {s.where: s.stride for s in slots(config)}
-    x = torch.zeros(1, *sample_shape)
-    if LAYOUTS[layout] == 0:
-        x = x.flatten(1)
+    shape = (math.prod(sample_shape),) if LAYOUTS[layout] == 0 else tuple(sample_shape)
     parts = []
+    for slot, name, out in executed_slots(space, slots(config), sample):
+        part = Part("chain_op", (name, shape[0], out, slot.stride, layout), (shape,))
+        parts.append(part)
+        shape = output_shape(part)
+    head = (config.space.head.pool, layout, shape[0], num_classes)
+    return [*parts, Part("chain_head", head, (shape,))]
+
+
+@functools.lru_cache(maxsize=4096)
+def output_shape(part: Part) -> Shape:
+    """The shape of one example's output of a part (run once on uninitialised CPU storage)."""
+    with torch.device("meta"):
+        module = part.build()
+    module = module.to_empty(device="cpu").eval()
     with torch.no_grad():
-        for p in placed:
-            y = net[p.start : p.end](x)
-            args = (p.op, x.shape[1], y.shape[1], stride[p.where], layout)
-            parts.append(Part("chain_op", args, (tuple(x.shape[1:]),)))
-            x = y
-    head = (config.space.head.pool, layout, x.shape[1], num_classes)
-    return [*parts, Part("chain_head", head, (tuple(x.shape[1:]),))]
+        y = module(*(torch.zeros(1, *s) for s in part.inputs))
+    return tuple(y.shape[1:])
+
+
+@functools.lru_cache(maxsize=4096)
+def part_macs(part: Part) -> int:
+    """Multiply-accumulates of one example through a part (:func:`~nasframe.macs.count_macs`)."""
+    with torch.device("meta"):
+        module = part.build()
+    return count_macs(module, *part.inputs)
+
+
+@functools.lru_cache(maxsize=4096)
+def part_parameters(part: Part) -> int:
+    """Weights of a part."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in part.build().parameters())
 
 
 def cell_parts(
