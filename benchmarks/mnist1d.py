@@ -42,7 +42,6 @@ from nasframe import (
 from nasframe.latency import measure_ms, on_device_with_constants
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_SHAPE = (1, 40)  # MNIST-1D's signals
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -121,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
             t_train = time.perf_counter() - t0
             searched.append(trained["test_acc"])
             archs.append(space.describe(best))
-            latency.append(cpu_latency_ms(validate_data(space.freeze(best))))
+            shape, classes = trained["sample_shape"], trained["num_classes"]
+            latency.append(cpu_latency_ms(validate_data(space.freeze(best)), shape, classes))
             times.append({"search_s": t_search, "retrain_s": t_train})
             write()
             rng = np.random.default_rng(10_000 + seed)
@@ -148,13 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def cpu_latency_ms(arch: Config) -> float:
+def cpu_latency_ms(arch: Config, sample_shape: list[int], classes: int) -> float:
     """Milliseconds of one example through the frozen network on the CPU: the median of three
     medians of :func:`nasframe.latency.measure_ms` (constant weights, as search.cost: latency)."""
     with torch.device("meta"):
-        net = build_network(arch, SAMPLE_SHAPE, 10)
+        net = build_network(arch, sample_shape, classes)
     net = on_device_with_constants(net, torch.device("cpu"))
-    x = torch.full((1, *SAMPLE_SHAPE), 0.5)
+    x = torch.full((1, *sample_shape), 0.5)
     return float(np.median([measure_ms(net, (x,)) for _ in range(3)]))
 
 

@@ -35,6 +35,7 @@ def test_parallel_seeds_merge_in_seed_order(tmp_path):
     assert both["seeds_done"] == [0, 1] and both["jobs"] == 2
     assert len(both["searched_test_acc"]) == len(both["random_test_acc"]) == 2
     assert [r["seed"] for r in both["random_archs"]] == [0, 1]
+    assert len(both["searched_latency_ms"]) == 2 and min(both["searched_latency_ms"]) > 0
     assert both["searched_mean"] == float(np.mean(both["searched_test_acc"]))
     assert both["random_mean"] == float(np.mean(both["random_test_acc"]))
     assert not list(tmp_path.glob("both.seed*.json"))  # the per-seed files are merged away
