@@ -11,11 +11,13 @@ numbers, e.g. times measured on the deployment machine.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,9 @@ __all__ = [
     "LatencyTable",
     "fill_table",
     "measure_ms",
+    "cpu_threads",
+    "network_latency_ms",
+    "latency_device",
     "on_device_with_constants",
     "open_latency_table",
     "LATENCY_TABLE",
@@ -73,6 +78,36 @@ def measure_ms(
             times.append(took)
             spent += took
     return statistics.median(times) * 1e3
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Torch's CPU threads set to ``threads`` inside the block (None: left as they are)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(before)
+
+
+def network_latency_ms(
+    model: nn.Module, sample_shape: Sequence[int], options: LatencyConfig, run_device: torch.device
+) -> dict[str, Any]:
+    """The time of one forward pass of a whole trained network (a copy, in eval mode) as
+    ``search.latency`` times parts: its device (default ``run_device``), batch size and threads."""
+    device, threads = latency_device(options, run_device)
+    net = copy.deepcopy(model).to(device).eval()
+    x = torch.full((options.batch_size, *sample_shape), 0.5, device=device)
+    with cpu_threads(threads):
+        ms = measure_ms(net, (x,))
+    return {
+        "latency_ms": ms,
+        "latency_device": str(device),
+        "latency_batch_size": options.batch_size,
+    }
 
 
 def on_device_with_constants(module: nn.Module, device: torch.device) -> nn.Module:
@@ -133,14 +168,8 @@ class LatencyTable:
         inputs = tuple(
             torch.full((self.batch_size, *shape), 0.5, device=self.device) for shape in part.inputs
         )
-        before = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        try:
+        with cpu_threads(self.threads):
             return float(self.measure(module, inputs))
-        finally:
-            if self.threads is not None:
-                torch.set_num_threads(before)
 
     def header(self) -> dict[str, Any]:
         """What the times were measured on (CPU threads: those of the timed passes)."""
@@ -195,11 +224,7 @@ def open_latency_table(
     """The latency table of a search: the run's own ``latency.json`` when it resumes, else
     ``options.table``'s times (if any), timing what is missing on ``options.device`` (default:
     ``run_device``) and saving to ``run_dir`` (None: a dry run, nothing written)."""
-    device = (
-        run_device
-        if options.device is None
-        else resolve_device(options.device, "search.latency.device")
-    )
+    device, threads = latency_device(options, run_device)
     own = None if run_dir is None else Path(run_dir) / LATENCY_TABLE
     entries: dict[str, float] = {}
     if resume and own is not None and own.exists():
@@ -227,7 +252,7 @@ def open_latency_table(
         entries,
         share=group.broadcast,
         main=group.main,
-        threads=_threads(options, device),
+        threads=threads,
     )
     table.save()
     return table
@@ -247,7 +272,7 @@ def fill_table(
     from .space import SearchSpace
 
     options = config.search.latency_options
-    device = resolve_device(options.device or config.device, "search.latency.device")
+    device, threads = latency_device(options, resolve_device(config.device))
     entries: dict[str, float] = {}
     if out.exists():
         data = LatencyTable.read(out)
@@ -260,9 +285,7 @@ def fill_table(
     space = SearchSpace(config)
     dataset = load_dataset(config.data)
     classes = num_classes_of(config, dataset.num_classes)
-    table = LatencyTable(
-        device, options.batch_size, out, entries, threads=_threads(options, device)
-    )
+    table = LatencyTable(device, options.batch_size, out, entries, threads=threads)
     table.save()
     cost = ArchitectureCost(space, dataset.sample_shape, classes, "latency", latency=table)
     rng = np.random.default_rng(config.seed)
@@ -284,10 +307,18 @@ def fill_table(
     }
 
 
-def _threads(options: LatencyConfig, device: torch.device) -> int | None:
+def latency_device(
+    options: LatencyConfig, run_device: torch.device
+) -> tuple[torch.device, int | None]:
+    """Where ``search.latency`` times (default: ``run_device``) and on how many CPU threads."""
+    device = (
+        run_device
+        if options.device is None
+        else resolve_device(options.device, "search.latency.device")
+    )
     if options.threads is not None and device.type != "cpu":
         raise UserError(
             f"search.latency.threads: CPU threads, but the parts are timed on {device}; remove "
             "it or set search.latency.device: cpu"
         )
-    return options.threads
+    return device, options.threads

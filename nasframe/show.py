@@ -40,7 +40,7 @@ def show_run(run: Path) -> None:
         head.append(f"wall time: {shown(summary['wall_time_s'])} s")
     print("   ".join(head))
     keys = ("iterations", "epochs_run", "most_likely_parameters", "most_likely_macs")
-    keys += ("most_likely_latency_ms",)
+    keys += ("most_likely_latency_ms", "latency_ms")
     keys += ("parameters", "parameters_without_auxiliary", "retrain_cells", "retrain_channels")
     keys += ("param_budget", "test_acc", "train_loss", "threshold", "removed_units")
     keys += ("removed_fraction", "params_before", "params_after", "flops_before", "flops_after")

@@ -24,6 +24,7 @@ from .device import resolve_device
 from .environment import environment, resume_note
 from .errors import UserError
 from .interrupt import stop_on_signals
+from .latency import latency_device, network_latency_ms
 from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .precision import autocast
@@ -150,6 +151,8 @@ def run_train(
         _check_growth_fits(growth, T.epochs * steps, T.epochs, steps)
     optimizer = build_optimizer(model.parameters(), T.optimizer)
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
+    if config.search.cost == "latency":  # how the trained network will be timed
+        latency_device(config.search.latency_options, device)
     if dry_run:
         return {"kind": "train", "data": data.name, "train": x.shape[0], "test": xt.shape[0]}
     run_dir = Path(run_dir)
@@ -295,6 +298,14 @@ def run_train(
                 progress=progress,
             )
             extra["growth"]["full_width_test_acc"] = base["test_acc"]
+    if config.search.cost == "latency":  # an arch.yaml of a latency-aware search
+        extra.update(
+            network_latency_ms(model, data.sample_shape, config.search.latency_options, device)
+        )
+        say(
+            f"latency: {extra['latency_ms']:.3f} ms per batch of {extra['latency_batch_size']} "
+            f"on {extra['latency_device']} (search.latency)"
+        )
     summary = {
         "kind": "train",
         "name": config.name,

@@ -298,3 +298,15 @@ def test_cpu_parts_are_timed_on_the_threads_asked_for_and_the_run_keeps_its_own(
         torch.set_num_threads(before)
     with pytest.raises(UserError, match="search.latency.threads: CPU threads"):
         open_latency_table(LatencyConfig(threads=1), torch.device("cuda"), None, False, Group())
+
+
+def test_training_a_latency_searched_architecture_times_the_trained_network(tmp_path, capsys):
+    search = tmp_path / "search"
+    args = ["--quiet", "--set", "search.epochs=1", "--set", "search.cost=latency"]
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(search), *args]) == 0
+    train = tmp_path / "train"
+    assert main(["train", str(search / "arch.yaml"), "--out", str(train), "--quiet"]) == 0
+    summary = json.loads((train / "summary.json").read_text())
+    assert 0 < summary["latency_ms"] < 1000
+    assert summary["latency_device"] == "cpu" and summary["latency_batch_size"] == 1
+    assert "ms per batch of 1 on cpu" in capsys.readouterr().err
