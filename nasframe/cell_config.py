@@ -109,18 +109,18 @@ class CellSpace(Strict):
     """Cells of nodes with chosen inputs and ops (the ENAS micro space of ASNG-NAS)."""
 
     type: Literal["cells"] = Field(description="kind of space: `cells`")
-    nodes: PositiveInt = Field(5, description="nodes per cell")
+    nodes: PositiveInt = Field(5, le=32, description="nodes per cell (at most 32)")
     node_inputs: PositiveInt = Field(
-        2, description="inputs each node sums, each through its own chosen op"
+        2, le=8, description="inputs each node sums, each through its own chosen op (at most 8)"
     )
     ops: list[CellOpName] = Field(
         default_factory=lambda: list(ENAS_OPS),
         min_length=1,
         description="candidate ops of every edge (choice order)",
     )
-    cells: PositiveInt = Field(8, description="number of cells during the search")
+    cells: PositiveInt = Field(8, le=1000, description="number of cells during the search")
     channels: PositiveInt = Field(
-        16, description="channels of the first cells (doubled by each reduction; even)"
+        16, le=1 << 16, description="channels of the first cells (doubled by each reduction; even)"
     )
     stem_multiplier: PositiveInt = Field(
         3, description="the stem's 3x3 convolution outputs stem_multiplier x channels"

@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         metavar="N",
-        help="architectures drawn uniformly whose parts are timed (default: 1000)",
+        help="architectures drawn uniformly whose parts are timed (default: 1000; a space with "
+        "no more architectures has each timed once)",
     )
     s = sub.add_parser("schema", help="print the JSON schema of config files (for editors)")
     s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
@@ -123,8 +124,8 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
                 "directory; drop --out"
             )
         return Path(args.resume)
-    if args.out:
-        out = Path(args.out)
+    if args.out is not None:
+        out = Path(_path_arg("--out", args.out))
         if (out / "checkpoint.pt").exists():
             raise UserError(
                 f"--out {out}: already holds a run; continue it with --resume {out} or choose "
@@ -133,6 +134,18 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
         return out
     kind = "" if args.command == "search" else f"-{args.command}"
     return _new_dir(Path("runs") / f"{name}{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _path_arg(option: str, value: str) -> str:
+    """A path given on the command line, refused when empty or not UTF-8 (run files record it)."""
+    if not value.strip():
+        raise UserError(f"{option}: empty; give a directory")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("unicode_escape").decode("ascii")
+        raise UserError(f"{option} {shown}: not valid UTF-8; choose a UTF-8 path") from None
+    return value
 
 
 def _new_dir(path: Path) -> Path:
@@ -321,10 +334,16 @@ def _cmd_latency(args: argparse.Namespace) -> int:
         done = fill_table(config, out, args.draws, tell=print)
     except UserError as e:
         raise UserError(config.locate(str(e))) from None
-    quiet = args.draws - done["last_new_draw"]
+    if done["draws"] < args.draws:
+        told = (
+            f"every one of the space's {done['draws']} architectures timed: the table is complete"
+        )
+    else:
+        quiet = done["draws"] - done["last_new_draw"]
+        told = f"the last {quiet} of {done['draws']} draws added no new part"
     print(
         f"{out}: {done['parts']} parts ({done['timed']} timed now on {done['device']} in "
-        f"{done['seconds']:.1f} s); the last {quiet} of {args.draws} draws added no new part"
+        f"{done['seconds']:.1f} s); {told}"
     )
     print(f"search against it with: --set search.cost=latency --set search.latency.table={out}")
     return 0
@@ -367,18 +386,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        first = (str(e).strip().splitlines() or ["no details"])[0]
+        print(
+            f"{_rank_prefix()}out of memory ({first[:200]}); the config asks for more than this "
+            "machine has: smaller widths, depths, batch size or dataset",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:  # the reader went away (`nasframe plugins | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout stays quiet
         return 0
     except _Terminated:
-        print(
-            "terminated (SIGTERM) before a run's loop started; nothing to resume", file=sys.stderr
-        )
+        runs = args.command in ("search", "train")
+        note = " before a run's loop started; nothing to resume" if runs else ""
+        print(f"terminated (SIGTERM){note}", file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation that failed (host or GPU), not a bug."""
+    text = str(e)
+    return isinstance(e, MemoryError) or any(
+        m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError")
+    )
 
 
 class _Terminated(Exception):

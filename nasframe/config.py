@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
@@ -29,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import Strict as PydanticStrict
 from pydantic_core import PydanticCustomError
 
 from . import registry
@@ -58,9 +60,18 @@ class Choice(Strict, Generic[T]):
 
     @model_validator(mode="after")
     def _ordered(self) -> Choice[T]:
+        values = self.choices
+        for i, v in enumerate(values):
+            if v in values[:i]:
+                raise error_at(
+                    "choice",
+                    "option '{v}' is listed twice; keep one (each option is one index of the "
+                    "one-hot choice)",
+                    ("choices", i),
+                    v=v,
+                )
         if not self.ordinal:
             return self
-        values = self.choices
         if len(values) < 2:
             raise PydanticCustomError("ordinal", "ordinal: true needs at least 2 choices")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
@@ -71,15 +82,11 @@ class Choice(Strict, Generic[T]):
                 {"got": values},
             )
         if any(a >= b for a, b in zip(values, values[1:], strict=False)):
-            hint = (
-                f"; list them as {sorted(values)}"
-                if len(set(values)) == len(values)
-                else "; remove the repeated values"
-            )
             raise PydanticCustomError(
                 "ordinal",
-                "ordinal: true needs the choices in increasing order, got {got}{hint}",
-                {"got": values, "hint": hint},
+                "ordinal: true needs the choices in increasing order, got {got}; list them as "
+                "{fixed}",
+                {"got": values, "fixed": sorted(values)},
             )
         return self
 
@@ -97,7 +104,13 @@ def choice_of(item: Any) -> Any:
 
 
 OpName = Annotated[str, plugin_name("op")]
-Width = choice_of(PositiveInt)
+#: Most channels of a layer: far above any search space's, far below what overflows a tensor size.
+MAX_WIDTH = 1 << 20
+#: Most layers after a stage's transition.
+MAX_DEPTH = 1000
+# Strict: a width or depth of true, or "8", is a mistake, not 1 or 8.
+Width = choice_of(Annotated[int, PydanticStrict(), Field(gt=0, le=MAX_WIDTH)])
+Depth = choice_of(Annotated[int, PydanticStrict(), Field(ge=0, le=MAX_DEPTH)])
 
 
 def options(value: Any) -> list[Any]:
@@ -139,7 +152,7 @@ class StageConfig(Strict):
     transition: OpName = Field(
         "conv3", description="op that enters the stage: previous width -> stage width, with stride"
     )
-    depth: choice_of(NonNegativeInt) = Field(1, description="number of layers after the transition")  # type: ignore[valid-type]
+    depth: Depth = Field(1, description="number of layers after the transition")  # type: ignore[valid-type]
     width: Width = Field(32, description="channels of the stage")  # type: ignore[valid-type]
     layer: LayerConfig | None = Field(None, description="template repeated for every layer")
     layers: list[LayerConfig] | None = Field(
@@ -221,7 +234,7 @@ Space = Annotated[
 class OptimizerConfig(BaseModel):
     """An optimizer by registry name; any other key is passed to it as a keyword argument."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     name: Annotated[str, plugin_name("optimizer")] = Field(
         "sgd", description="optimizer plugin: sgd, adam, adamw, sgd_gc, adam_gc, ..."
@@ -244,6 +257,10 @@ class OptimizerConfig(BaseModel):
         extra = dict(self.model_extra or {})
         if not extra:
             return self
+        for key, value in extra.items():
+            numbers = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                raise error_at("finite", "must be finite, got {v}", (key,), v=str(value).lower())
         try:
             cls = registry.get("optimizer", self.name)
             params = inspect.signature(cls).parameters
@@ -333,13 +350,25 @@ def _check_device(device: str) -> str:
     return device
 
 
+_NAME = re.compile(r"[^./\\][^/\\]{0,99}", re.DOTALL)
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (names read from non-UTF-8 bytes cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class LatencyConfig(Strict):
     """How ``search.cost: latency`` times the parts of architectures."""
 
     device: str | None = Field(
         None,
-        description="device the parts are timed on: cpu, cuda or cuda:N (null: the run's device; "
-        "e.g. cpu to search on a GPU for CPU inference)",
+        description="device the parts are timed on: auto, cpu, cuda or cuda:N (null: the run's "
+        "device; e.g. cpu to search on a GPU for CPU inference)",
     )
     batch_size: PositiveInt = Field(
         1, description="examples per timed forward pass (1: the latency of one example)"
@@ -371,7 +400,7 @@ class SearchConfig(Strict):
     )
     epochs: PositiveInt = Field(10, description="passes over the train half")
     batch_size: PositiveInt = Field(128, description="minibatch size (train and valid)")
-    lam: int = Field(2, ge=2, description="architectures sampled per step (λ)")
+    lam: int = Field(2, ge=2, le=256, description="architectures sampled per step (λ)")
     grad_clip: PositiveFloat | None = Field(5.0, description="gradient-norm clipping (null: off)")
     warmup_epochs: NonNegativeInt = Field(
         0,
@@ -542,6 +571,18 @@ class Config(Strict):
     def _device(cls, device: str) -> str:
         return _check_device(device)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name) or not name.isprintable() or not _utf8(name):
+            raise PydanticCustomError(
+                "name",
+                "'{name}' cannot name run directories (runs/NAME-TIME): use 1 to 100 printable "
+                "characters without '/' or '\\', not starting with '.', e.g. mnist1d-cnn",
+                {"name": name.encode("unicode_escape").decode("ascii")},
+            )
+        return name
+
 
 # --------------------------------------------------------------------------------------------
 _TAGS = {"const", "choice", "chain_space", "cell_space"}
@@ -611,10 +652,13 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set {item}: expected key.path=value")
+        if not _utf8(item):
+            shown = item.encode("unicode_escape").decode("ascii")
+            raise UserError(f"--set {shown}: not valid UTF-8; type the key and value again")
         path, _, text = item.partition("=")
-        keys = [k for k in path.strip().split(".") if k]
-        if not keys:
-            raise UserError(f"--set {item}: empty key path")
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise UserError(f"--set {item}: an empty key in '{path}'; write key.path=value")
         node: Any = raw
         loc: list[Any] = []
         for j, key in enumerate(keys):

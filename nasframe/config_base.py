@@ -19,9 +19,10 @@ __all__ = ["Strict", "error_at", "plugin_name"]
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors (they are usually typos), reported with the closest known key."""
+    """Unknown keys are errors (they are usually typos), reported with the closest known key;
+    numbers are finite (an infinite learning rate or penalty is never what was meant)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

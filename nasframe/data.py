@@ -6,13 +6,17 @@ generator seeded by (seed, epoch, stream), so a resumed run sees exactly the sam
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from . import registry
 from .augment import augment_batch
 from .config import AugmentConfig, DataConfig
 from .datasets import Dataset
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 __all__ = [
     "load_dataset",
@@ -27,12 +31,42 @@ __all__ = [
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The dataset named in the config, from the registry."""
     factory = registry.get("dataset", cfg.name)
+    _check_options(cfg.name, factory, cfg.options)
     try:
-        return factory(root=cfg.root, **cfg.options)
-    except TypeError as e:
+        data = factory(root=cfg.root, **cfg.options)
+    except TypeError as e:  # a plugin's own problem with its options
         raise UserError(f"data.options: {e}") from None
     except FileNotFoundError as e:
         raise UserError(f"data: {e}") from None
+    except MemoryError:
+        raise UserError(
+            f"data.options: dataset '{cfg.name}' does not fit in memory; ask it for less data"
+        ) from None
+    for split, x in (("train", data.x_train), ("test", data.x_test)):
+        if x.shape[0] == 0:  # caught here, not as a crash after the first epoch
+            raise UserError(f"data.options: dataset '{cfg.name}' gave an empty {split} split")
+    return data
+
+
+def _check_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Refuse an option the dataset factory does not take, naming those it does."""
+    if "root" in options:
+        raise UserError("data.options.root: set data.root instead")
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    takes = sorted(p.name for p in params if p.kind in kinds and p.name != "root")
+    for key in options:
+        if key not in takes:
+            it_takes = f"it takes {', '.join(takes)}" if takes else "it takes no options"
+            raise UserError(
+                f"data.options.{key}: unknown option of dataset '{name}'; "
+                f"{it_takes}{did_you_mean(str(key), takes)}"
+            )
 
 
 def split_train_valid(

@@ -7,16 +7,19 @@ a channel dimension ((N, C, L) for signals, (N, C, H, W) for images, (N, F) for 
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import UserError
 
-__all__ = ["Dataset", "mnist1d", "digits", "synthetic", "cache_dir"]
+__all__ = ["Dataset", "mnist1d", "digits", "synthetic", "cache_dir", "int_option", "bool_option"]
 
 
 @dataclass
@@ -43,6 +46,34 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def int_option(name: str, value: Any, low: int, high: int | None = None, why: str = "") -> int:
+    """``data.options.<name>`` as an integer in ``low..high`` (no upper bound: ``high=None``),
+    or a UserError saying what is allowed (and ``why``, if given)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserError(f"data.options.{name}: expected an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        allowed = f"at least {low}" if high is None else f"between {low} and {high}"
+        because = f" ({why})" if why else ""
+        raise UserError(f"data.options.{name}: must be {allowed}{because}, got {value}")
+    return value
+
+
+def bool_option(name: str, value: Any) -> bool:
+    """``data.options.<name>`` as a boolean, or a UserError (a string such as 'no' is not one)."""
+    if not isinstance(value, bool):
+        raise UserError(f"data.options.{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (64 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 64 * 2**30
+
+
 @functools.lru_cache(maxsize=2)
 def _mnist1d_arrays() -> dict[str, np.ndarray]:
     path = cache_dir() / "mnist1d-v1.npz"
@@ -55,7 +86,9 @@ def _mnist1d_arrays() -> dict[str, np.ndarray]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as e:
-        raise UserError("dataset 'mnist1d' needs the mnist1d package: pip install mnist1d") from e
+        raise UserError(
+            "data.name: dataset 'mnist1d' needs the mnist1d package: pip install mnist1d"
+        ) from e
     state = np.random.get_state()  # make_dataset reseeds numpy's global RNG: isolate it
     try:
         d = make_dataset(get_dataset_args())
@@ -94,6 +127,9 @@ def digits(root: str | None = None, test_size: int = 497) -> Dataset:
     from sklearn.datasets import load_digits
 
     d = load_digits()
+    n = len(d.target)
+    why = f"2 of the {n} images must remain to train and validate on"
+    test_size = int_option("test_size", test_size, 1, n - 2, why)
     x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
     y = torch.tensor(d.target, dtype=torch.int64)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1797))
@@ -110,17 +146,38 @@ def synthetic(
     seed: int = 0,
 ) -> Dataset:
     """Seeded random inputs with labels from a fixed random linear teacher (learnable, for tests)."""
-    if classes < 2 or n_train < 2 or n_test < 1:
-        raise UserError("synthetic data needs classes >= 2, n_train >= 2 and n_test >= 1")
-    if not isinstance(shape, (list, tuple)) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+    classes = int_option("classes", classes, 2)
+    n_train = int_option("n_train", n_train, 2)
+    n_test = int_option("n_test", n_test, 1)
+    seed = int_option("seed", seed, 0, 2**32 - 1)
+    if (
+        not isinstance(shape, (list, tuple))
+        or not shape
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
     ):
         raise UserError(
             f"data.options.shape: {shape!r} should be a list of positive integers, e.g. [3, 32, 32]"
         )
-    g = torch.Generator().manual_seed(seed)
     shape = tuple(shape)
-    x = torch.randn(n_train + n_test, *shape, generator=g)
-    w = torch.randn(int(np.prod(shape)), classes, generator=g)
-    y = (x.flatten(1) @ w).argmax(1)
+    features, n = math.prod(shape), n_train + n_test
+    need = 4 * (n * features + features * classes + n * classes)  # x, teacher, logits (float32)
+    have = _memory_bytes()
+    if need > have:
+        raise _too_big(need, f"this machine has {have / 2**30:,.1f} GiB of memory")
+    g = torch.Generator().manual_seed(seed)
+    try:
+        x = torch.randn(n, *shape, generator=g)
+        w = torch.randn(features, classes, generator=g)
+        y = (x.flatten(1) @ w).argmax(1)
+    except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's "can't allocate memory"
+        if isinstance(e, RuntimeError) and "alloc" not in str(e):
+            raise
+        raise _too_big(need, "more than could be allocated") from None
     return Dataset("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes)
+
+
+def _too_big(need: int, why: str) -> UserError:
+    return UserError(
+        f"data.options: the synthetic data would need {need / 2**30:,.1f} GiB ({why}); "
+        f"make shape, n_train, n_test or classes smaller"
+    )

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import Dataset
+from .datasets import Dataset, bool_option, int_option
 from .errors import UserError
 
 __all__ = ["cifar10", "cifar100", "image_folder", "CIFAR10_MEAN", "CIFAR10_STD"]
-__all__ += ["CIFAR100_MEAN", "CIFAR100_STD", "IMAGE_SUFFIXES"]
+__all__ += ["CIFAR100_MEAN", "CIFAR100_STD", "IMAGE_SUFFIXES", "MAX_IMAGE_SIDE"]
 
 # Per-channel (R, G, B) mean and standard deviation of the training images, scaled to [0, 1].
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -82,7 +82,7 @@ class _SafeUnpickler(pickle.Unpickler):
             return self._allowed[(module, name)]
         except KeyError:
             raise UserError(
-                f"refusing to load {self._path}: the pickle asks for '{module}.{name}', which a "
+                f"data.root: refusing to load {self._path}: the pickle asks for '{module}.{name}', which a "
                 f"CIFAR batch file never contains (it only holds numpy arrays and lists); "
                 f"the file may be damaged, not CIFAR data, or malicious"
             ) from None
@@ -99,12 +99,12 @@ def _load_pickle(path: Path) -> dict:
         raise
     except Exception as e:  # any decoding problem of a damaged or foreign file
         raise UserError(
-            f"could not read {path} as a CIFAR python-pickle batch file "
+            f"data.root: could not read {path} as a CIFAR python-pickle batch file "
             f"({type(e).__name__}: {e}); re-extract the 'python version' archive from {_CIFAR_URL}"
         ) from None
     if not isinstance(obj, dict):
         raise UserError(
-            f"{path} is not a CIFAR batch file: it holds a {type(obj).__name__}, not a dict"
+            f"data.root: {path} is not a CIFAR batch file: it holds a {type(obj).__name__}, not a dict"
         )
     return obj
 
@@ -114,7 +114,9 @@ def _entry(batch: dict, key: str, path: Path) -> Any:
         if k in batch:
             return batch[k]
     have = ", ".join(sorted(k.decode() if isinstance(k, bytes) else str(k) for k in batch))
-    raise UserError(f"{path} is not a CIFAR batch file: it has no '{key}' entry (it has: {have})")
+    raise UserError(
+        f"data.root: {path} is not a CIFAR batch file: it has no '{key}' entry (it has: {have})"
+    )
 
 
 def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,20 +124,20 @@ def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarra
     data = _entry(batch, "data", path)
     labels = _entry(batch, label_key, path)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        raise UserError(f"{path}: 'data' should be a uint8 array of shape (N, 3072)")
+        raise UserError(f"data.root: {path}: 'data' should be a uint8 array of shape (N, 3072)")
     if data.shape[1] != 3 * 32 * 32:
         raise UserError(
-            f"{path}: 'data' has rows of {data.shape[1]} values, a CIFAR image has 3072 (3x32x32)"
+            f"data.root: {path}: 'data' has rows of {data.shape[1]} values, a CIFAR image has 3072 (3x32x32)"
         )
     try:
         y = np.asarray(labels, dtype=np.int64).reshape(-1)
     except (TypeError, ValueError, OverflowError):
-        raise UserError(f"{path}: '{label_key}' should be a list of integers") from None
+        raise UserError(f"data.root: {path}: '{label_key}' should be a list of integers") from None
     if y.shape[0] != data.shape[0]:
-        raise UserError(f"{path}: {data.shape[0]} images but {y.shape[0]} '{label_key}'")
+        raise UserError(f"data.root: {path}: {data.shape[0]} images but {y.shape[0]} '{label_key}'")
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise UserError(
-            f"{path}: '{label_key}' has values outside 0..{num_classes - 1} "
+            f"data.root: {path}: '{label_key}' has values outside 0..{num_classes - 1} "
             f"(found {int(y.min())}..{int(y.max())})"
         )
     return data, y
@@ -171,12 +173,17 @@ def _cifar_dir(
     return d
 
 
+def _check_options(normalize: Any, n_train: Any, n_test: Any) -> None:
+    """The options' types, before any file is read (their range needs the files' sizes)."""
+    bool_option("normalize", normalize)
+    for what, n in (("n_train", n_train), ("n_test", n_test)):
+        if n is not None:
+            int_option(what, n, 1)
+
+
 def _limit(n: int | None, available: int, what: str) -> int:
-    if n is None:
-        return available
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= available:
-        raise UserError(f"data.options.{what}: {n!r} should be an integer in 1..{available}")
-    return n
+    """How many samples of a split to keep: all (``None``) or ``n`` in 1..available."""
+    return available if n is None else int_option(what, n, 1, available)
 
 
 def _to_images(
@@ -233,6 +240,7 @@ def cifar10(
     mean and std.
     ``n_train`` / ``n_test`` keep only the first samples of each split (for quick runs).
     """
+    _check_options(normalize, n_train, n_test)
     train = [f"data_batch_{i}" for i in range(1, 6)]
     d = _cifar_dir(root, "cifar10", "cifar-10-batches-py", [*train, "test_batch"], ["batches.meta"])
     return _cifar(
@@ -254,6 +262,7 @@ def cifar100(
     ``train`` and ``test`` (its ``meta`` is not needed). ``label`` picks the 100 ``"fine"``
     classes or the 20 ``"coarse"`` superclasses. Scaling, ``normalize``, ``n_train`` and ``n_test`` as for cifar10.
     """
+    _check_options(normalize, n_train, n_test)
     if label not in ("fine", "coarse"):
         raise UserError(f"data.options.label: {label!r} should be 'fine' or 'coarse'")
     d = _cifar_dir(root, "cifar100", "cifar-100-python", ["train", "test"], ["meta"])
@@ -269,25 +278,33 @@ def cifar100(
 # Image folders
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_IMAGE_SIDE = 4096  #: the largest ``size`` an image is resized to (16.8 M pixels)
+
+
+def _listing(d: Path) -> list[Path]:
+    try:
+        return sorted(d.iterdir())
+    except OSError as e:
+        raise UserError(f"data.root: cannot read the folder {d}: {e.strerror or e}") from None
 
 
 def _class_dirs(split_dir: Path) -> dict[str, list[Path]]:
     classes: dict[str, list[Path]] = {}
-    for d in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
+    for d in (p for p in _listing(split_dir) if p.is_dir() and not p.name.startswith(".")):
+        files = [
             p
-            for p in d.iterdir()
+            for p in _listing(d)
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        ]
         if not files:
             raise UserError(
-                f"image folder: class directory {d} holds no images "
+                f"data.root: class directory {d} holds no images "
                 f"({', '.join(IMAGE_SUFFIXES)}); remove it or add images"
             )
         classes[d.name] = files
     if not classes:
         raise UserError(
-            f"image folder: {split_dir} has no class directories; expected "
+            f"data.root: {split_dir} has no class directories; expected "
             f"{split_dir}/<class>/<image files>"
         )
     return classes
@@ -305,10 +322,12 @@ def _parse_size(size: Any) -> tuple[int, int] | None:
     ):
         hw = (size[0], size[1])
     else:
-        hw = None
-    if hw is None or min(hw) < 1:
         raise UserError(
             f"data.options.size: {size!r} should be a positive integer or [height, width]"
+        )
+    if not all(1 <= s <= MAX_IMAGE_SIDE for s in hw):
+        raise UserError(
+            f"data.options.size: each side must be between 1 and {MAX_IMAGE_SIDE}, got {size!r}"
         )
     return hw
 
@@ -326,7 +345,7 @@ def _read_images(
                     im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8)
         except Exception as e:  # unreadable, truncated, or a decompression bomb
-            raise UserError(f"image folder: cannot read image {path}: {e}") from None
+            raise UserError(f"data.root: cannot read image {path}: {e}") from None
         if arr.ndim == 2:
             arr = arr[:, :, None]
         hw = (arr.shape[0], arr.shape[1])
@@ -334,7 +353,7 @@ def _read_images(
             first = (path, hw)
         elif hw != first[1]:
             raise UserError(
-                f"image folder: {path} is {hw[0]}x{hw[1]} but {first[0]} is "
+                f"data.root: {path} is {hw[0]}x{hw[1]} but {first[0]} is "
                 f"{first[1][0]}x{first[1][1]} (height x width); set data.options.size to resize "
                 f"all images to one size"
             )
@@ -353,18 +372,25 @@ def image_folder(
 
     Classes are the sub-directory names, sorted; label ``i`` is the ``i``-th class. Files ending in
     .png, .jpg, .jpeg, .bmp, .gif or .webp are read (others and hidden files are ignored) as RGB
-    (or one channel with ``grayscale``) and scaled to [0, 1]. ``size`` (an int or [height, width])
-    resizes every image (bilinear); without it all images must have the same size. With
-    ``normalize`` each channel is standardized by the mean and std of the training images.
+    (or one channel with ``grayscale``) and scaled to [0, 1]. ``size`` (an int or [height, width],
+    each side at most 4096) resizes every image (bilinear); without it all images must have the
+    same size. With ``normalize`` each channel is standardized by the mean and std of the training
+    images.
     """
     layout = "expected ROOT/train/<class>/<images> and ROOT/test/<class>/<images>"
+    hw = _parse_size(size)
+    grayscale = bool_option("grayscale", grayscale)
+    normalize = bool_option("normalize", normalize)
     if root is None:
         raise UserError(f"data.root: dataset 'image_folder' needs data.root; {layout}")
-    hw = _parse_size(size)
     base = Path(root).expanduser()
     if not base.is_dir():
         raise UserError(f"data.root: {_shown(base)} is not a directory (image folder); {layout}")
     for split in ("train", "test"):
+        if (base / split).exists() and not (base / split).is_dir():
+            raise UserError(
+                f"data.root: {base / split} is a file, not a folder (image folder); {layout}"
+            )
         if not (base / split).is_dir():
             raise UserError(f"data.root: {base / split} is missing (image folder); {layout}")
     train, test = _class_dirs(base / "train"), _class_dirs(base / "test")
@@ -372,15 +398,20 @@ def image_folder(
         only_tr = sorted(set(train) - set(test))
         only_te = sorted(set(test) - set(train))
         raise UserError(
-            f"image folder: train and test classes differ in {base}: "
+            f"data.root: train and test classes differ in {base}: "
             f"only in train: {', '.join(only_tr) or '-'}; only in test: {', '.join(only_te) or '-'}"
         )
     if len(train) < 2:
-        raise UserError(f"image folder: {base / 'train'} has one class; a classifier needs two")
+        raise UserError(
+            f"data.root: {base / 'train'} has one class ({next(iter(train))}); "
+            f"a classifier needs two"
+        )
     try:
         from PIL import Image
     except ImportError:
-        raise UserError("dataset 'image_folder' needs Pillow: pip install pillow") from None
+        raise UserError(
+            "data.name: dataset 'image_folder' needs Pillow: pip install pillow"
+        ) from None
 
     mode = "L" if grayscale else "RGB"
 
@@ -394,7 +425,7 @@ def image_folder(
     a_te, y_te, s_te = split(test)
     if s_tr != s_te:
         raise UserError(
-            f"image folder: train images are {s_tr[0]}x{s_tr[1]} but test images are "
+            f"data.root: train images are {s_tr[0]}x{s_tr[1]} but test images are "
             f"{s_te[0]}x{s_te[1]}; set data.options.size to resize all images to one size"
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import math
 import statistics
@@ -202,6 +203,9 @@ class LatencyTable:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else e
             raise UserError(f"{at}: not a readable latency table ({reason})") from None
         entries = data.get("entries") if isinstance(data, dict) else None
+        batch = data.get("batch_size", 1) if isinstance(data, dict) else None
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            entries = None  # a header no table of nasframe's has
         if not isinstance(entries, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in entries.values()
@@ -262,7 +266,8 @@ def fill_table(
     config: Config, out: Path, draws: int, tell: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
     """Time the parts of ``draws`` architectures drawn uniformly from ``config``'s space (seeded
-    by ``config.seed``; its first options' architecture first) into the table file ``out``, as
+    by ``config.seed``; its first options' architecture first; every architecture once when the
+    space has no more than ``draws``) into the table file ``out``, as
     ``search.latency`` says (device, batch size), so that searches elsewhere can use it
     (``search.latency.table``). Parts already in ``out`` are kept, not timed again. Returns what
     was done: the parts, how many were new, and the last draw that added one."""
@@ -288,11 +293,16 @@ def fill_table(
     table = LatencyTable(device, options.batch_size, out, entries, threads=threads)
     table.save()
     cost = ArchitectureCost(space, dataset.sample_shape, classes, "latency", latency=table)
-    rng = np.random.default_rng(config.seed)
+    if space.size <= draws:  # every architecture, once: the table is complete
+        samples: Iterable[Any] = itertools.product(*(range(c.size) for c in space.choices))
+        draws = space.size
+    else:
+        rng = np.random.default_rng(config.seed)
+        first = [0] * len(space.choices)
+        samples = (first if k == 0 else space.random_sample(rng) for k in range(draws))
     last_new, start = 0, time.perf_counter()
     tell(f"timing parts on {device} at batch {options.batch_size} into {out}")
-    for k in range(draws):
-        sample = [0] * len(space.choices) if k == 0 else space.random_sample(rng)
+    for k, sample in enumerate(samples):
         before = table.timed
         cost.uncached(sample, "latency")
         if table.timed > before:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -15,25 +17,86 @@ __all__ = ["build_optimizer", "build_schedule"]
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig
+    params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig, where: str = "optimizer"
 ) -> torch.optim.Optimizer:
     """The registered optimizer ``cfg.name`` with the config's keyword arguments.
 
     ``gc: conv|all`` wraps any optimizer with Gradient Centralization, through the ``gc`` optimizer
-    plugin (``nasframe_gc``), so the core never imports a plugin.
+    plugin (``nasframe_gc``), so the core never imports a plugin. ``where`` is the config path of
+    ``cfg`` (``search.optimizer``, ``train.optimizer``): errors start with it (or one of its keys).
     """
-    kwargs = cfg.kwargs()
+    cls = registry.get("optimizer", cfg.name)
+    kwargs = _checked_kwargs(cls, cfg.kwargs(), where)
     params = list(params)
     try:
         if cfg.gc:
             wrapper = registry.get("optimizer", "gc")
             return wrapper(params, base=cfg.name, mode=cfg.gc, **kwargs)
-        cls = registry.get("optimizer", cfg.name)
         if "foreach" not in kwargs and _foreach_on_cpu(cls, params):
             kwargs["foreach"] = True
         return cls(params, **kwargs)
     except (TypeError, ValueError) as e:  # torch's own checks: "Invalid momentum value: -1"
-        raise UserError(f"optimizer '{cfg.name}': {e}") from None
+        raise UserError(f"{_blamed(str(e), kwargs, where)}: optimizer '{cfg.name}': {e}") from None
+
+
+def _checked_kwargs(cls: Any, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """``kwargs`` with each value of the kind of its default in ``cls``'s signature (a number, a
+    boolean, a list of numbers), or a UserError at its key. Numbers written as text, which YAML
+    gives for ``1e-4``, are read as numbers, as they are for ``lr``."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    checked = dict(kwargs)
+    for key, value in kwargs.items():
+        p = params.get(key)
+        if p is None or key == "lr":
+            continue
+        default = p.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UserError(f"{where}.{key}: expected true or false, got {value!r}")
+        elif isinstance(default, (int, float)):
+            checked[key] = _number(value, f"{where}.{key}", "a number")
+        elif isinstance(default, tuple) and default and all(_is_number(d) for d in default):
+            what = f"a list of {len(default)} numbers"
+            if not isinstance(value, (list, tuple)) or len(value) != len(default):
+                raise UserError(f"{where}.{key}: expected {what}, got {value!r}")
+            try:
+                checked[key] = tuple(_number(v, f"{where}.{key}", what) for v in value)
+            except UserError:
+                raise UserError(f"{where}.{key}: expected {what}, got {value!r}") from None
+    return checked
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any, path: str, what: str) -> Any:
+    """``value`` as a number (text such as '1e-4' read as one), or a UserError at ``path``."""
+    if _is_number(value) or isinstance(value, torch.Tensor):  # torch takes tensors too
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise UserError(f"{path}: expected {what}, got {value!r}")
+
+
+_NAMED = {"learning rate": "lr", "epsilon": "eps", "beta": "betas"}  # how torch's messages say it
+
+
+def _blamed(message: str, kwargs: dict[str, Any], where: str) -> str:
+    """The config path of the key an optimizer's error message names first (else ``where``)."""
+    found: list[tuple[int, str]] = []
+    for word in (*kwargs, *_NAMED):
+        key = _NAMED.get(word, word)
+        m = re.search(rf"\b{re.escape(word)}\b", message, re.IGNORECASE)
+        if m and key in kwargs:
+            found.append((m.start(), key))
+    return f"{where}.{min(found)[1]}" if found else where
 
 
 def _foreach_on_cpu(cls: type, params: list) -> bool:

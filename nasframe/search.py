@@ -261,7 +261,7 @@ def run_search(
     has_mle = hasattr(strategy, "mle")
     select = S.select or (None if has_mle else SelectConfig())
 
-    optimizer = build_optimizer(net.parameters(), S.optimizer)
+    optimizer = build_optimizer(net.parameters(), S.optimizer, "search.optimizer")
     schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
     latency = None
     if S.cost == "latency":  # (a dry run checks the options and writes nothing)
@@ -303,6 +303,13 @@ def run_search(
             tell(
                 f"strategy '{S.strategy}' has no most likely architecture: the search ends by "
                 f"scoring {select.candidates} drawn candidates (search.select)"
+            )
+        if S.warmup_epochs >= S.epochs and hasattr(strategy, "mle"):
+            tell(
+                f"note: all {S.epochs} epochs are warm-up (search.warmup_epochs: "
+                f"{S.warmup_epochs}): the architecture distribution will not move, and the "
+                "search ends where it started"
+                + ("" if S.select else "; lower warmup_epochs, or add search.select")
             )
         if space.ordinal and S.lam == 2 and hasattr(strategy, "ordinal_mean"):
             tell(

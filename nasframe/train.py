@@ -149,7 +149,7 @@ def run_train(
     growth = _growth_controller(model, T.growth) if T.growth else None  # before the optimizer
     if growth is not None:
         _check_growth_fits(growth, T.epochs * steps, T.epochs, steps)
-    optimizer = build_optimizer(model.parameters(), T.optimizer)
+    optimizer = build_optimizer(model.parameters(), T.optimizer, "train.optimizer")
     schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
     if config.search.cost == "latency":  # how the trained network will be timed
         latency_device(config.search.latency_options, device)

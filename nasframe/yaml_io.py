@@ -69,6 +69,8 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
     """Read one YAML document safely; problems become a :class:`ConfigError` with a line."""
     path = Path(path)
     shown = str(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block
+        raise ConfigError([Problem(shown, None, "", "not a regular file, expected a YAML file")])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -98,6 +100,9 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
         raise ConfigError([Problem(shown, line, "", f"invalid YAML: {what}")]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Problem(shown, None, "", f"invalid YAML: {e}")]) from None
+    except RecursionError:
+        what = "invalid YAML: nested too deeply (a config is a few levels deep)"
+        raise ConfigError([Problem(shown, None, "", what)]) from None
     if data is None:
         raise ConfigError([Problem(shown, 1, "", "the file is empty; expected a nasframe config")])
     return data, LineMap.from_node(node)

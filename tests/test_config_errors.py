@@ -246,11 +246,6 @@ def test_a_boolean_where_a_number_belongs_is_refused(tmp_path):
             "ordinal: true needs the choices in increasing order, got [16, 8]; list them "
             "as [8, 16]",
         ),
-        (
-            "[8, 8]",
-            "ordinal: true needs the choices in increasing order, got [8, 8]; remove the "
-            "repeated values",
-        ),
         ("[8]", "ordinal: true needs at least 2 choices"),
     ],
 )
@@ -262,6 +257,25 @@ def test_ordinal_choices_must_be_increasing_numbers(choices, expected, write_yam
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "ordinal" in l)
     (msg,) = errors_of(p)
     assert msg == f"{p}:{line}: space.stages.s1.width: {expected}"
+
+
+@pytest.mark.parametrize("ordinal", ["", ", ordinal: true"])
+def test_an_option_listed_twice_is_refused_at_its_line(ordinal, write_yaml):
+    text = GOOD.replace("width: {choices: [8, 16]}", f"width: {{choices: [8, 8]{ordinal}}}")
+    p = write_yaml(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "[8, 8]" in l)
+    (msg,) = errors_of(p)
+    assert msg.startswith(
+        f"{p}:{line}: space.stages.s1.width.choices.1: option '8' is listed twice"
+    )
+
+
+@pytest.mark.parametrize("value", ["true", '"8"', "99999999999999999999"])
+def test_a_width_must_be_a_plain_integer_in_range(value, write_yaml):
+    text = GOOD.replace("width: {choices: [8, 16]}", f"width: {value}")
+    p = write_yaml(text)
+    (msg,) = errors_of(p)
+    assert "space.stages.s1.width:" in msg and ("valid integer" in msg or "less than" in msg)
 
 
 def test_ordinal_ops_are_refused_with_the_reason(write_yaml):
