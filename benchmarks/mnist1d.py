@@ -6,7 +6,8 @@ retrain architectures drawn uniformly at random from the same space with the sam
 (``--random-per-seed``, 2 by default). Writes ``searched_test_acc`` and ``random_test_acc`` (lists
 over seeds; a seed's random figure is the mean of its random architectures), timings, and
 ``searched_latency_ms``: one example through each searched network on the CPU (for
-``--set search.cost=latency``; measure with ``--jobs 1`` for undisturbed figures).
+``--set search.cost=latency``; measure with ``--jobs 1`` for undisturbed figures; ``arch_latency.py``
+times the ``searched_samples`` of several runs again, side by side).
 
     python benchmarks/mnist1d.py --seeds 3 --json mnist1d.json
     python benchmarks/mnist1d.py --seeds 3 --random-per-seed 5 --jobs 3 --json mnist1d.json
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = list(args.set) + ([f"device={args.device}"] if args.device else [])
 
     searched, random_acc, archs, random_archs, times, latency = [], [], [], [], [], []
+    samples: list[list[int]] = []
     device = ""  # set by the first search; write() reads it when called
     t_all = time.perf_counter()
 
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
             "random_mean": _mean(random_acc),
             "searched_archs": archs,
             "searched_latency_ms": latency,
+            "searched_samples": samples,
             "random_archs": random_archs,
             "times": times,
             "wall_time_s": time.perf_counter() - t_all,
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             t_train = time.perf_counter() - t0
             searched.append(trained["test_acc"])
             archs.append(space.describe(best))
+            samples.append([int(v) for v in best])
             shape, classes = trained["sample_shape"], trained["num_classes"]
             latency.append(cpu_latency_ms(validate_data(space.freeze(best)), shape, classes))
             times.append({"search_s": t_search, "retrain_s": t_train})
@@ -186,6 +190,7 @@ def run_parallel(args: argparse.Namespace) -> dict:
         raise SystemExit("no seed finished")
     result = dict(done[0])
     merged = ("searched_test_acc", "random_test_acc", "searched_archs", "searched_latency_ms")
+    merged += ("searched_samples",)
     for key in (*merged, "random_archs", "times"):
         result[key] = [v for d in done for v in d.get(key, [])]
     result.update(

@@ -44,3 +44,21 @@ def test_parallel_seeds_merge_in_seed_order(tmp_path):
     assert alone["searched_test_acc"] == both["searched_test_acc"][1:]
     assert alone["searched_archs"] == both["searched_archs"][1:]
     assert alone["random_archs"] == both["random_archs"][1:]
+
+
+def test_arch_latency_times_the_searched_networks_of_several_runs(tmp_path):
+    run = bench(tmp_path, "run", "--seeds", "1", "--random-per-seed", "0")
+    assert len(run["searched_samples"]) == 1
+    out = tmp_path / "latency.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "benchmarks" / "arch_latency.py")
+    files = [str(tmp_path / "run.json")] * 2
+    subprocess.run(
+        [sys.executable, script, *files, "--rounds", "2", "--json", str(out)],
+        check=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    timed = json.loads(out.read_text())
+    assert [n["arch"] for n in timed["networks"]] == run["searched_archs"] * 2
+    assert all(n["latency_ms"] > 0 for n in timed["networks"])
