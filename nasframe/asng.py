@@ -19,7 +19,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .strategy_common import checked_categories, numpy_rng_state, set_numpy_rng_state
+from .strategy_common import (
+    DamagedState,
+    checked_categories,
+    is_integer,
+    numpy_rng_state,
+    set_numpy_rng_state,
+)
 
 __all__ = ["ASNG", "ranking_utility"]
 
@@ -28,6 +34,7 @@ _TINY_GRAD = 1e-18
 _ORDINAL_STD_MIN = 0.25  # the reference's floor of an integer variable's standard deviation
 _NORM_EPS = 1e-9  # added to the Fisher norm of the step in the reference's mixed update
 _KEPT_DRAWS = 8  # how many recent sample() calls keep their ordinal Gaussian draws
+_STATE_TOL = 1e-9  # rounding a saved state may carry: a row's sum, a bound, a recomputed row
 
 
 def ranking_utility(losses: Sequence[float]) -> np.ndarray:
@@ -70,7 +77,8 @@ class ASNG:
         seed: seed of this instance's own ``numpy.random.RandomState``; the stream of uniforms is
             the reference's ``np.random.rand(d, 1)`` per sample, so the same seed samples the same
             architectures as the reference.
-        theta: initial θ (d, max C); default uniform.
+        theta: initial θ (d, max C): each row a probability vector over its choice's options,
+            every categorical option above zero (ValueError otherwise); default uniform.
         ordinal: indices of the choices whose options are ordered (C_i ≥ 2): each is a Gaussian
             over its option indices 0..C_i−1 instead of a categorical distribution (see
             :attr:`theta_int`); empty (the default) is the reference's categorical ASNG.
@@ -93,8 +101,11 @@ class ASNG:
     ) -> None:
         cats = checked_categories(categories, lam)
         for key, value in (("alpha", alpha), ("init_delta", init_delta), ("delta_max", delta_max)):
-            if not value > 0:
-                raise ValueError(f"{key} must be > 0, got {value}")
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+                raise ValueError(f"{key}: expected a number, got {value!r}")
+            if not value > 0 or (key != "delta_max" and not math.isfinite(value)):
+                bound = "a finite number > 0" if key != "delta_max" else "> 0"
+                raise ValueError(f"{key} must be {bound}, got {value}")
         ords = np.array(sorted({int(i) for i in ordinal}), dtype=np.int64)
         if ords.size and (ords.min() < 0 or ords.max() >= cats.size or (cats[ords] < 2).any()):
             raise ValueError(
@@ -150,8 +161,14 @@ class ASNG:
             mean = self._int_max / 2.0
             theta_int = np.stack([mean, mean**2 + self._std_max**2])
         theta_int = np.array(theta_int, dtype=np.float64).reshape(2, ords.size)
+        problem = self._theta_int_problem(theta_int)
+        if problem:
+            raise ValueError(problem)
         self.theta_int = theta_int
         self._ordinal_rows()
+        problem = self._theta_problem(self.theta)
+        if problem:
+            raise ValueError(problem)
         self.Delta = 1.0
         self.gamma = 0.0
         self.s = np.zeros(self.N)
@@ -388,14 +405,59 @@ class ASNG:
 
     def _ordinal_rows(self) -> None:
         """θ's rows of the ordinal choices: each option's probability under the rounded Gaussian."""
-        if not self.ordinal.size:
-            return
-        mean, std = self.theta_int[0], self.ordinal_std
+        for row, probabilities in self._ordinal_probabilities(self.theta_int):
+            self.theta[row, : probabilities.size] = probabilities
+
+    def _ordinal_probabilities(self, theta_int: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(row, probabilities of its options) of each ordinal choice, from ``theta_int``."""
+        mean = theta_int[0]
+        std = np.sqrt(np.maximum(theta_int[1] - theta_int[0] ** 2, 0.0))
+        out = []
         for j, row in enumerate(self.ordinal):
             c = int(self.categories[row])
             edges = (np.arange(1, c) - 0.5 - mean[j]) / (std[j] * math.sqrt(2.0))
             cdf = np.concatenate([[0.0], [0.5 * (1 + math.erf(e)) for e in edges], [1.0]])
-            self.theta[row, :c] = np.diff(cdf)
+            out.append((int(row), np.diff(cdf)))
+        return out
+
+    def _theta_problem(self, theta: np.ndarray) -> str | None:
+        """What makes ``theta`` no distribution this ASNG can sample and update, or None.
+
+        Each row is a probability vector over its choice's options (zero beyond them); the
+        categorical choices' options keep a probability above zero, as the projection keeps
+        them (the natural gradient divides by it).
+        """
+        if theta.shape != (self.d, self.c_max):
+            return f"theta must have shape {(self.d, self.c_max)}, got {theta.shape}"
+        if not np.isfinite(theta).all():
+            return "theta holds values that are not finite numbers"
+        if ((theta < 0) | (theta > 1)).any():
+            return "theta holds probabilities outside [0, 1]"
+        if (theta[~self._valid] != 0).any():
+            return "theta gives a probability to an option a choice does not have"
+        sums = theta.sum(axis=1)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > _STATE_TOL)
+        if bad.size:
+            return f"theta's row {int(bad[0])} sums to {float(sums[bad[0]])!r}, not 1"
+        zero = np.flatnonzero(self._projected & ((theta <= 0) & self._cat_valid).any(axis=1))
+        if zero.size:
+            return f"theta's row {int(zero[0])} gives one of its options probability 0"
+        return None
+
+    def _theta_int_problem(self, theta_int: np.ndarray) -> str | None:
+        """What makes ``theta_int`` no Gaussians over the ordinal choices' options, or None: each
+        mean within 0..C−1 and each variance above zero."""
+        if theta_int.shape != (2, self.ordinal.size):
+            return f"theta_int must have shape {(2, self.ordinal.size)}, got {theta_int.shape}"
+        if not np.isfinite(theta_int).all():
+            return "theta_int holds values that are not finite numbers"
+        mean, second = theta_int
+        slack = _STATE_TOL * np.maximum(self._int_max, 1.0)
+        if ((mean < -slack) | (mean > self._int_max + slack)).any():
+            return "theta_int has a mean outside its ordinal choice's options"
+        if (second - mean**2 <= 0).any():
+            return "theta_int has a variance that is not above zero"
+        return None
 
     # ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -417,7 +479,8 @@ class ASNG:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state written by :meth:`state_dict` (categories and ordinal choices must
-        match)."""
+        match: ValueError). A state no run writes (θ not a distribution, a step size that is not
+        positive, ...) raises :class:`DamagedState` and leaves this ASNG as it was."""
         if list(state["categories"]) != self.categories.tolist():
             raise ValueError(
                 f"ASNG state is for categories {state['categories']}, not {self.categories.tolist()}"
@@ -427,15 +490,51 @@ class ASNG:
             raise ValueError(
                 f"ASNG state has ordinal choices {ordinal}, not {self.ordinal.tolist()}"
             )
-        self.theta = np.array(state["theta"], dtype=np.float64)
+        theta = np.array(state["theta"], dtype=np.float64)
+        theta_int = self.theta_int
         if self.ordinal.size:
-            self.theta_int = np.array(state["theta_int"], dtype=np.float64)
-        self.Delta = float(state["Delta"])
-        self.gamma = float(state["gamma"])
-        self.s = np.array(state["s"], dtype=np.float64)
-        self.alpha = float(state["alpha"])
-        self.init_delta = float(state["init_delta"])
-        self.delta_max = float(state["delta_max"])
-        self.lam = int(state["lam"])
-        set_numpy_rng_state(self.rng, state["rng"])
+            theta_int = np.array(state["theta_int"], dtype=np.float64)
+        scalars = {
+            k: float(state[k]) for k in ("Delta", "gamma", "alpha", "init_delta", "delta_max")
+        }
+        s = np.array(state["s"], dtype=np.float64)
+        lam = state["lam"]
+        problem = (
+            self._theta_int_problem(theta_int)
+            or self._theta_problem(theta)
+            or self._ordinal_rows_problem(theta, theta_int)
+            or self._scalars_problem(scalars, s, lam)
+        )
+        if problem:
+            raise DamagedState(f"ASNG state: {problem}")
+        set_numpy_rng_state(self.rng, state["rng"])  # checks its state before setting it
+        self.theta, self.theta_int, self.s, self.lam = theta, theta_int, s, int(lam)
+        self.Delta, self.gamma = scalars["Delta"], scalars["gamma"]
+        self.alpha, self.init_delta = scalars["alpha"], scalars["init_delta"]
+        self.delta_max = scalars["delta_max"]
         self._draws.clear()
+
+    def _ordinal_rows_problem(self, theta: np.ndarray, theta_int: np.ndarray) -> str | None:
+        """Whether θ's ordinal rows are not those ``theta_int`` gives (up to rounding)."""
+        for row, probabilities in self._ordinal_probabilities(theta_int):
+            if np.abs(theta[row, : probabilities.size] - probabilities).max() > _STATE_TOL:
+                return f"theta's row {row} is not the distribution its theta_int gives"
+        return None
+
+    def _scalars_problem(self, scalars: dict[str, float], s: np.ndarray, lam: object) -> str | None:
+        """What in the step-size state no update writes, or None."""
+        for key in ("Delta", "alpha", "init_delta"):
+            if not (math.isfinite(scalars[key]) and scalars[key] > 0):
+                return f"{key} is {scalars[key]!r}, not a positive number"
+        if not scalars["delta_max"] > 0:  # inf (no bound) is allowed
+            return f"delta_max is {scalars['delta_max']!r}, not a positive number"
+        if not 0 <= scalars["gamma"] <= 1 + _STATE_TOL:  # NaN fails too
+            return f"gamma is {scalars['gamma']!r}, not within [0, 1]"
+        if s.shape != (self.N,) or not np.isfinite(s).all():
+            return f"s is not {self.N} finite numbers"
+        if not (is_integer(lam) and lam >= 2):
+            return f"lam is {lam!r}, not a whole number >= 2"
+        beta = scalars["init_delta"] / scalars["Delta"] / math.sqrt(self.N) if self.N else 0.0
+        if beta > 2:  # the update's sqrt(beta (2 - beta)) has no value
+            return f"Delta is {scalars['Delta']!r}: too small for any update to take a step"
+        return None

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .strategy_common import checked_categories, numpy_rng_state, set_numpy_rng_state
+from .strategy_common import (
+    DamagedState,
+    checked_categories,
+    is_integer,
+    numpy_rng_state,
+    set_numpy_rng_state,
+)
 
 __all__ = ["RandomSearch"]
 
@@ -73,11 +79,15 @@ class RandomSearch:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a state written by :meth:`state_dict` (the categories must match)."""
+        """Restore a state written by :meth:`state_dict` (the categories must match: ValueError;
+        a count or generator state no run writes: :class:`DamagedState`)."""
         if list(state["categories"]) != self.categories.tolist():
             raise ValueError(
                 f"random search state is for categories {state['categories']}, not "
                 f"{self.categories.tolist()}"
             )
-        self.updates = int(state["updates"])
-        set_numpy_rng_state(self.rng, state["rng"])
+        updates = state["updates"]
+        if not (is_integer(updates) and updates >= 0):
+            raise DamagedState(f"random search state: updates is {updates!r}, not a count")
+        set_numpy_rng_state(self.rng, state["rng"])  # checks its state before setting it
+        self.updates = updates

@@ -10,13 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .errors import UserError
+from .strategy_common import DamagedState, is_finite_number, is_integer
 
 __all__ = ["Meter", "RunState", "CHECKPOINT", "RUN_CONFIG"]
 
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "config.yaml"  # the config a run directory holds: what ran
+_MAX_POSITION = 2**40  # more iterations than any run takes: a position beyond it is damage
+_RUN_NAMES = {"search": "search", "train": "training"}  # the kinds of run that checkpoint
 
 
 class Meter:
@@ -37,7 +42,16 @@ class Meter:
         return {"sums": dict(self.sums), "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+        """Restore sums and counts; names to finite numbers (counts not negative), or
+        DamagedState."""
+        sums, counts = dict(state["sums"]), dict(state["counts"])
+        for part, values in (("sums", sums), ("counts", counts)):
+            for key, value in values.items():
+                if not (isinstance(key, str) and is_finite_number(value)):
+                    raise DamagedState(f"meter {part}: {key!r} is {value!r}, not a finite number")
+                if part == "counts" and value < 0:
+                    raise DamagedState(f"meter counts: {key!r} is {value!r}, below zero")
+        self.sums, self.counts = sums, counts
 
 
 class RunState:
@@ -86,30 +100,96 @@ class RunState:
         )
 
     def resume(self) -> None:
-        """Continue from the checkpoint; one from another kind of run or space is refused."""
+        """Continue from the checkpoint; one from another kind of run or space, or one with
+        values no run writes (damaged or tampered), is refused with one line."""
         ckpt = load_checkpoint(self.path)
-        if not isinstance(ckpt, dict):
-            raise UserError(f"{self.path}: not a nasframe checkpoint (no mapping of its parts)")
-        if ckpt.get("kind") != self.kind or ckpt.get("space_hash") != self.space_hash:
-            what = "search space" if self.kind == "search" else "architecture"
-            raise UserError(
-                f"{self.path}: this checkpoint is from a different {self.kind} (kind "
-                f"{ckpt.get('kind')}, hash {ckpt.get('space_hash')}; this config's is "
-                f"{self.space_hash}): a different {what}; resume it with the config it was "
-                "started with"
-            )
+        self._check_identity(ckpt)
         try:
+            pos = {k: type(v)(ckpt["pos"][k]) for k, v in self.pos.items()}
+            _check_positions(ckpt["pos"], pos)
+            metrics = dict(ckpt["metrics"])
+            if not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):
+                raise DamagedState("metrics are not all names of numbers")
+            environment = ckpt.get("environment")  # older checkpoints have none
+            if environment is not None and not isinstance(environment, dict):
+                raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
             for name, part in self.parts.items():
                 part.load_state_dict(ckpt[name])
             set_rng_state(ckpt["rng"])
-            self.pos.update({k: type(v)(ckpt["pos"][k]) for k, v in self.pos.items()})
             self.meter.load_state_dict(ckpt["meter"])
-            self.metrics = dict(ckpt["metrics"])
-            self.saved_environment = ckpt.get("environment")  # older checkpoints have none
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        except DamagedState as e:
+            raise UserError(
+                f"{self.path}: this checkpoint is damaged ({e}); restore it from a copy or start "
+                "the run again"
+            ) from None
+        except (
+            LookupError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            RuntimeError,
+            AttributeError,
+        ) as e:
             raise UserError(
                 f"{self.path}: this checkpoint does not fit this {self.kind} "
                 f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}); "
                 "it may be damaged or from another version"
             ) from None
+        self.pos.update(pos)
+        self.metrics, self.saved_environment = metrics, environment
         self._t0, self._wall0 = time.perf_counter(), float(self.pos["wall_s"])
+
+    def _check_identity(self, ckpt: Any) -> None:
+        """Refuse what is not a checkpoint of this kind of run and this space (UserError)."""
+        if not isinstance(ckpt, dict):
+            raise UserError(f"{self.path}: not a nasframe checkpoint (no mapping of its parts)")
+        kind, space_hash = ckpt.get("kind"), ckpt.get("space_hash")
+        mine = _RUN_NAMES.get(self.kind, self.kind)
+        if not (isinstance(kind, str) and isinstance(space_hash, str)):
+            if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+                what = "but a model's weights, such as a training's weights.pt"
+            else:
+                what = "(it names no kind of run and no space)"
+            raise UserError(
+                f"{self.path}: not a nasframe checkpoint {what}; resume a run directory with the "
+                f"checkpoint.pt that `nasframe {self.kind}` wrote there"
+            )
+        if kind != self.kind:
+            if kind not in _RUN_NAMES:
+                raise UserError(
+                    f"{self.path}: not a nasframe checkpoint of a {mine} (its kind is {kind!r}); "
+                    f"resume a run directory with the checkpoint.pt that `nasframe {self.kind}` "
+                    "wrote there"
+                )
+            raise UserError(
+                f"{self.path}: this is the checkpoint of a {_RUN_NAMES[kind]} run, not of a "
+                f"{mine}; resume it with `nasframe {kind} --resume`"
+            )
+        if space_hash != self.space_hash:
+            what = "search space" if self.kind == "search" else "architecture"
+            raise UserError(
+                f"{self.path}: this checkpoint is from a different {what} (hash {space_hash}; "
+                f"this config's is {self.space_hash}); resume it with the config it was started "
+                "with"
+            )
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is an int or float, finite or not (bools excluded)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_positions(raw: dict[str, Any], pos: dict[str, Any]) -> None:
+    """Raise DamagedState unless ``raw`` (as saved) holds the positions a run writes: whole
+    counts within reach, ``epoch + step <= global_step`` (every epoch takes at least one step),
+    and a finite, non-negative wall time."""
+    for key in ("epoch", "step", "global_step"):
+        if not (is_integer(raw[key]) and 0 <= raw[key] <= _MAX_POSITION):
+            raise DamagedState(f"position {key} is {raw[key]!r}, not a count in 0..{_MAX_POSITION}")
+    if pos["epoch"] + pos["step"] > pos["global_step"]:
+        raise DamagedState(
+            f"positions epoch {pos['epoch']} + step {pos['step']} exceed global_step "
+            f"{pos['global_step']}, but every epoch takes a step"
+        )
+    if not (is_finite_number(raw["wall_s"]) and raw["wall_s"] >= 0):
+        raise DamagedState(f"position wall_s is {raw['wall_s']!r}, not a number of seconds")
