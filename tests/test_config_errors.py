@@ -150,7 +150,7 @@ def test_optimizer_keyword_typo(write_yaml):
             "did you mean 'alpha'?",
         ),
         ("ordinal=[1]", "search.strategy_options.ordinal: set by 'ordinal: true' on the choices"),
-        ("alpha=-1", "search.strategy_options: alpha must be > 0, got -1"),
+        ("alpha=-1", "search.strategy_options: alpha must be a finite number > 0, got -1"),
     ],
 )
 def test_bad_strategy_options_are_one_clear_line(option, message, tmp_path):
