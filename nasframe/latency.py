@@ -188,9 +188,12 @@ class LatencyTable:
             write_json({**self.header(), "entries": self.entries}, self.path)
 
     @staticmethod
-    def read(path: Path, where: str | None = None) -> dict[str, Any]:
-        """A table file's contents, checked; a bad file is the user's error, reported at the
-        config field ``where`` (None: at the file)."""
+    def read(
+        path: Path, where: str | None = None, batch_size: int | None = None, fix: str = ""
+    ) -> dict[str, Any]:
+        """A table file's contents, checked (and timed at ``batch_size``, if given); a bad file
+        is the user's error, reported at the config field ``where`` (None: at the file), with
+        ``fix`` as the advice for another batch size."""
         at = f"{where}: {path}" if where else str(path)
         try:
             data = json.loads(Path(path).read_text())
@@ -214,6 +217,11 @@ class LatencyTable:
                 f"{at}: not a latency table (it needs an 'entries' mapping of parts to "
                 "non-negative milliseconds, as a run's latency.json has)"
             )
+        if batch_size is not None and "batch_size" in data and batch != batch_size:
+            raise UserError(
+                f"{at}: timed at batch {batch}, but search.latency.batch_size is {batch_size}; "
+                + (fix or f"set search.latency.batch_size: {batch}")
+            )
         return data
 
 
@@ -234,13 +242,7 @@ def open_latency_table(
     if resume and own is not None and own.exists():
         entries = LatencyTable.read(own)["entries"]
     elif options.table is not None:
-        data = LatencyTable.read(Path(options.table), "search.latency.table")
-        if data.get("batch_size", options.batch_size) != options.batch_size:
-            raise UserError(
-                f"search.latency.table: {options.table} was timed at batch "
-                f"{data['batch_size']}, but search.latency.batch_size is {options.batch_size}; "
-                f"set search.latency.batch_size: {data['batch_size']}"
-            )
+        data = LatencyTable.read(Path(options.table), "search.latency.table", options.batch_size)
         entries = data["entries"]
         tell(
             f"latency: {len(entries)} part times from {options.table} (timed on "
@@ -280,13 +282,8 @@ def fill_table(
     device, threads = latency_device(options, resolve_device(config.device))
     entries: dict[str, float] = {}
     if out.exists():
-        data = LatencyTable.read(out)
-        if data.get("batch_size", options.batch_size) != options.batch_size:
-            raise UserError(
-                f"{out}: timed at batch {data['batch_size']}, but search.latency.batch_size is "
-                f"{options.batch_size}; write to another file or set the batch size to match"
-            )
-        entries = data["entries"]
+        fix = "write to another file or set the batch size to match"
+        entries = LatencyTable.read(out, batch_size=options.batch_size, fix=fix)["entries"]
     space = SearchSpace(config)
     dataset = load_dataset(config.data)
     classes = num_classes_of(config, dataset.num_classes)
