@@ -10,6 +10,9 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from . import __version__, registry
 from .config import json_schema, load_config
@@ -167,14 +170,72 @@ def _new_dir(path: Path) -> Path:
 
 
 def _load_for_run(args: argparse.Namespace):
-    if args.config is None:
-        if not args.resume:
+    if not args.resume:
+        if args.config is None:
             raise UserError(f"nasframe {args.command}: give a CONFIG file (or --resume DIR)")
-        saved = Path(args.resume) / RUN_CONFIG
-        if not saved.exists():
-            raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
-        return load_config(saved, args.set)
-    return load_config(args.config, args.set)
+        return load_config(args.config, args.set)
+    saved = Path(args.resume) / RUN_CONFIG
+    if not saved.exists():
+        raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
+    config, raw = load_config(saved, args.set)
+    if args.config is not None:
+        _check_same_config(args, config, saved)
+        args.config = None  # from here on, as if only --resume had been given
+    return config, raw
+
+
+def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> None:
+    """A CONFIG given with --resume must say what the run's own config.yaml says: the run goes on
+    with the settings it started with (changed only through --set, which config.yaml records)."""
+    given, _ = load_config(args.config, args.set)
+    differences = [d for d in _differences(run_config, given) if d[0] not in ("name", "space_hash")]
+    if not differences:
+        return
+    where, ran, asked = differences[0]
+    more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+    if len(differences) == 1 and not where.startswith("space"):
+        change = f"; to change this setting of the resumed run, add --set {where}={_short(asked)}"
+    else:
+        change = f", or start {args.config} as a new run (without --resume)"
+    raise UserError(
+        f"--resume {args.resume} with {args.config}: the run continues with {saved}, and "
+        f"{args.config} differs at {where}: {_short(asked)}, the run has {_short(ran)}{more}. "
+        f"Resume with `nasframe {args.command} --resume {args.resume}`{change}"
+    )
+
+
+def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    """(dotted path, a's value, b's value) for each field where two validated configs differ."""
+    if isinstance(a, BaseModel) and type(a) is type(b):
+        return [
+            d
+            for name in type(a).model_fields
+            for d in _differences(getattr(a, name), getattr(b, name), (*path, name))
+        ]
+    if isinstance(a, dict) and isinstance(b, dict) and a != b:
+        return [
+            d
+            for key in sorted(set(a) | set(b), key=str)
+            for d in _differences(a.get(key), b.get(key), (*path, str(key)))
+        ]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _differences(x, y, (*path, _name(x, i)))
+        ]
+    return [] if a == b else [(".".join(path), a, b)]
+
+
+def _name(item: Any, index: int) -> str:
+    """A list item's place in a dotted path: stages go by their names (as in messages), others by index."""
+    name = getattr(item, "name", None)
+    return name if isinstance(name, str) else str(index)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -213,11 +274,7 @@ def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> Path:
     make_dir(run_dir, "--resume" if args.resume else "--out")
     if not args.resume:
         _write_config(raw, run_dir)
-    elif (
-        args.set
-        and args.config is None
-        and load_yaml(run_dir / RUN_CONFIG)[0].get("space") == raw.get("space")
-    ):
+    elif args.set and load_yaml(run_dir / RUN_CONFIG)[0].get("space") == raw.get("space"):
         _write_config(raw, run_dir)  # what the continued run uses (e.g. more epochs)
     return run_dir
 

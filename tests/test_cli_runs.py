@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,10 +86,45 @@ def test_out_dir_holding_a_run_is_never_overwritten(search_run, capsys):
 
 
 def test_resume_refuses_a_checkpoint_from_another_space(search_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(search_run, run)
+    saved = run / "config.yaml"
+    saved.write_text(saved.read_text().replace("[16, 32]", "[16, 48]"))
+    assert main(["search", "--resume", str(run), "--quiet"]) == 2
+    assert "different search space" in capsys.readouterr().err
+
+
+def _copy_with_files(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy, {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+
+
+def test_resume_with_another_config_is_refused_and_names_the_difference(
+    search_run, tmp_path, capsys
+):
+    run, before = _copy_with_files(search_run, tmp_path)
     other = tmp_path / "other.yaml"
     other.write_text((SPACES / "digits.yaml").read_text().replace("[16, 32]", "[16, 48]"))
-    assert main(["search", str(other), "--resume", str(search_run), "--quiet"]) == 2
-    assert "different search space" in capsys.readouterr().err
+    assert main(["search", str(other), "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "differs at space.stages.s2.width" in err and "without --resume" in err
+    # With the run's own settings (the file plus the run's --set), it differs only in epochs.
+    same_train = ["--set", "train.epochs=2", "--quiet"]
+    assert main(["search", str(SPACES / "digits.yaml"), "--resume", str(run), *same_train]) == 2
+    err = capsys.readouterr().err
+    cfg, _ = load_config(SPACES / "digits.yaml")
+    assert f"differs at search.epochs: {cfg.search.epochs}, the run has 2" in err
+    assert f"--set search.epochs={cfg.search.epochs}" in err
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_resume_with_the_runs_own_config_goes_on(search_run, tmp_path, capsys):
+    run, _ = _copy_with_files(search_run, tmp_path)
+    sets = ["--set", "search.epochs=3", "--set", "train.epochs=2", "--quiet"]
+    assert main(["search", str(SPACES / "digits.yaml"), "--resume", str(run), *sets]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert load_config(run / "config.yaml")[0].search.epochs == 3  # what the run went on with
 
 
 def _search_cmd(out, *extra):
@@ -205,7 +241,11 @@ def test_training_resume_refuses_another_architecture_of_the_same_space(search_r
     layer["op"] = "max_pool3" if layer["op"] != "max_pool3" else "identity"  # no weights either way
     other = tmp_path / "b.yaml"
     other.write_text(yaml.safe_dump(arch))
-    done = run_cli("train", str(other), "--resume", str(out), "--set", "train.epochs=2")
+    done = run_cli("train", str(other), "--resume", str(out), "--set", "train.epochs=1")
+    assert done.returncode == 2
+    assert "differs at space.stages" in done.stderr and "Traceback" not in done.stderr
+    (out / "config.yaml").write_text(other.read_text())  # the run's own config edited
+    done = run_cli("train", "--resume", str(out), "--set", "train.epochs=2")
     assert done.returncode == 2
     assert "a different architecture" in done.stderr and "Traceback" not in done.stderr
 
