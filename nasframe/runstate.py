@@ -113,6 +113,10 @@ class RunState:
             environment = ckpt.get("environment")  # older checkpoints have none
             if environment is not None and not isinstance(environment, dict):
                 raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
+            for name in ("model", "optimizer"):
+                bad = _first_non_finite(ckpt[name]) if name in self.parts else None
+                if bad is not None:
+                    raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
             for name, part in self.parts.items():
                 part.load_state_dict(ckpt[name])
             set_rng_state(ckpt["rng"])
@@ -177,6 +181,27 @@ class RunState:
 def _is_number(value: Any) -> bool:
     """Whether ``value`` is an int or float, finite or not (bools excluded)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _first_non_finite(state: Any, where: str = "") -> str | None:
+    """The place of the first floating-point tensor in ``state`` (nested mappings and sequences)
+    that holds NaN or infinity, or None. A run stops at a non-finite loss before it saves, so
+    such values in a checkpoint mean damage."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return None if finite else where or "tensor"
+    items = (
+        state.items()
+        if isinstance(state, dict)
+        else enumerate(state)
+        if isinstance(state, list | tuple)
+        else ()
+    )
+    for key, value in items:
+        bad = _first_non_finite(value, f"{where}.{key}" if where else str(key))
+        if bad is not None:
+            return bad
+    return None
 
 
 def _check_positions(raw: dict[str, Any], pos: dict[str, Any]) -> None:

@@ -82,6 +82,23 @@ def _first_row(ckpt: dict, run: Path) -> None:
 NAN = math.nan
 
 
+def _poison(part: str, value: float) -> Callable[[dict, Path], None]:
+    """A tamper that puts ``value`` into the last floating tensor of the checkpoint's ``part``."""
+
+    def tamper(ckpt: dict, run: Path) -> None:
+        tensors = []
+        stack = [ckpt[part]]
+        while stack:  # every tensor of the nested state, in no particular order
+            item = stack.pop()
+            if isinstance(item, torch.Tensor) and item.is_floating_point() and item.numel():
+                tensors.append(item)
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+        tensors[-1].view(-1)[0] = value
+
+    return tamper
+
+
 @pytest.mark.parametrize(
     "tamper, expected",
     [
@@ -108,6 +125,8 @@ NAN = math.nan
         (_set("pos", "wall_s", value=NAN), "position wall_s is nan"),
         (_set("meter", "sums", value={"train/loss": "low"}), "meter sums: 'train/loss' is"),
         (_set("metrics", value={"test/acc": "high"}), "metrics are not all names of numbers"),
+        (_poison("model", NAN), "holds NaN or infinity"),
+        (_poison("optimizer", math.inf), "holds NaN or infinity"),
     ],
 )
 def test_a_damaged_search_checkpoint_is_refused(runs, tmp_path, capsys, tamper, expected):
@@ -124,6 +143,8 @@ def test_a_damaged_search_checkpoint_is_refused(runs, tmp_path, capsys, tamper, 
         (_set("pos", "epoch", value=10**30), f"position epoch is {10**30}, not a count"),
         (_set("pos", "global_step", value=-3), "position global_step is -3, not a count"),
         (_set("pos", "step", value=1.5), "position step is 1.5, not a count"),
+        (_poison("model", -math.inf), "holds NaN or infinity"),
+        (_poison("optimizer", NAN), "holds NaN or infinity"),
     ],
 )
 def test_a_damaged_training_checkpoint_is_refused(runs, tmp_path, capsys, tamper, expected):
