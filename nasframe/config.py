@@ -9,6 +9,7 @@ registry, so plugins validate like built-ins. Problems are reported one line eac
 from __future__ import annotations
 
 import copy
+import datetime
 import inspect
 import math
 import re
@@ -466,6 +467,25 @@ class SearchConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _converges(self) -> SearchConfig:
+        """stop_when_converged needs a strategy class with converged() (random has none): known
+        from the config alone, so refused here rather than when the search starts."""
+        if self.stop_when_converged is None:
+            return self
+        try:
+            factory = registry.get("strategy", self.strategy)
+        except registry.PluginError:  # reported by the strategy field
+            return self
+        if isinstance(factory, type) and not hasattr(factory, "converged"):
+            raise error_at(
+                "converged",
+                "strategy '{s}' has no converged(); remove stop_when_converged or use asng",
+                ("stop_when_converged",),
+                s=self.strategy,
+            )
+        return self
+
     @property
     def latency_options(self) -> LatencyConfig:
         """``latency``, or its defaults."""
@@ -623,12 +643,12 @@ def _problems(
             loc = (*loc, ctx["key"])
         elif isinstance(ctx.get("at"), tuple):  # a model validator pointing below its model
             loc = (*loc, *ctx["at"])
-        msg = e["msg"]
+        given = override_of(loc, overridden or {})
+        msg = e["msg"] + _hint(e, loc, lines, given)
         if e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown key"
-        given = override_of(loc, overridden or {})
         if given is not None:  # the value came from the command line, not from the file
             problem = Problem(f"--set {given}", None, _pretty_loc(loc, raw), msg)
         else:
@@ -638,6 +658,27 @@ def _problems(
             seen.add(str(problem))
             out.append(problem)
     return out
+
+
+def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> str:
+    """A fix for a value of the wrong kind: quotes for a text field given what YAML reads as a
+    boolean, number or date (``name: no``), the plain integer for a whole number written another
+    way in a strict integer field (``width: 1e3``, ``width: 1_000``); '' otherwise."""
+    value = e.get("input")
+    if e["type"] == "int_type" and isinstance(value, float | str):
+        try:
+            number = float(value)  # 1e3 -> 1000.0, "1_000" -> 1000.0
+        except ValueError:
+            return ""
+        return f"; write {int(number)}" if number.is_integer() else ""
+    if e["type"] != "string_type" or not isinstance(value, bool | int | float | datetime.date):
+        return ""
+    if given is not None:
+        path, _, written = given.partition("=")
+        return f"; quote it: --set '{path}=\"{written.strip()}\"'"
+    written = lines.text(loc) or str(value)
+    key = f"{loc[-1]}: " if loc and isinstance(loc[-1], str) else ""
+    return f'; quote it: {key}"{written}"'
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

@@ -25,6 +25,10 @@ one-hot index. `{choices: [16, 32, 64], ordinal: true}` declares numbers in incr
 ordered: ASNG then searches the choice with a rounded Gaussian over its indices instead (see
 [ASNG, exactly](asng.md#ordinal-choices)). Unknown keys are errors. `--set key.path=value` overrides any field from the command
 line (stages may be named: `--set space.stages.s1.width=64`).
+
+Numbers are read as YAML 1.2 defines them (not as YAML 1.1): `1e-3` and `1e3` are numbers,
+`017` is 17 (octal is written `0o17`, hexadecimal `0x1f`), and `1:30` and `1_000` are text;
+write quotes for text that YAML would read as a number, boolean or date (`name: "2024"`).
 """
 
 

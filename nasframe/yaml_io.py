@@ -3,11 +3,19 @@
 Only ``yaml.SafeLoader`` is used: YAML can never construct Python objects. ``load_yaml`` returns the
 data and a :class:`LineMap` that tells on which line each key or item was written, so that every
 validation error can name its line.
+
+Numbers are read as the YAML 1.2 core schema defines them, not as PyYAML's YAML 1.1: ``1e-3`` is
+a float (1.1: a string), ``017`` is 17 (1.1: octal 15), ``0o17`` is octal, and ``1:30`` and
+``1_000`` are strings (1.1: 90 and 1000). Booleans (``yes``/``no`` too), null and dates are
+unchanged. :func:`dump_yaml` quotes every string that either version would read as something
+else, so that its output reads back the same with nasframe or with any other YAML reader.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,23 +24,96 @@ import yaml
 
 from .errors import ConfigError, Problem
 
-__all__ = ["LineMap", "load_yaml", "dump_yaml", "parse_scalar"]
+__all__ = ["LineMap", "Loader", "Dumper", "load_yaml", "dump_yaml", "parse_scalar"]
 
 Loc = tuple[Any, ...]
 
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+#: YAML 1.2 core schema: decimal (leading zeros allowed), octal 0o, hexadecimal 0x.
+_INT_RE = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_FLOAT_RE = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+
+
+class Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with the ints and floats of YAML 1.2's core schema (see the module)."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    try:
+        if not _INT_RE.fullmatch(text):
+            raise ValueError
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text)
+    except ValueError:  # an explicit !!int of something else, or more than 4300 digits
+        what = f"cannot read {text[:40]!r} as an integer"
+        raise yaml.constructor.ConstructorError(None, None, what, node.start_mark) from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = loader.construct_scalar(node)
+    if not _FLOAT_RE.fullmatch(text):  # an explicit !!float of something else
+        what = f"cannot read {text[:40]!r} as a number"
+        raise yaml.constructor.ConstructorError(None, None, what, node.start_mark)
+    lower = text.lower()
+    if lower.endswith(".inf"):
+        return -math.inf if text.startswith("-") else math.inf
+    return math.nan if lower == ".nan" else float(text)
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver(_INT, re.compile(f"^(?:{_INT_RE.pattern})$"), list("-+0123456789"))
+Loader.add_implicit_resolver(
+    _FLOAT, re.compile(f"^(?:{_FLOAT_RE.pattern})$"), list("-+.0123456789")
+)
+Loader.add_constructor(_INT, _construct_int)
+Loader.add_constructor(_FLOAT, _construct_float)
+
+
+class Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes a string whenever YAML 1.2 (:class:`Loader`) or YAML 1.1
+    (any other reader, e.g. ``yaml.safe_load``) would read it as something else (``'1e3'``,
+    ``'0o17'``, ``'1_000'``); numbers are written in forms both read alike."""
+
+
+Dumper.yaml_implicit_resolvers = {
+    first: Loader.yaml_implicit_resolvers.get(first, [])
+    + [
+        r
+        for r in yaml.SafeLoader.yaml_implicit_resolvers.get(first, [])
+        if r not in Loader.yaml_implicit_resolvers.get(first, [])
+    ]
+    for first in {*Loader.yaml_implicit_resolvers, *yaml.SafeLoader.yaml_implicit_resolvers}
+}
+
 
 class LineMap:
-    """Line numbers (1-based) of every key and sequence item of a YAML document."""
+    """Line numbers (1-based) of every key and sequence item of a YAML document, and the text of
+    every scalar value as written (``no``, ``1e3``), for messages that quote the user."""
 
-    def __init__(self, lines: dict[Loc, int] | None = None) -> None:
+    def __init__(
+        self, lines: dict[Loc, int] | None = None, texts: dict[Loc, str] | None = None
+    ) -> None:
         self.lines = lines or {}
+        self.texts = texts or {}
 
     @classmethod
     def from_node(cls, node: yaml.Node | None) -> LineMap:
         lines: dict[Loc, int] = {}
+        texts: dict[Loc, str] = {}
 
         def walk(n: yaml.Node, loc: Loc) -> None:
-            if isinstance(n, yaml.MappingNode):
+            if isinstance(n, yaml.ScalarNode):
+                texts[loc] = n.value
+            elif isinstance(n, yaml.MappingNode):
                 for key, value in n.value:
                     if isinstance(key, yaml.ScalarNode):
                         sub = (*loc, key.value)
@@ -46,7 +127,11 @@ class LineMap:
         if node is not None:
             lines[()] = node.start_mark.line + 1
             walk(node, ())
-        return cls(lines)
+        return cls(lines, texts)
+
+    def text(self, loc: Sequence[Any]) -> str | None:
+        """The scalar at exactly ``loc`` as the file writes it (None if not a scalar there)."""
+        return self.texts.get(tuple(loc))
 
     def line(self, loc: Sequence[Any]) -> int | None:
         """Line of the deepest prefix of ``loc`` that the file contains."""
@@ -72,17 +157,23 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
     if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block
         raise ConfigError([Problem(shown, None, "", "not a regular file, expected a YAML file")])
     try:
-        text = path.read_text(encoding="utf-8")
+        data_bytes = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([Problem(shown, None, "", "file not found")]) from None
     except IsADirectoryError:
         raise ConfigError(
             [Problem(shown, None, "", "is a directory, expected a YAML file")]
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ConfigError([Problem(shown, None, "", f"cannot read: {e}")]) from None
     try:
-        loader = yaml.SafeLoader(text)
+        text = data_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data_bytes[: e.start].count(b"\n") + 1
+        what = f"not UTF-8 text (byte 0x{data_bytes[e.start]:02x}); save the file as UTF-8"
+        raise ConfigError([Problem(shown, line, "", what)]) from None
+    try:
+        loader = Loader(text)
         try:  # parsed once: the checked node tree is the one constructed
             node = loader.get_single_node()
             data = None
@@ -98,6 +189,10 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
         if "could not determine a constructor" in what or "tag" in what and "!!" in text:
             what = f"{what}; nasframe configs are plain YAML, tags that build objects are refused"
         raise ConfigError([Problem(shown, line, "", f"invalid YAML: {what}")]) from None
+    except yaml.reader.ReaderError as e:  # a control character; position is in characters
+        line = text[: e.position].count("\n") + 1
+        what = f"invalid YAML: character #x{e.character:04x} is not allowed; remove it"
+        raise ConfigError([Problem(shown, line, "", what)]) from None
     except yaml.YAMLError as e:
         raise ConfigError([Problem(shown, None, "", f"invalid YAML: {e}")]) from None
     except RecursionError:
@@ -112,9 +207,10 @@ MAX_NODES = 100_000  # a config is a few hundred; aliases can multiply a short f
 
 
 def _check_structure(root: yaml.Node, shown: str) -> None:
-    """Refuse what SafeLoader would accept but a config never needs: a key given twice in one
-    mapping (the last would silently win), an alias inside itself, or aliases expanding the
-    document past :data:`MAX_NODES`."""
+    """Refuse what SafeLoader would accept but a config never needs: a key that is not text
+    (``~: 1`` would become the key None, far from its line), a key given twice in one mapping
+    (the last would silently win), an alias inside itself, or aliases expanding the document
+    past :data:`MAX_NODES`."""
 
     def refused(line: int | None, where: str, what: str) -> ConfigError:
         return ConfigError([Problem(shown, line, where, what)])
@@ -134,6 +230,7 @@ def _check_structure(root: yaml.Node, shown: str) -> None:
         if isinstance(node, yaml.MappingNode):
             first: dict[Any, int] = {}
             for key, value in node.value:
+                _check_key(key, shown)
                 if isinstance(key, yaml.ScalarNode):
                     line = key.start_mark.line + 1
                     if key.value in first:
@@ -145,10 +242,38 @@ def _check_structure(root: yaml.Node, shown: str) -> None:
             stack.extend((item, inner) for item in node.value)
 
 
+#: What YAML reads a key as, when that is not text (a key is a name, always text).
+_KINDS = {
+    f"tag:yaml.org,2002:{tag}": kind
+    for tag, kind in [
+        ("null", "null"),
+        ("bool", "a boolean"),
+        ("int", "a number"),
+        ("float", "a number"),
+        ("timestamp", "a date"),
+    ]
+}
+
+
+def _check_key(key: yaml.Node, shown: str) -> None:
+    """Refuse a mapping key that YAML reads as null, a boolean, a number or a date (``~``,
+    ``yes``, ``1``), at its line and as written, and a list or mapping as a key."""
+    line = key.start_mark.line + 1
+    if not isinstance(key, yaml.ScalarNode):
+        what = "invalid YAML: a key must be text, not a list or mapping"
+        raise ConfigError([Problem(shown, line, "", what)])
+    kind = _KINDS.get(key.tag)
+    if kind is not None:  # text, << and = pass; another tag is judged when constructed
+        hint = f'; quote it ("{key.value}") if that is the name you mean' if key.value else ""
+        what = f"a key must be text, not {kind}{hint}"
+        raise ConfigError([Problem(shown, line, key.value, what)])
+
+
 def parse_scalar(text: str) -> Any:
-    """Parse a ``--set`` value the way YAML would (``3`` -> int, ``[1, 2]`` -> list)."""
+    """Parse a ``--set`` value the way a config file would (``3`` -> int, ``1e-3`` -> float,
+    ``[1, 2]`` -> list)."""
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return yaml.load(text, Loader=Loader) if text.strip() else ""  # noqa: S506 (safe)
     except yaml.YAMLError:
         return text
 
@@ -157,5 +282,6 @@ def dump_yaml(data: Any, path: str | os.PathLike) -> None:
     """Write YAML atomically (temporary file, then rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), encoding="utf-8")
+    text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=None)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
