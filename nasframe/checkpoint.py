@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import pickle
+import pickletools
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -16,10 +21,14 @@ __all__ = [
     "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
+    "load_weights",
     "write_json",
     "rng_state",
     "set_rng_state",
 ]
+
+# What torch.save's legacy (non-zip) format starts with: its magic number, pickled.
+_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -44,20 +53,138 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint safely (tensors and plain containers only)."""
+    """Read a checkpoint safely (tensors and plain containers only); a file that cannot be read
+    is one line saying why (empty, truncated, not a PyTorch file, unsafe), not torch's page."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no checkpoint here; is this a nasframe run directory?")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupted, foreign or unsafe file: torch's text is a page long
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            first = "it holds Python objects other than tensors and plain containers, refused"
         raise UserError(
-            f"{path}: not a readable nasframe checkpoint ({first}); it may be damaged or not "
-            "from nasframe"
+            f"{path}: not a readable nasframe checkpoint: {_unreadable(path, e)}"
         ) from None
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in a few words, from the file's first bytes
+    (a zip archive is torch.save's format, a pickle its legacy one) and the error."""
+    if "Unsupported global" in str(error) or "GLOBAL" in str(error):
+        return "it holds Python objects other than tensors and plain containers, refused"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        is_zip = head.startswith(b"PK") and zipfile.is_zipfile(path)
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"cannot read it ({getattr(e, 'strerror', None) or e})"
+    if not head:
+        return "the file is empty"
+    if is_zip and not any(n.endswith("/data.pkl") for n in names):
+        return "not a PyTorch file (a zip archive without torch's data.pkl)"
+    if head.startswith(b"PK") and not is_zip:
+        return "truncated or damaged (its zip archive has lost its end)"
+    if head.startswith((b"PK", _LEGACY_MAGIC)):
+        return f"truncated or damaged ({_short(error)})"
+    if head[:1] == b"\x80":  # a pickle's PROTO opcode: a pickle, but not one torch.save wrote
+        if _pickles_objects(path):
+            return "it holds Python objects other than tensors and plain containers, refused"
+        return "not a PyTorch file (a plain Python pickle)"
+    text = _text_start(head)
+    if text:
+        return f"not a PyTorch file (it holds text: {text!r})"
+    return "not a PyTorch file (neither a zip archive nor a pickle)"
+
+
+def _short(error: Exception) -> str:
+    """The gist of a torch.load error: miniz's or the unpickler's reason, else its first line."""
+    text = str(error)
+    for pattern in (r"zip archive: ([^.\n]+)", r"WeightsUnpickler error:\s*([^\n]+)"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(1).strip()[:80]
+    first = text.strip().splitlines()[0][:80] if text.strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _text_start(head: bytes) -> str:
+    """The first line of ``head`` (up to 24 characters) when it is printable UTF-8 text, else ''."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a character cut at the end of ``head`` is still text
+        text = head[: e.start].decode("utf-8") if e.start >= len(head) - 3 else ""
+    lines = text.strip().splitlines()
+    return lines[0][:24] if lines and lines[0].isprintable() else ""
+
+
+def _pickles_objects(path: Path) -> bool:
+    """Whether the pickle in ``path`` names Python globals (classes, functions): read opcode by
+    opcode, never unpickled."""
+    try:
+        with open(path, "rb") as f:
+            return any("GLOBAL" in op.name for op, _, _ in pickletools.genops(f))
+    except Exception:  # a damaged pickle: what it would have called is unknown
+        return False
+
+
+def load_weights(
+    model: torch.nn.Module, path: Path, config_path: Path, *, growth: bool = False, purpose: str
+) -> None:
+    """Load the state dict in ``path`` into ``model`` (built from ``config_path``); weights that
+    do not fit are refused naming the first mismatch, and weights that are not finite naming the
+    first such tensor (a diverged training: nothing to ``purpose``). ``growth``: the config grows
+    its widths, so narrower weights may be a growth run that stopped early."""
+    state = load_checkpoint(path)
+    misfit, narrower = _misfit(model.state_dict(), state)
+    if misfit:
+        hint = " (a growth run that did not reach its full widths?)" if growth and narrower else ""
+        raise UserError(
+            f"{path}: these weights do not fit the architecture of {config_path}: {misfit}{hint}"
+        )
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            what = "NaN" if torch.isnan(value).any() else "infinite values"
+            raise UserError(
+                f"{path}: {key} holds {what}; the training diverged, nothing to {purpose}"
+            )
+    model.load_state_dict(state)
+
+
+def _misfit(expected: Mapping[str, torch.Tensor], state: Any) -> tuple[str, bool]:
+    """The first way ``state`` differs from the state dict ``expected`` ('' when it fits), with
+    how many more there are, and whether every difference is a tensor narrower than expected."""
+    if not isinstance(state, Mapping):
+        return f"the file holds a {type(state).__name__}, not a mapping of names to tensors", False
+    problems: list[str] = []
+    narrower = True  # so far every difference is a tensor narrower than the network's
+    for key, want in expected.items():
+        got = state.get(key)
+        if key not in state:
+            problems.append(f"no tensor for {key}")
+        elif not isinstance(got, torch.Tensor):
+            problems.append(f"{key} is a {type(got).__name__}, not a tensor")
+        elif got.shape != want.shape:
+            problems.append(f"{key} has shape {tuple(got.shape)}, the network {tuple(want.shape)}")
+        else:
+            continue
+        narrower = narrower and _narrower(got, want)
+    unexpected = [f"unexpected {key}" for key in state if key not in expected]
+    if not problems + unexpected:
+        return "", False
+    problems += unexpected
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more, narrower and not unexpected
+
+
+def _narrower(got: Any, want: torch.Tensor) -> bool:
+    """Whether ``got`` is a tensor like ``want`` but no larger in any dimension."""
+    if not isinstance(got, torch.Tensor) or got.dim() != want.dim():
+        return False
+    return all(a <= b for a, b in zip(got.shape, want.shape, strict=True))
 
 
 def write_json(data: Any, path: str | os.PathLike) -> None:

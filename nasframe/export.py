@@ -9,19 +9,20 @@ loaded program and the network on the same batches.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write, load_checkpoint
+from .checkpoint import atomic_write, load_weights
 from .config import load_config
 from .errors import UserError
 from .network import build_network, num_classes_of
 from .runstate import RUN_CONFIG
 from .train import WEIGHTS
 
-__all__ = ["export_run", "EXPORTED"]
+__all__ = ["export_run", "largest_difference", "EXPORTED"]
 
 EXPORTED = "model.pt2"
 
@@ -40,14 +41,13 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
         )
     config, _ = load_config(config_path)
     shape, classes = _input_of(run, config)
-    model = build_network(config, shape, classes)
     try:
-        model.load_state_dict(load_checkpoint(weights))
-    except (RuntimeError, TypeError, AttributeError):
-        raise UserError(
-            f"{weights}: these weights do not fit the architecture of {config_path} "
-            "(a growth run that did not reach its full widths?)"
-        ) from None
+        model = build_network(config, shape, classes)
+    except UserError as e:  # e.g. open choices: a search space, not an architecture
+        located = config.locate(str(e))
+        raise UserError(located if located != str(e) else f"{config_path}: {e}") from None
+    growth = config.train.growth is not None
+    load_weights(model, weights, config_path, growth=growth, purpose="export")
     model.eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(2, *shape, generator=gen)
@@ -64,7 +64,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
     with torch.no_grad():
         for n in (1, 7):
             x = torch.randn(n, *shape, generator=gen)
-            diff = max(diff, (loaded(x) - model(x)).abs().max().item())
+            diff = max(diff, largest_difference(loaded(x), model(x)))
     return {
         "path": str(path),
         "input_shape": ["batch", *shape],
@@ -72,6 +72,14 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
         "parameters": sum(p.numel() for p in model.parameters()),
         "max_abs_difference": diff,
     }
+
+
+def largest_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest absolute difference between ``a`` and ``b``, NaN-aware: equal values (NaN in
+    both, or the same infinity) differ by 0, a NaN or infinity in one only by infinity."""
+    same = (a == b) | (a.isnan() & b.isnan())
+    gap = (a - b).abs().nan_to_num(nan=math.inf)
+    return torch.where(same, torch.zeros_like(gap), gap).max().item() if gap.numel() else 0.0
 
 
 def _input_of(run: Path, config: Any) -> tuple[tuple[int, ...], int]:

@@ -10,9 +10,11 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .runstate import RUN_CONFIG
+from .runstate import CHECKPOINT, RUN_CONFIG
 
 __all__ = ["read_summary", "show_run", "show_table"]
+
+ARCH = "arch.yaml"  # what a search exports
 
 
 def read_summary(run: Path) -> dict[str, Any]:
@@ -30,7 +32,13 @@ def read_summary(run: Path) -> dict[str, Any]:
 
 
 def show_run(run: Path) -> None:
-    """Print one run's summary, its selection if any, its final metrics and its architecture."""
+    """Print one run's summary, its selection if any, its final metrics and its architecture; a
+    run without summary.json but with its config.yaml (in progress, or stopped) shows what its
+    files tell."""
+    if not (run / "summary.json").exists() and (run / RUN_CONFIG).exists():
+        print(f"run: {run}   no summary.json: the run is in progress, or was stopped")
+        _show_architecture(run, None)
+        return
     summary = read_summary(run)
     head = [f"run: {run}"]
     for key in ("kind", "name", "device"):
@@ -63,16 +71,137 @@ def show_run(run: Path) -> None:
     final = summary.get("final")
     for key, value in (final if isinstance(final, dict) else {}).items():
         print(f"{key}: {shown(value)}")
-    arch = run / ("arch.yaml" if (run / "arch.yaml").exists() else RUN_CONFIG)
-    if arch.exists():
-        from .config import load_config
-        from .space import SearchSpace
+    _show_architecture(run, summary.get("kind"))
 
-        config, _ = load_config(arch)
-        space = SearchSpace(config)
-        print(f"architecture ({arch.name}):")
-        for line in space.describe([0] * len(space.choices)).splitlines():
-            print(f"  {line}")
+
+def _show_architecture(run: Path, kind: str | None) -> None:
+    """Print the run's architecture: its arch.yaml when that belongs to its config.yaml (else a
+    warning, and the file is not shown), a config.yaml without open choices, or what a search's
+    checkpoint would export now; or say why there is none."""
+    from .config import load_config
+    from .space import SearchSpace
+
+    config_path, arch_path = run / RUN_CONFIG, run / ARCH
+    config = None
+    if config_path.exists():
+        try:
+            config, _ = load_config(config_path)
+        except UserError as e:  # shown as far as arch.yaml goes, unchecked
+            _warn(f"{str(e).splitlines()[0]} ({RUN_CONFIG} cannot be read)")
+    if arch_path.exists():
+        try:
+            arch, _ = load_config(arch_path)
+            problem = _arch_problem(arch, config)
+            if problem is None:
+                _print_architecture(f"architecture ({ARCH})", SearchSpace(arch), None)
+                return
+            _warn(f"{arch_path}: {problem}; not shown as the run's architecture")
+        except UserError as e:  # its own located line: file:line: where: what
+            _warn(f"{str(e).splitlines()[0]}; {ARCH} not shown as the run's architecture")
+    if config is None:
+        return
+    space = SearchSpace(config)
+    n_open = _open_choices(space)
+    if not n_open:
+        _print_architecture(f"architecture ({RUN_CONFIG})", space, None)
+        return
+    ckpt = _read_checkpoint(run / CHECKPOINT)
+    ckpt_kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
+    kind = kind or ckpt_kind
+    if kind != "train" and ckpt_kind == "search" and _print_most_likely(run, ckpt, config, space):
+        return
+    if kind == "train":
+        print(
+            f"no architecture: {RUN_CONFIG} has {n_open} open choices (a search space, not an "
+            "architecture to train)"
+        )
+    else:
+        none = "" if (run / CHECKPOINT).exists() else f"; no {CHECKPOINT} yet"
+        print(f"no architecture yet: {RUN_CONFIG} has {n_open} open choices{none}")
+
+
+def _arch_problem(arch: Any, config: Any) -> str | None:
+    """Why arch.yaml is not the architecture of the run's ``config`` (None when it is, or when
+    there is no config to compare with): its ``space_hash`` missing (a truncated file) or another
+    space's, or choices still open."""
+    from .space import SearchSpace
+
+    if config is not None:
+        want = SearchSpace(config).hash
+        if arch.space_hash is None:
+            return "it has no space_hash (truncated, or not written by `nasframe search`?)"
+        if arch.space_hash != want:
+            return f"its space_hash {arch.space_hash} is not {RUN_CONFIG}'s ({want})"
+    n_open = _open_choices(SearchSpace(arch))
+    return f"it still has {n_open} open choices" if n_open else None
+
+
+def _print_most_likely(run: Path, ckpt: dict[str, Any], config: Any, space: Any) -> bool:
+    """Print the architecture the search would export now: its strategy's most likely one under
+    the checkpoint's distribution, as ``nasframe search`` computes it at its end. False (with a
+    warning) when the checkpoint does not fit the run's config."""
+    from .search import _make_strategy
+    from .strategy_common import DamagedState
+
+    path, S = run / CHECKPOINT, config.search
+    if ckpt.get("space_hash") != space.hash:
+        _warn(f"{path}: from another search space than {RUN_CONFIG}'s (hash {space.hash})")
+        return False
+    try:
+        strategy = _make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
+        strategy.load_state_dict(ckpt["strategy"])
+        epoch, step = int(ckpt["pos"]["epoch"]), int(ckpt["pos"]["step"])
+    except UserError as e:
+        _warn(f"{path}: cannot restore its strategy: {e}")
+        return False
+    except (DamagedState, LookupError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        _warn(f"{path}: its strategy state does not fit {RUN_CONFIG} ({type(e).__name__}: {e})")
+        return False
+    at = (
+        f"epoch {epoch} of {S.epochs}"
+        if not step
+        else f"epoch {epoch + 1} of {S.epochs}, step {step}"
+    )
+    if not hasattr(strategy, "mle"):
+        print(
+            f"no architecture yet: strategy '{S.strategy}' has no most likely one; the search "
+            f"ends by selecting one (checkpoint at {at})"
+        )
+        return True
+    final = "; search.select picks the final one" if S.select is not None else ""
+    _print_architecture(f"most likely so far (checkpoint at {at}{final})", space, strategy.mle())
+    return True
+
+
+def _print_architecture(label: str, space: Any, sample: Any) -> None:
+    """``label:`` and the architecture ``sample`` of ``space`` (None: its only one), indented."""
+    print(f"{label}:")
+    chosen = [0] * len(space.choices) if sample is None else sample
+    for line in space.describe(chosen).splitlines():
+        print(f"  {line}")
+
+
+def _open_choices(space: Any) -> int:
+    """How many of ``space``'s choices have more than one option."""
+    return sum(c.size > 1 for c in space.choices)
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """The checkpoint at ``path``, or None when there is none or it cannot be read (warned)."""
+    from .checkpoint import load_checkpoint
+
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path)
+    except UserError as e:
+        _warn(str(e))
+        return None
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr: what show cannot present, and why."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 COLUMNS = ("RUN", "KIND", "NAME", "STRATEGY", "EPOCHS", "VALID_ACC", "TEST_ACC", "PARAMS", "MACS")
