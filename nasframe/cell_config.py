@@ -120,7 +120,7 @@ class CellSpace(Strict):
     )
     cells: PositiveInt = Field(8, le=1000, description="number of cells during the search")
     channels: PositiveInt = Field(
-        16, le=1 << 16, description="channels of the first cells (doubled by each reduction; even)"
+        16, le=1 << 16, description="channels of the first cells (doubled by each reduction)"
     )
     stem_multiplier: PositiveInt = Field(
         3, description="the stem's 3x3 convolution outputs stem_multiplier x channels"
@@ -144,15 +144,17 @@ class CellSpace(Strict):
         for k, name in enumerate(self.ops):
             if name in self.ops[:k]:
                 raise error_at("cell_ops", "op '{n}' is listed twice", ("ops", k), n=name)
-        if self.channels % 2:
-            raise error_at(
-                "channels",
-                "{v} channels: must be even (reductions split them in two halves)",
-                ("channels",),
-                v=self.channels,
-            )
+        # Any number of channels works, odd too: the factorized reductions that split channels
+        # in two halves only ever get those of reduction cells, which doubled them.
         counts = {self.cells, self.retrain.cells or self.cells}
         for k, r in enumerate(self.reductions or []):
+            if r in self.reductions[:k]:
+                raise error_at(
+                    "reductions",
+                    "cell {r} is listed twice; keep one (a cell reduces once)",
+                    ("reductions", k),
+                    r=r,
+                )
             if r >= min(counts):
                 raise error_at(
                     "reductions",

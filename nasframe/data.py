@@ -15,11 +15,12 @@ import torch
 from . import registry
 from .augment import augment_batch
 from .config import AugmentConfig, DataConfig
-from .datasets import Dataset
+from .datasets import READS_NO_FILES, Dataset
 from .errors import UserError, did_you_mean
 
 __all__ = [
     "load_dataset",
+    "check_root",
     "split_train_valid",
     "epoch_order",
     "batch_at",
@@ -31,6 +32,7 @@ __all__ = [
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The dataset named in the config, from the registry."""
     factory = registry.get("dataset", cfg.name)
+    check_root(cfg)
     _check_options(cfg.name, factory, cfg.options)
     try:
         data = factory(root=cfg.root, **cfg.options)
@@ -46,6 +48,13 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         if x.shape[0] == 0:  # caught here, not as a crash after the first epoch
             raise UserError(f"data.options: dataset '{cfg.name}' gave an empty {split} split")
     return data
+
+
+def check_root(cfg: DataConfig) -> None:
+    """Refuse ``data.root`` for a built-in dataset that reads no files (it would be ignored, and
+    the user would believe the data came from there)."""
+    if cfg.root is not None and registry.get("dataset", cfg.name) in READS_NO_FILES:
+        raise UserError(f"data.root: {cfg.name} is built in and reads no files; remove data.root")
 
 
 def _check_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
@@ -74,10 +83,16 @@ def split_train_valid(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Disjoint train / valid parts of the training data (a seeded permutation)."""
     n = x.shape[0]
+    if n < 2:  # no fraction helps: the dataset's options ask for too little
+        raise UserError(
+            f"data.options: the dataset gives {n} training sample(s); a search needs at least 2 "
+            "(one to train on, one to rank architectures on)"
+        )
     n_valid = int(round(n * valid_fraction))
     if n_valid < 1 or n - n_valid < 1:
         raise UserError(
-            f"data.valid_fraction: {valid_fraction} leaves an empty split of {n} samples"
+            f"data.valid_fraction: {valid_fraction} of the {n} training samples leaves "
+            f"{n - n_valid} to train on and {n_valid} to validate on; each needs at least 1"
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     tr, va = perm[n_valid:], perm[:n_valid]

@@ -19,7 +19,16 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["Dataset", "mnist1d", "digits", "synthetic", "cache_dir", "int_option", "bool_option"]
+__all__ = [
+    "Dataset",
+    "mnist1d",
+    "digits",
+    "synthetic",
+    "cache_dir",
+    "int_option",
+    "bool_option",
+    "READS_NO_FILES",
+]
 
 
 @dataclass
@@ -49,6 +58,8 @@ def cache_dir() -> Path:
 def int_option(name: str, value: Any, low: int, high: int | None = None, why: str = "") -> int:
     """``data.options.<name>`` as an integer in ``low..high`` (no upper bound: ``high=None``),
     or a UserError saying what is allowed (and ``why``, if given)."""
+    if isinstance(value, float) and value.is_integer():  # 1e4, as YAML 1.2 reads it
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserError(f"data.options.{name}: expected an integer, got {value!r}")
     value = int(value)
@@ -174,6 +185,11 @@ def synthetic(
             raise
         raise _too_big(need, "more than could be allocated") from None
     return Dataset("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes)
+
+
+#: The built-in datasets that generate their data or ship it with a package: ``data.root`` is
+#: refused for them (mnist1d caches what it generates in :func:`cache_dir`, not in a root).
+READS_NO_FILES = (mnist1d, digits, synthetic)
 
 
 def _too_big(need: int, why: str) -> UserError:

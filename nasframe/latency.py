@@ -206,9 +206,6 @@ class LatencyTable:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else e
             raise UserError(f"{at}: not a readable latency table ({reason})") from None
         entries = data.get("entries") if isinstance(data, dict) else None
-        batch = data.get("batch_size", 1) if isinstance(data, dict) else None
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            entries = None  # a header no table of nasframe's has
         if not isinstance(entries, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in entries.values()
@@ -216,6 +213,13 @@ class LatencyTable:
             raise UserError(
                 f"{at}: not a latency table (it needs an 'entries' mapping of parts to "
                 "non-negative milliseconds, as a run's latency.json has)"
+            )
+        batch = data.get("batch_size", 1)
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise UserError(  # no batch size to suggest: the times were taken at an unknown one
+                f"{at}: the table's header is damaged: its batch_size is {batch!r}, not a "
+                "positive whole number, so it is unknown what its times were measured at; "
+                "use another table or time the parts again (`nasframe latency`)"
             )
         if batch_size is not None and "batch_size" in data and batch != batch_size:
             raise UserError(
@@ -318,11 +322,16 @@ def latency_device(
     options: LatencyConfig, run_device: torch.device
 ) -> tuple[torch.device, int | None]:
     """Where ``search.latency`` times (default: ``run_device``) and on how many CPU threads."""
-    device = (
-        run_device
-        if options.device is None
-        else resolve_device(options.device, "search.latency.device")
-    )
+    if options.device is None:
+        device = run_device
+    elif options.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(  # the advice of resolve_device (auto) would time on the CPU unasked
+            f"search.latency.device: '{options.device}' was requested but CUDA is not available "
+            "on this machine; use search.latency.device: cpu, or remove it to time on the run's "
+            "device"
+        )
+    else:
+        device = resolve_device(options.device, "search.latency.device")
     if options.threads is not None and device.type != "cpu":
         raise UserError(
             f"search.latency.threads: CPU threads, but the parts are timed on {device}; remove "

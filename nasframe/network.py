@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import registry
-from .config import Config, options
+from .config import Choice, Config, options
 from .errors import UserError
 from .ops import LAYOUTS
 from .slicing import SlicedOp
@@ -33,6 +33,7 @@ __all__ = [
     "PlacedSlot",
     "build_network",
     "build_network_layout",
+    "check_ops",
     "with_widths",
     "count_parameters",
 ]
@@ -52,12 +53,23 @@ class Slot:
     layer: int | None = None  # index within the stage (None: not depth-controlled)
     depth_field: Any = None
     depth_path: str | None = None
+    op_field: str = ""  # config path of the op field: space.stem.op, space.stages.s1.layer.op, ...
 
 
 def slots(config: Config) -> list[Slot]:
     """The chain's slots in execution order."""
     sp = config.space
-    out = [Slot("stem", sp.stem.op, None, sp.stem.channels, "space.stem.channels", 1)]
+    out = [
+        Slot(
+            "stem",
+            sp.stem.op,
+            None,
+            sp.stem.channels,
+            "space.stem.channels",
+            1,
+            op_field="space.stem.op",
+        )
+    ]
     for st in sp.stages:
         base = f"space.stages.{st.name}"
         out.append(
@@ -69,9 +81,11 @@ def slots(config: Config) -> list[Slot]:
                 f"{base}.width",
                 st.stride,
                 st.name,
+                op_field=f"{base}.transition",
             )
         )
         for i, layer in enumerate(st.layer_configs()):
+            op_field = f"{base}.layer.op" if st.layers is None else f"{base}.layers.{i}.op"
             width, width_path = (
                 (layer.width, f"{base}.layer{i}.width")
                 if layer.width is not None
@@ -89,9 +103,18 @@ def slots(config: Config) -> list[Slot]:
                     i,
                     st.depth,
                     f"{base}.depth",
+                    op_field,
                 )
             )
     return out
+
+
+def op_path(slot: Slot, name: str) -> str:
+    """The config path of op ``name`` at ``slot`` (errors start with it, so that the CLI gives
+    its line): the op field, or the option of the field's choice that names ``name``."""
+    if isinstance(slot.op, Choice):
+        return f"{slot.op_field}.choices.{slot.op.choices.index(name)}"
+    return slot.op_field
 
 
 def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
@@ -125,11 +148,25 @@ def _op_class(name: str, layout: str, where: str) -> Any:
             "fix or uninstall the plugin that registers it"
         )
     if layout not in getattr(cls, "layouts", ()):
+        fits = _ops_for(layout)
         raise UserError(
             f"{where}: op '{name}' does not support layout '{layout}' (it supports "
             f"{', '.join(cls.layouts)})"
+            + (f"; ops for '{layout}': {', '.join(fits)}" if fits else "")
         )
     return cls
+
+
+def _ops_for(layout: str) -> list[str]:
+    """The registered ops that support ``layout`` (plugins that fail to load left out)."""
+    fits = []
+    for name in registry.names("op"):
+        try:
+            if layout in getattr(registry.get("op", name), "layouts", ()):
+                fits.append(name)
+        except Exception:  # a broken plugin is reported where it is used, not here
+            continue
+    return fits
 
 
 def _check_preserving(cls: Any, name: str, ins: Sequence[int], out_w: Any, where: str) -> None:
@@ -183,6 +220,22 @@ def executed_slots(
         yield slot, name, space.value(slot.out_path, slot.out, sample)
 
 
+def check_ops(config: Config, in_channels: int | None = None) -> None:
+    """Refuse, at its config path, an op of a chain space that does not support the space's
+    layout, or a channel-preserving op whose input and output widths can differ: what building
+    the network would refuse. ``in_channels=None`` (no data loaded) leaves out the stem's input
+    width, which the data set."""
+    if config.space.type != "chain":
+        return
+    chain = slots(config)
+    ins, _ = reaching_widths(chain, in_channels or 0)
+    for k, (slot, reaching) in enumerate(zip(chain, ins, strict=True)):
+        for name in options(slot.op):
+            cls = _op_class(name, config.space.layout, op_path(slot, name))
+            if k > 0 or in_channels is not None:
+                _check_preserving(cls, name, reaching, slot.out, op_path(slot, name))
+
+
 class Supernet(nn.Module):
     """All candidates of a space; ``forward(x, sample)`` runs only the sampled sub-network."""
 
@@ -197,8 +250,8 @@ class Supernet(nn.Module):
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
             for name in options(slot.op):
-                cls = _op_class(name, self.layout, slot.where)
-                _check_preserving(cls, name, reaching, slot.out, slot.where)
+                cls = _op_class(name, self.layout, op_path(slot, name))
+                _check_preserving(cls, name, reaching, slot.out, op_path(slot, name))
                 modules = cls.build(max(reaching), max(options(slot.out)), slot.stride, self.layout)
                 ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
@@ -267,8 +320,8 @@ def build_network_layout(
     placed: list[PlacedSlot] = []
     prev: Any = in_ch
     for slot, name, out in executed_slots(space, slots(config), sample):
-        cls = _op_class(name, layout, slot.where)
-        _check_preserving(cls, name, [prev], out, slot.where)
+        cls = _op_class(name, layout, op_path(slot, name))
+        _check_preserving(cls, name, [prev], out, op_path(slot, name))
         start = len(modules)
         modules.extend(cls.build(prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from . import registry
 from .config import Config
+from .data import check_root
+from .network import check_ops
 from .space import SearchSpace
 
-__all__ = ["preflight"]
+__all__ = ["preflight", "check_growth_options"]
 
 
 def preflight(config: Config, data: bool = False) -> str:
@@ -13,12 +16,16 @@ def preflight(config: Config, data: bool = False) -> str:
     what was checked.
 
     A config with choices is checked as a search, one without as a training (an ``arch.yaml``).
-    Always: the strategy and its options. With ``data``: the whole set-up of the run (the dataset
-    loaded, the networks built on the config's device, growth, optimizer and schedule), stopping
-    before anything is written.
+    Always: ``data.root`` against the dataset, the ops against the layout, the strategy and its
+    options, the growth strategy's options. With ``data``: the whole set-up of the run (the
+    dataset loaded, the networks built on the config's device, growth, optimizer and schedule),
+    stopping before anything is written.
     """
     from .search import _make_strategy, run_search
 
+    check_root(config.data)
+    check_ops(config)
+    check_growth_options(config)
     space = SearchSpace(config)
     if space.choices:
         if data:  # the dry run makes the strategy too
@@ -33,3 +40,21 @@ def preflight(config: Config, data: bool = False) -> str:
 
     info = run_train(config, None, progress=False, dry_run=True)
     return f"training set up: {info['data']}, {info['train']} train / {info['test']} test"
+
+
+def check_growth_options(config: Config) -> None:
+    """Refuse a ``train.growth.options`` key the growth strategy does not take, or a value of the
+    wrong kind, at ``train.growth.options.KEY`` (the strategy's ``checked_options``, which
+    :class:`nasframe_growth.GrowthStrategy` provides; a plugin without it is not checked here)."""
+    growth = config.train.growth
+    if growth is None:
+        return
+    check = getattr(registry.get("growth", growth.strategy), "checked_options", None)
+    if check is None:
+        return
+    try:
+        check(growth.options)
+    except (TypeError, ValueError) as e:
+        from .train import growth_error
+
+        raise growth_error(e) from None

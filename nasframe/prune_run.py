@@ -6,6 +6,8 @@ reduced) and weights that a network built from that arch loads, plus a report of
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,27 @@ def _classes(model: torch.nn.Sequential) -> int:
     return model[-1].out_features
 
 
+def _refuse_pruned(run_dir: Path) -> None:
+    """Refuse a directory ``nasframe prune`` wrote (it has no config.yaml, but an arch.yaml and a
+    ``kind: prune`` summary). Pruning it again would prune a network whose removed units were
+    already folded into the next layers' biases; pruning the source run with the new threshold
+    prunes the trained weights themselves."""
+    if (run_dir / RUN_CONFIG).exists():
+        return
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = None
+    if isinstance(summary, dict) and summary.get("kind") == "prune":
+        source = summary.get("source") or "the run it came from"
+        raise UserError(
+            f"{run_dir}: already pruned (from {source}); prune {source} again with another "
+            f"--threshold, or retrain {run_dir / 'arch.yaml'} with `nasframe train` and prune "
+            "that run"
+        )
+    raise UserError(f"{run_dir}: no {RUN_CONFIG} here; prune a finished `nasframe train` run")
+
+
 def run_prune(
     run_dir: str | Path,
     *,
@@ -76,12 +99,19 @@ def run_prune(
     out: str | Path | None = None,
     config: Config | None = None,
 ) -> dict[str, Any]:
-    """Prune the trained network of ``run_dir``; write ``out`` (default ``RUN_DIR/pruned``)."""
+    """Prune the trained network of ``run_dir``; write ``out`` (default ``RUN_DIR/pruned``).
+
+    ``threshold`` is ``nasframe prune --threshold`` (None: the config's ``prune.threshold``). A
+    directory this wrote is refused: prune its source run again (with another threshold) instead.
+    """
     run_dir = Path(run_dir)
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        raise UserError(f"--threshold {threshold}: must be a positive number")
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
     if config is None:
+        _refuse_pruned(run_dir)
         config, _ = load_config(run_dir / RUN_CONFIG)
     method = config.prune.method if config.prune else "adam_sparsity"
     xi = threshold if threshold is not None else (config.prune.threshold if config.prune else 1e-4)

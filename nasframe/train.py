@@ -77,7 +77,16 @@ def _growth_controller(model: nn.Module, cfg: Any) -> Any:
             **cfg.options,
         )
     except (ValueError, TypeError) as e:
-        raise UserError(f"train.growth: {e}") from None
+        raise growth_error(e) from None
+
+
+def growth_error(e: Exception) -> UserError:
+    """A growth plugin's refusal as a located message: at ``train.growth.options.KEY`` when the
+    error names the option (``key`` and ``what`` attributes, as ``nasframe_growth`` raises)."""
+    key = getattr(e, "key", None)
+    if isinstance(key, str):
+        return UserError(f"train.growth.options.{key}: {getattr(e, 'what', e)}")
+    return UserError(f"train.growth: {e}")
 
 
 def _check_growth_fits(growth: Any, total: int, epochs: int, steps: int) -> None:

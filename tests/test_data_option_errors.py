@@ -70,7 +70,8 @@ def _refused(path, capsys) -> str:
         ("digits", "nope: 1", "nope", "nope: unknown option of dataset 'digits'; it takes "),
         ("mnist1d", "n_train: 5", "n_train", "n_train: unknown option of dataset 'mnist1d'; it "),
         ("digits", "root: /x", "root", "root: set data.root instead"),
-        ("synthetic", "n_train: 1e12", "n_train", "n_train: expected an integer, got '1e12'"),
+        ("synthetic", "n_train: 1e2.5", "n_train", "n_train: expected an integer, got '1e2.5'"),
+        ("synthetic", "n_train: 25e-1", "n_train", "n_train: expected an integer, got 2.5"),
         ("synthetic", "n_train: 1", "n_train", "n_train: must be at least 2, got 1"),
         ("synthetic", "n_test: 0", "n_test", "n_test: must be at least 1, got 0"),
         ("synthetic", "classes: abc", "classes", "classes: expected an integer, got 'abc'"),
@@ -90,13 +91,21 @@ def test_a_bad_dataset_option_names_itself_at_its_line(
 
 
 @pytest.mark.parametrize(
-    "options", ["n_train: 1000000000000", "shape: [100000, 100000, 100000]"], ids=["n", "shape"]
+    "options",
+    ["n_train: 1000000000000", "n_train: 1e12", "shape: [100000, 100000, 100000]"],
+    ids=["n", "n_float", "shape"],
 )
 def test_synthetic_data_too_big_for_memory_is_refused_before_allocating(tmp_path, capsys, options):
     cfg = _config(tmp_path, f"data:\n  name: synthetic\n  options:\n    {options}\n")
     line = _refused(cfg, capsys)
     assert line.startswith(f"{cfg}:{_line_of(cfg, 'options:')}: data.options: the synthetic data ")
     assert "GiB" in line and line.endswith("make shape, n_train, n_test or classes smaller")
+
+
+def test_a_whole_number_written_with_an_exponent_is_an_integer_option(tmp_path, capsys):
+    cfg = _config(tmp_path, "data:\n  name: digits\n  options:\n    test_size: 1e2\n")
+    assert main(["validate", "--data", str(cfg)]) == 0
+    assert "849 train / 848 valid" in capsys.readouterr().out  # 1797 - 100 samples, halved
 
 
 def test_the_digits_test_size_may_be_as_small_as_one(tmp_path, capsys):

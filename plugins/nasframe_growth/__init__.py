@@ -36,6 +36,7 @@ from .strategies import (
     GradMaxOpt,
     GrowthContext,
     GrowthStrategy,
+    OptionError,
     RandomGrowth,
     preserved_buffers,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "GrowthPair",
     "GrowthSchedule",
     "GrowthStrategy",
+    "OptionError",
     "RandomGrowth",
     "ReLU0",
     "check_zero_response",

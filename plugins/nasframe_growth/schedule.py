@@ -110,7 +110,8 @@ def make_strategy(strategy: str | GrowthStrategy, **options) -> GrowthStrategy:
     key = str(strategy).lower().replace("-", "_")
     if key not in STRATEGIES:
         raise ValueError(f"unknown growth strategy {strategy!r}; built-in: {sorted(STRATEGIES)}")
-    return STRATEGIES[key](**options)
+    cls = STRATEGIES[key]
+    return cls(**cls.checked_options(options))
 
 
 class GrowthController:

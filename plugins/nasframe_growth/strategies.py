@@ -23,8 +23,12 @@ activations are all accounted for because the same operations are applied.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import math
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +47,16 @@ from .pairs import (
 )
 
 LossFn = Callable[[], torch.Tensor]
+
+
+class OptionError(GrowthError):
+    """A strategy option that is unknown or has an unusable value: ``key: what``. ``key`` and
+    ``what`` are kept apart so that ``nasframe`` can point at ``train.growth.options.<key>``."""
+
+    def __init__(self, key: str, what: str) -> None:
+        super().__init__(f"{key}: {what}")
+        self.key, self.what = key, what
+
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -331,7 +345,7 @@ class GrowthStrategy:
         max_probe_elements: int = 2**25,
     ):
         if scale < 0:
-            raise ValueError(f"scale must be >= 0, got {scale}")
+            raise OptionError("scale", f"must be >= 0, got {scale}")
         self.scale = float(scale)
         self.check_activations = check_activations
         self.max_probe_elements = max_probe_elements
@@ -342,6 +356,42 @@ class GrowthStrategy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scale={self.scale})"
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The keyword options ``cls(**options)`` takes, with their defaults: the parameters of
+        each ``__init__`` up the class hierarchy, as long as it passes ``**kwargs`` on."""
+        found: dict[str, Any] = {}
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = list(inspect.signature(init).parameters.values())[1:]  # without self
+            for p in params:
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    found.setdefault(p.name, p.default)
+            if klass is GrowthStrategy or not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return found
+
+    @classmethod
+    def checked_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against :meth:`option_defaults`: each must be one ``cls`` takes,
+        of the kind of its default (true/false, a whole number, a number; numbers written as
+        text, as YAML reads ``1e-3``, are read as numbers). Raises :class:`OptionError`."""
+        accepted = cls.option_defaults()
+        checked = dict(options)
+        for key, value in options.items():
+            if key not in accepted:
+                close = difflib.get_close_matches(str(key), list(accepted), n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                takes = ", ".join(sorted(accepted)) or "none"
+                raise OptionError(
+                    key, f"strategy '{cls.name}' takes no option '{key}' (it takes {takes}){hint}"
+                )
+            default = accepted[key]
+            checked[key] = _option_value(key, value, _option_kind(cls, key, default), default)
+        return checked
 
     @classmethod
     def controller(
@@ -376,7 +426,8 @@ class GrowthStrategy:
                 )
             pairs = [p for p in pairs if p.name in set(layers)]
         schedule = GrowthSchedule(every=every, steps=steps, start_fraction=start_fraction)
-        return GrowthController(model, cls(**options), schedule=schedule, pairs=pairs)
+        strategy = cls(**cls.checked_options(options))
+        return GrowthController(model, strategy, schedule=schedule, pairs=pairs)
 
     def outgoing(self, ctx: GrowthContext) -> torch.Tensor:
         raise NotImplementedError
@@ -469,6 +520,58 @@ def _static_activation_check(pair: GrowthPair) -> None:
             break
 
 
+def _option_kind(cls: type, key: str, default: Any) -> type | None:
+    """``bool``, ``int`` or ``float``: what option ``key`` of ``cls`` holds, from the annotation
+    of the ``__init__`` that declares it (else from its default); None: not checked."""
+    hint = None
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None and key in inspect.signature(init).parameters:
+            try:
+                hint = typing.get_type_hints(init).get(key)
+            except Exception:  # an annotation that does not resolve: go by the default
+                hint = None
+            break
+    kinds = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+    if len(kinds) == 1 and kinds[0] in (bool, int, float):
+        return kinds[0]
+    return type(default) if type(default) in (bool, int, float) else None
+
+
+def _option_value(key: str, value: Any, kind: type | None, default: Any) -> Any:
+    """``value`` as an option of ``kind`` (text such as '1e-3' read as a number), or an
+    :class:`OptionError` naming what was expected; ``None`` is taken where it is the default."""
+    if kind is None or (value is None and default is None):
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise OptionError(key, f"expected true or false, got {value!r}")
+        return value
+    what = "a whole number" if kind is int else "a number"
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int | float)
+        or not math.isfinite(number)
+        or (kind is int and number != int(number))
+    ):
+        raise OptionError(key, f"expected {what}, got {value!r}")
+    return int(number) if kind is int else float(number)
+
+
+def _check_steps_lr(steps: int, lr: float) -> None:
+    """The refinement of GradMaxOpt and Firefly: ``steps >= 0`` steps of relative size ``lr > 0``."""
+    if steps < 0:
+        raise OptionError("steps", f"must be >= 0, got {steps}")
+    if not lr > 0:
+        raise OptionError("lr", f"must be > 0, got {lr}")
+
+
 class RandomGrowth(GrowthStrategy):
     """Random outgoing weights with the per-unit norm ``scale × mean existing norm``."""
 
@@ -513,6 +616,7 @@ class GradMaxOpt(GrowthStrategy):
     def __init__(self, scale: float = 1.0, *, steps: int = 20, lr: float = 0.5, **kwargs):
         super().__init__(scale, **kwargs)
         self.steps, self.lr = int(steps), float(lr)
+        _check_steps_lr(self.steps, self.lr)
 
     def outgoing(self, ctx: GrowthContext) -> torch.Tensor:
         c = ctx.target_norm
@@ -543,6 +647,9 @@ class Firefly(GrowthStrategy):
     ):
         super().__init__(scale, **kw)
         self.steps, self.lr, self.epsilon = int(steps), float(lr), float(epsilon)
+        _check_steps_lr(self.steps, self.lr)
+        if not self.epsilon >= 0:
+            raise OptionError("epsilon", f"must be >= 0, got {epsilon}")
 
     def outgoing(self, ctx: GrowthContext) -> torch.Tensor:
         pair, k = ctx.pair, ctx.k
