@@ -21,7 +21,7 @@ def preflight(config: Config, data: bool = False) -> str:
     dataset loaded, the networks built on the config's device, growth, optimizer and schedule),
     stopping before anything is written.
     """
-    from .search import _make_strategy, run_search
+    from .search import make_strategy, run_search
 
     check_root(config.data)
     check_ops(config)
@@ -32,7 +32,7 @@ def preflight(config: Config, data: bool = False) -> str:
             info = run_search(config, None, progress=False, dry_run=True)
             return f"search set up: {info['data']}, {info['train']} train / {info['valid']} valid"
         S = config.search
-        _make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
+        make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
         return "search config"
     if not data:
         return "training config"

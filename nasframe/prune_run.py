@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import registry
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import load_weights, save_checkpoint, write_json
 from .config import Config, load_config, validate_data
 from .console import say
 from .data import load_dataset
@@ -118,15 +118,13 @@ def run_prune(
     device = resolve_device(config.device)
     data = load_dataset(config.data)
     classes = num_classes_of(config, data.num_classes)
-    model, placed = build_network_layout(config, data.sample_shape, classes)
-    state = load_checkpoint(weights)
     try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError):
-        raise UserError(
-            f"{weights}: these weights do not fit the architecture of {run_dir}/config.yaml "
-            "(a growth run that did not reach its full widths?)"
-        ) from None
+        model, placed = build_network_layout(config, data.sample_shape, classes)
+    except UserError as e:  # e.g. open choices: a search space, not an architecture
+        located = config.locate(str(e))
+        raise UserError(located if located != str(e) else f"{run_dir / RUN_CONFIG}: {e}") from None
+    growth = config.train.growth is not None
+    load_weights(model, weights, run_dir / RUN_CONFIG, growth=growth, purpose="prune")
     model = model.to(device).eval()
     xt, yt = data.x_test.to(device), data.y_test.to(device)
     pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)

@@ -248,7 +248,7 @@ def run_search(
     group.check_batch(bs, "search.batch_size")
     group.check_batch(vbs, "search.batch_size (valid split)")
     steps = max(1, xtr.shape[0] // bs)
-    strategy = _make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
+    strategy = make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
     if S.stop_when_converged is not None and not hasattr(strategy, "converged"):
         raise UserError(
             f"search.stop_when_converged: strategy '{S.strategy}' has no converged(); remove "
@@ -555,7 +555,7 @@ def _accuracy(
     return correct.item() / max(x.shape[0], 1)
 
 
-def _make_strategy(
+def make_strategy(
     name: str, space: SearchSpace, lam: int, seed: int, options: dict[str, Any]
 ) -> Any:
     """The strategy plugin for ``space``'s choices, with the options of

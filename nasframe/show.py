@@ -140,7 +140,7 @@ def _print_most_likely(run: Path, ckpt: dict[str, Any], config: Any, space: Any)
     """Print the architecture the search would export now: its strategy's most likely one under
     the checkpoint's distribution, as ``nasframe search`` computes it at its end. False (with a
     warning) when the checkpoint does not fit the run's config."""
-    from .search import _make_strategy
+    from .search import make_strategy
     from .strategy_common import DamagedState
 
     path, S = run / CHECKPOINT, config.search
@@ -148,7 +148,7 @@ def _print_most_likely(run: Path, ckpt: dict[str, Any], config: Any, space: Any)
         _warn(f"{path}: from another search space than {RUN_CONFIG}'s (hash {space.hash})")
         return False
     try:
-        strategy = _make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
+        strategy = make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
         strategy.load_state_dict(ckpt["strategy"])
         epoch, step = int(ckpt["pos"]["epoch"]), int(ckpt["pos"]["step"])
     except UserError as e:

@@ -312,3 +312,34 @@ def test_a_truncated_search_checkpoint_is_one_short_line(runs, tmp_path, capsys)
         f"{ckpt}: not a readable nasframe checkpoint: truncated or damaged (its zip archive has "
         "lost its end)"
     )
+
+
+def _prune_refused(run: Path, capsys) -> str:
+    """Prune ``run``, expect exit 2 and one line on stderr, nothing written; return the line."""
+    capsys.readouterr()
+    assert main(["prune", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (run / "pruned").exists()
+    return err.strip()
+
+
+def test_prune_of_a_train_run_whose_config_is_a_space_names_the_file(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "train")
+    shutil.copy(runs["search"] / "config.yaml", run / "config.yaml")
+    first = _space(run).choices[0].path
+    err = _prune_refused(run, capsys)
+    assert err.startswith(f"{run / 'config.yaml'}:") and f": {first}: the config still has" in err
+
+
+def test_prune_refuses_weights_that_are_not_finite_or_do_not_fit(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "train")
+    state = torch.load(run / "weights.pt", weights_only=True)
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first].view(-1)[0] = float("nan")
+    torch.save(state, run / "weights.pt")
+    assert _prune_refused(run, capsys) == (
+        f"{run / 'weights.pt'}: {first} holds NaN; the training diverged, nothing to prune"
+    )
+    torch.save(_extra(state)[0], run / "weights.pt")
+    assert "unexpected extra.weight" in _prune_refused(run, capsys)
