@@ -29,11 +29,15 @@ def override_of(loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) ->
 
 
 def item_index(node: list, key: str) -> int | None:
-    """The list item a path key names: its index (``0``) or its ``name`` (stages); None if none."""
+    """The list item a path key names: its index (``0``) or its ``name`` (stages, whose name is
+    ``s1``, ``s2``, ... where the file gives none); None if none."""
     if key.isdigit() and int(key) < len(node):
         return int(key)
     for i, el in enumerate(node):
         if isinstance(el, dict) and el.get("name") == key:
+            return i
+    for i, el in enumerate(node):
+        if isinstance(el, dict) and not el.get("name") and key == f"s{i + 1}":
             return i
     return None
 

@@ -363,3 +363,24 @@ def test_odd_channels_search_as_they_retrain(tmp_path, reductions):
     fixed, _ = load_config(arch)
     out = build_network(fixed, (1, 8, 8), 10)(torch.randn(2, 1, 8, 8))
     assert out.shape == (2, 10)
+
+
+UNNAMED = """version: 1
+data: {name: digits}
+space:
+  stem: {op: conv3, channels: 8}
+  stages:
+  - stride: 1
+    width: 8
+    layer: {op: conv3}
+  - stride: 2
+    width: {choices: [8, 16]}
+    layer:
+      op: dense
+"""
+
+
+def test_stages_without_names_are_located_by_their_default_names(tmp_path, capsys):
+    path = _write(tmp_path, UNNAMED)
+    line = _one_line(["validate", str(path)], capsys)
+    assert line.startswith(f"{path}:{_line(UNNAMED, 'op: dense')}: space.stages.s2.layer.op: ")
