@@ -161,6 +161,8 @@ class CellNetwork(nn.Module):
     def forward(
         self, x: torch.Tensor, auxiliary: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits; with ``auxiliary``, ``(logits, auxiliary head's logits)`` for the paper's
+        auxiliary loss (None when the network has no auxiliary head)."""
         s0 = s1 = self.stem(x)
         aux = None
         for i, cell in enumerate(self.cells):

@@ -46,6 +46,8 @@ class FactorizedReduce(nn.Module):
         self.bn = _bn(c_out, affine, track)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Half the height and width: two stride-2 1×1 convolutions, the second shifted by one
+        pixel, concatenated (so no pixel is skipped)."""
         x = self.relu(x)
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 

@@ -44,6 +44,7 @@ class Dataset:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one input sample, without the batch dimension."""
         return tuple(self.x_train.shape[1:])
 
 

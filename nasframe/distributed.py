@@ -38,6 +38,7 @@ class Group:
 
     @property
     def distributed(self) -> bool:
+        """Whether more than one process takes part (under torchrun)."""
         return self.world > 1
 
     def check_batch(self, batch_size: int, where: str) -> None:

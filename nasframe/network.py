@@ -412,4 +412,5 @@ def num_classes_of(config: Config, data_classes: int) -> int:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """How many numbers ``model``'s parameters hold."""
     return sum(p.numel() for p in model.parameters())

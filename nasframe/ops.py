@@ -63,6 +63,9 @@ class Op:
     def build(
         cls, in_channels: int, out_channels: int, stride: int, layout: str
     ) -> list[nn.Module]:
+        """The op's layers from ``in_channels`` to ``out_channels`` at ``stride`` for
+        ``layout`` (conv1d, conv2d or linear): standard torch modules, which the supernet slices
+        to sampled widths."""
         raise NotImplementedError
 
 

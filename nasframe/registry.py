@@ -61,6 +61,8 @@ class PluginInfo:
     conflicts: list[PluginInfo] = field(default_factory=list)
 
     def load(self) -> Any:
+        """The plugin object, imported on first use; a plugin that fails to import raises a
+        PluginError naming its entry point and distribution."""
         if not self.loaded:
             try:
                 self.obj = self.entry_point.load()

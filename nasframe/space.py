@@ -34,6 +34,7 @@ class ChoicePoint:
 
     @property
     def size(self) -> int:
+        """How many options the choice has (its category count)."""
         return len(self.options)
 
 
@@ -75,6 +76,7 @@ class SearchSpace:
 
     @property
     def paths(self) -> list[str]:
+        """The config path of each choice, in the order of the category vector."""
         return [c.path for c in self.choices]
 
     @property
