@@ -38,6 +38,7 @@ __all__ = [
     "LatencyTable",
     "fill_table",
     "measure_ms",
+    "measure_times",
     "cpu_threads",
     "network_latency_ms",
     "latency_device",
@@ -63,6 +64,19 @@ def measure_ms(
     """Median milliseconds of one forward pass of ``module`` on ``inputs`` (after ``warmup``
     passes; repeated until ``min_seconds`` have passed, between ``min_repeats`` and
     ``max_repeats`` times). CUDA work is waited for after each pass."""
+    times = measure_times(module, inputs, warmup, min_repeats, max_repeats, min_seconds)
+    return statistics.median(times)
+
+
+def measure_times(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    warmup: int = 3,
+    min_repeats: int = 10,
+    max_repeats: int = 200,
+    min_seconds: float = 0.05,
+) -> list[float]:
+    """The milliseconds of each timed forward pass that :func:`measure_ms` takes the median of."""
     device = inputs[0].device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
     times: list[float] = []
@@ -78,7 +92,7 @@ def measure_ms(
             took = time.perf_counter() - start
             times.append(took)
             spent += took
-    return statistics.median(times) * 1e3
+    return [t * 1e3 for t in times]
 
 
 @contextlib.contextmanager

@@ -62,3 +62,19 @@ def test_arch_latency_times_the_searched_networks_of_several_runs(tmp_path):
     timed = json.loads(out.read_text())
     assert [n["arch"] for n in timed["networks"]] == run["searched_archs"] * 2
     assert all(n["latency_ms"] > 0 for n in timed["networks"])
+
+
+def test_latency_table_benchmark_compares_part_statistics_on_the_same_passes(tmp_path):
+    out = tmp_path / "table.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "benchmarks" / "latency_table.py")
+    config = str(ROOT / "spaces" / "digits.yaml")
+    args = ["--config", config, "--archs", "5", "--rounds", "1", "--json", str(out)]
+    subprocess.run([sys.executable, script, *args], check=True, cwd=tmp_path, env=env)
+    result = json.loads(out.read_text())
+    by_statistic = result["pairs_in_order_by_part_statistic"]
+    assert set(by_statistic) == {"median", "min", "mean", "p25"}
+    assert all(0.0 <= v <= 1.0 for v in by_statistic.values())
+    # The median of the recorded passes is what the table stored: the same prediction.
+    assert by_statistic["median"] == result["pairs_in_order"]
+    assert len(result["predicted_ms"]) == len(result["measured_ms"]) == 5
