@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from .config import json_schema, load_config
 from .distributed import world_size
 from .errors import ConfigError, UserError, make_dir
 from .runstate import RUN_CONFIG
-from .yaml_io import dump_yaml, load_yaml
+from .yaml_io import dump_yaml
 
 __all__ = ["main"]
 
@@ -261,22 +262,25 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
         )
     from .train import run_train
 
-    run_dir = _prepare_run_dir(args, config, raw)
-    run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    run_dir, record = _prepare_run_dir(args, config, raw)
+    run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet, on_ready=record)
     return 0
 
 
-def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> Path:
-    """The run's directory, created, with the config written into a new run."""
+def _prepare_run_dir(
+    args: argparse.Namespace, config, raw: dict
+) -> tuple[Path, Callable[[], None] | None]:
+    """The run's directory, created, with the config written into a new run; and for a run
+    resumed with ``--set``, what records its changed config (called by the run once it is set up
+    and resumed: a change the run refuses must not replace the config it can resume with)."""
     run_dir = _run_dir(args, config.name)
     if args.resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
     make_dir(run_dir, "--resume" if args.resume else "--out")
     if not args.resume:
         _write_config(raw, run_dir)
-    elif args.set and load_yaml(run_dir / RUN_CONFIG)[0].get("space") == raw.get("space"):
-        _write_config(raw, run_dir)  # what the continued run uses (e.g. more epochs)
-    return run_dir
+        return run_dir, None
+    return run_dir, (lambda: _write_config(raw, run_dir)) if args.set else None
 
 
 def _write_config(raw: dict, run_dir: Path) -> None:
@@ -294,9 +298,11 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
     group, device = join_group(config.device)
     try:
         outcome: tuple[str, str] = ("", "")
+        record = None  # the main process records a resumed run's changed config
         if group.main:
             try:
-                outcome = ("ok", str(_prepare_run_dir(args, config, raw)))
+                run_dir, record = _prepare_run_dir(args, config, raw)
+                outcome = ("ok", str(run_dir))
             except UserError as e:
                 outcome = ("error", str(e))
         kind, text = group.broadcast(outcome)
@@ -309,6 +315,7 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
             resume=bool(args.resume),
             progress=not args.quiet,
             group=group,
+            on_ready=record,
         )
     finally:
         group.leave()

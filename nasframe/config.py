@@ -8,7 +8,6 @@ registry, so plugins validate like built-ins. Problems are reported one line eac
 
 from __future__ import annotations
 
-import copy
 import datetime
 import inspect
 import math
@@ -688,7 +687,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[Any, ...], str]]:
     """:func:`apply_overrides`, and where each override landed (list items by index)."""
-    raw = copy.deepcopy(raw)
+    raw = _unshared(raw)
     landed: dict[tuple[Any, ...], str] = {}
     for item in overrides:
         if "=" not in item:
@@ -721,6 +720,16 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[
                 raise UserError(f"--set {item}: '{'.'.join(keys[:j])}' is not a mapping")
         landed[tuple(loc)] = item
     return raw, landed
+
+
+def _unshared(data: Any) -> Any:
+    """A copy of ``data`` in which no two places share a mapping or list (YAML aliases and merge
+    keys share them, and ``copy.deepcopy`` keeps them shared): an override changes one place."""
+    if isinstance(data, dict):
+        return {key: _unshared(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_unshared(value) for value in data]
+    return data
 
 
 def _list_index(node: list, key: str, item: str) -> int:

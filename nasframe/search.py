@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -216,13 +217,17 @@ def run_search(
     progress: bool = True,
     group: Group | None = None,
     dry_run: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Search ``config``'s space; write checkpoints, events, ``arch.yaml`` and ``summary.json``.
 
     Under torchrun, ``group`` (joined by the caller with :func:`join_group`, which also picks the
     rank's device) shares the work; rank 0 alone prints and writes. ``dry_run`` sets up what the
     search needs (data, supernet, strategy, optimizer), raising what a run would raise at its
-    start, and returns before writing anything (``nasframe validate --data``).
+    start, and returns before writing anything (``nasframe validate --data``). ``on_ready`` is
+    called once a resumed run is set up and its checkpoint restored, before it goes on (the
+    command line records a changed ``config.yaml`` there, so that a refused change leaves the run
+    as it was).
     """
     if group is None:
         group, spec = join_group(config.device)
@@ -286,6 +291,8 @@ def run_search(
     pos = state.pos
     if resume:
         state.resume()
+        if on_ready is not None:
+            on_ready()
         tell(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
         note = resume_note(state.saved_environment, state.environment)
         if note:

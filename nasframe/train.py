@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +131,13 @@ def run_train(
     resume: bool = False,
     progress: bool = True,
     dry_run: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train the fixed architecture of ``config``; write weights, events and ``summary.json``.
 
     ``dry_run`` sets up what the training needs (data, network, growth, optimizer), raising what a
     run would raise at its start, and returns before writing anything (``nasframe validate
-    --data``)."""
+    --data``). ``on_ready``: as for :func:`~nasframe.search.run_search`."""
     device = resolve_device(config.device)
     data = load_dataset(config.data)
     T = config.train
@@ -180,6 +182,8 @@ def run_train(
     pos = state.pos
     if resume:
         state.resume()
+        if on_ready is not None:
+            on_ready()
         note = resume_note(state.saved_environment, state.environment)
         if note:
             say(note)

@@ -428,3 +428,14 @@ def test_output_cut_short_by_its_reader_is_not_an_error():
     proc.stdout.close()  # like `nasframe plugins | head -0`: nobody reads
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and err == ""
+
+
+def test_a_resume_whose_change_is_refused_leaves_the_runs_config_as_it_was(
+    search_run, tmp_path, capsys
+):
+    run, before = _copy_with_files(search_run, tmp_path)
+    sets = ["--set", "search.epochs=3", "--set", "data.options.test_size=0", "--quiet"]
+    assert main(["search", "--resume", str(run), *sets]) == 2
+    assert "test_size" in capsys.readouterr().err
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["search", "--resume", str(run), "--set", "search.epochs=3", "--quiet"]) == 0

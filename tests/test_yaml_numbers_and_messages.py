@@ -289,3 +289,15 @@ def test_stop_when_converged_with_a_strategy_without_converged_is_refused_by_val
     assert msg in capsys.readouterr().err
     ok = write_yaml(GOOD.replace("  lam: 2", "  lam: 2\n  stop_when_converged: 0.9"), "ok.yaml")
     assert load_config(ok)[0].search.stop_when_converged == 0.9
+
+
+def test_an_override_changes_one_stage_even_when_stages_share_an_anchor(tmp_path):
+    path = tmp_path / "anchored.yaml"
+    path.write_text(
+        "version: 1\ndata: {name: digits}\nspace:\n  stem: {op: conv3, channels: 8}\n"
+        "  stages:\n  - &st\n    name: s1\n    stride: 1\n    width: {choices: [8, 16]}\n"
+        "    layer: {op: conv3}\n  - <<: *st\n    name: s2\n    stride: 2\n"
+    )
+    config, _ = load_config(path, ["space.stages.s1.width.choices=[4]"])
+    s1, s2 = config.space.stages
+    assert list(s1.width.choices) == [4] and list(s2.width.choices) == [8, 16]
