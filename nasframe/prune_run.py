@@ -110,6 +110,12 @@ def run_prune(
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
+    out = Path(out) if out is not None else run_dir / "pruned"
+    if any((out / name).exists() for name in ("arch.yaml", WEIGHTS, "summary.json")):
+        raise UserError(
+            f"--out {out}: already holds a pruned network; choose another --out (e.g. "
+            f"{out.name}-2), or delete it to prune again"
+        )
     if config is None:
         _refuse_pruned(run_dir)
         config, _ = load_config(run_dir / RUN_CONFIG)
@@ -128,7 +134,7 @@ def run_prune(
     model = model.to(device).eval()
     xt, yt = data.x_test.to(device), data.y_test.to(device)
     pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)
-    out = make_dir(Path(out) if out is not None else run_dir / "pruned", "--out")
+    out = make_dir(out, "--out")
     arch.setdefault("prune", {})
     arch["prune"] = {"method": method, "threshold": xi}
     dump_yaml(arch, out / "arch.yaml")

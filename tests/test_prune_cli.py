@@ -92,7 +92,7 @@ def test_emptying_a_layer_is_refused_clearly(trained, tmp_path, capsys):
     assert "would remove all" in err and "smaller threshold" in err and "Traceback" not in err
 
 
-def test_prune_section_runs_after_train(trained, tmp_path):
+def test_prune_section_runs_after_train(trained, tmp_path, capsys):
     xi = _threshold_removing_some(trained)
     text = (trained / "config.yaml").read_text()
     path = tmp_path / "with_prune.yaml"
@@ -102,6 +102,12 @@ def test_prune_section_runs_after_train(trained, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prune"]["removed_units"] > 0
     assert (out / "pruned" / "arch.yaml").exists()
+    # Pruning again never overwrites the pruned network: another --out, or nothing happens.
+    before = {p.name: p.read_bytes() for p in (out / "pruned").iterdir() if p.is_file()}
+    assert main(["prune", str(out), "--threshold", str(xi / 2)]) == 2
+    assert f"--out {out / 'pruned'}: already holds a pruned network" in capsys.readouterr().err
+    assert before == {p.name: p.read_bytes() for p in (out / "pruned").iterdir() if p.is_file()}
+    assert main(["prune", str(out), "--threshold", str(xi / 2), "--out", str(out / "p2")]) == 0
 
 
 def test_prune_needs_a_trained_run(tmp_path, capsys):
