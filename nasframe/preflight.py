@@ -44,16 +44,18 @@ def preflight(config: Config, data: bool = False) -> str:
 
 def check_growth_options(config: Config) -> None:
     """Refuse a ``train.growth.options`` key the growth strategy does not take, or a value of the
-    wrong kind, at ``train.growth.options.KEY`` (the strategy's ``checked_options``, which
-    :class:`nasframe_growth.GrowthStrategy` provides; a plugin without it is not checked here)."""
+    wrong kind or out of range, at ``train.growth.options.KEY``: the strategy's
+    ``checked_options`` (which :class:`nasframe_growth.GrowthStrategy` provides; a plugin without
+    it is not checked here), then the strategy built with them, as training builds it."""
     growth = config.train.growth
     if growth is None:
         return
-    check = getattr(registry.get("growth", growth.strategy), "checked_options", None)
+    strategy = registry.get("growth", growth.strategy)
+    check = getattr(strategy, "checked_options", None)
     if check is None:
         return
     try:
-        check(growth.options)
+        strategy(**check(growth.options))
     except (TypeError, ValueError) as e:
         from .train import growth_error
 

@@ -75,7 +75,7 @@ def _growth_controller(model: nn.Module, cfg: Any) -> Any:
             steps=cfg.steps,
             start_fraction=cfg.start_fraction,
             layers=cfg.layers,
-            **cfg.options,
+            options=dict(cfg.options),  # apart: a strategy may have its own `steps`
         )
     except (ValueError, TypeError) as e:
         raise growth_error(e) from None

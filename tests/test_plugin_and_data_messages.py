@@ -384,3 +384,34 @@ def test_stages_without_names_are_located_by_their_default_names(tmp_path, capsy
     path = _write(tmp_path, UNNAMED)
     line = _one_line(["validate", str(path)], capsys)
     assert line.startswith(f"{path}:{_line(UNNAMED, 'op: dense')}: space.stages.s2.layer.op: ")
+
+
+@pytest.mark.parametrize("strategy", ["gradmax_opt", "firefly"])
+def test_a_strategys_own_steps_option_is_not_the_schedules(tmp_path, capsys, strategy):
+    """train.growth.steps counts growth events; GradMaxOpt's and Firefly's `steps` option counts
+    their refinement steps: both reach their owner (the option used to collide with the schedule's
+    keyword and fail at the start of training)."""
+    text = _with_growth("      steps: 1\n      lr: 5e-1\n", strategy)
+    path = _write(tmp_path, text)
+    assert main(["validate", str(path)]) == 0
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "strategy, option, expected",
+    [
+        ("gradmax", "scale: -1", "must be >= 0"),
+        ("gradmax_opt", "lr: 0", "must be > 0"),
+        ("firefly", "epsilon: -0.5", "must be >= 0"),
+    ],
+)
+def test_validate_refuses_option_values_training_would_refuse(
+    tmp_path, capsys, strategy, option, expected
+):
+    text = _with_growth(f"      {option}\n", strategy)
+    path = _write(tmp_path, text)
+    key = option.split(":")[0]
+    line = _one_line(["validate", str(path)], capsys)
+    assert line.startswith(f"{path}:{_line(text, option)}: train.growth.options.{key}: ")
+    assert expected in line

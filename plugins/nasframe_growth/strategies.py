@@ -402,14 +402,15 @@ class GrowthStrategy:
         steps: int,
         start_fraction: float,
         layers: Sequence[str] | None = None,
-        **options,
+        options: Mapping[str, Any] | None = None,
     ):
         """What ``nasframe train`` calls for a ``train.growth`` section: swap ReLUs for
         :class:`ReLU0`, shrink ``model`` (built at its target widths) to the starting widths and
         return the :class:`GrowthController` that grows it back on schedule.
 
         ``layers`` names the pairs to grow (``"<i>-><j>"``, module indices of the Sequential);
-        default: every growable pair.
+        default: every growable pair. ``options`` are the strategy's own (``train.growth.options``),
+        kept apart from the schedule's ``every`` and ``steps`` (GradMaxOpt has its own ``steps``).
         """
         from .activations import replace_relu
         from .pairs import find_growable_pairs
@@ -426,7 +427,7 @@ class GrowthStrategy:
                 )
             pairs = [p for p in pairs if p.name in set(layers)]
         schedule = GrowthSchedule(every=every, steps=steps, start_fraction=start_fraction)
-        strategy = cls(**cls.checked_options(options))
+        strategy = cls(**cls.checked_options(options or {}))
         return GrowthController(model, strategy, schedule=schedule, pairs=pairs)
 
     def outgoing(self, ctx: GrowthContext) -> torch.Tensor:
