@@ -145,8 +145,9 @@ def load_weights(
         raise UserError(
             f"{path}: these weights do not fit the architecture of {config_path}: {misfit}{hint}"
         )
+    learned = {name for name, _ in model.named_parameters()}  # buffers may hold inf by design
     for key, value in state.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
+        if key in learned and value.is_floating_point() and not torch.isfinite(value).all():
             what = "NaN" if torch.isnan(value).any() else "infinite values"
             raise UserError(
                 f"{path}: {key} holds {what}; the training diverged, nothing to {purpose}"

@@ -114,7 +114,7 @@ class RunState:
             if environment is not None and not isinstance(environment, dict):
                 raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
             for name in ("model", "optimizer"):
-                bad = _first_non_finite(ckpt[name]) if name in self.parts else None
+                bad = _first_non_finite(_learned(ckpt[name], self.parts.get(name)))
                 if bad is not None:
                     raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
             for name, part in self.parts.items():
@@ -181,6 +181,18 @@ class RunState:
 def _is_number(value: Any) -> bool:
     """Whether ``value`` is an int or float, finite or not (bools excluded)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _learned(state: Any, part: Any) -> Any:
+    """What of a part's saved state training computes: a model's parameters (its buffers may hold
+    infinity by design, e.g. an op's attention mask), an optimizer's whole state; None for a part
+    the run does not have."""
+    if part is None:
+        return None
+    if isinstance(part, torch.nn.Module) and isinstance(state, dict):
+        names = {name for name, _ in part.named_parameters()}
+        return {key: value for key, value in state.items() if key in names}
+    return state
 
 
 def _first_non_finite(state: Any, where: str = "") -> str | None:

@@ -83,11 +83,15 @@ NAN = math.nan
 
 
 def _poison(part: str, value: float) -> Callable[[dict, Path], None]:
-    """A tamper that puts ``value`` into the last floating tensor of the checkpoint's ``part``."""
+    """A tamper that puts ``value`` into a floating tensor of the checkpoint's ``part``: for the
+    model a weight (buffers are not checked: they may hold infinity by design)."""
 
     def tamper(ckpt: dict, run: Path) -> None:
         tensors = []
-        stack = [ckpt[part]]
+        state = ckpt[part]
+        if part == "model":
+            state = {k: v for k, v in state.items() if k.endswith(".weight")}
+        stack = [state]
         while stack:  # every tensor of the nested state, in no particular order
             item = stack.pop()
             if isinstance(item, torch.Tensor) and item.is_floating_point() and item.numel():
