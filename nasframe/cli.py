@@ -357,9 +357,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     from .prune_run import run_prune
 
-    if args.threshold is not None and not args.threshold > 0:
-        raise UserError(f"--threshold {args.threshold}: must be a positive number")
-    run_prune(args.run_dir, threshold=args.threshold, out=args.out)
+    run_prune(args.run_dir, threshold=args.threshold, out=args.out)  # it checks the threshold
     return 0
 
 

@@ -122,11 +122,11 @@ def run_prune(
     method = config.prune.method if config.prune else "adam_sparsity"
     xi = threshold if threshold is not None else (config.prune.threshold if config.prune else 1e-4)
     device = resolve_device(config.device)
-    data = load_dataset(config.data)
-    classes = num_classes_of(config, data.num_classes)
     try:
+        data = load_dataset(config.data)
+        classes = num_classes_of(config, data.num_classes)
         model, placed = build_network_layout(config, data.sample_shape, classes)
-    except UserError as e:  # e.g. open choices: a search space, not an architecture
+    except UserError as e:  # e.g. open choices (a search space), a data option: at its line
         located = config.locate(str(e))
         raise UserError(located if located != str(e) else f"{run_dir / RUN_CONFIG}: {e}") from None
     growth = config.train.growth is not None

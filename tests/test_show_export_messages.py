@@ -343,3 +343,17 @@ def test_prune_refuses_weights_that_are_not_finite_or_do_not_fit(runs, tmp_path,
     )
     torch.save(_extra(state)[0], run / "weights.pt")
     assert "unexpected extra.weight" in _prune_refused(run, capsys)
+
+
+def test_prune_points_at_the_config_line_of_a_data_problem(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "train")
+    raw = yaml.safe_load((run / "config.yaml").read_text())
+    raw["data"]["root"] = str(tmp_path)  # digits is built in: a root is refused
+    dump_yaml(raw, run / "config.yaml")
+    line = next(
+        i
+        for i, text in enumerate((run / "config.yaml").read_text().splitlines(), 1)
+        if text.strip().startswith("root:")
+    )
+    err = _prune_refused(run, capsys)
+    assert err.startswith(f"{run / 'config.yaml'}:{line}: data.root: "), err
