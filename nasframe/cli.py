@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -193,15 +194,18 @@ def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> Non
     if not differences:
         return
     where, ran, asked = differences[0]
-    more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+    more = f" (and {len(differences) - 1} more differences)" if len(differences) > 1 else ""
+    resume = f"nasframe {args.command} --resume {args.resume}"
+    resume += "".join(f" --set {shlex.quote(item)}" for item in args.set)
     if len(differences) == 1 and not where.startswith("space"):
-        change = f"; to change this setting of the resumed run, add --set {where}={_short(asked)}"
+        change = f"; to change it too, add --set {shlex.quote(f'{where}={asked}')}"
     else:
         change = f", or start {args.config} as a new run (without --resume)"
     raise UserError(
-        f"--resume {args.resume} with {args.config}: the run continues with {saved}, and "
-        f"{args.config} differs at {where}: {_short(asked)}, the run has {_short(ran)}{more}. "
-        f"Resume with `nasframe {args.command} --resume {args.resume}`{change}"
+        given.locate(
+            f"{where}: {_short(asked)} here, but the run {args.resume} has {_short(ran)}{more}; "
+            f"--resume continues with its own {saved.name}. Resume with `{resume}`{change}"
+        )
     )
 
 

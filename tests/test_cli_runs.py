@@ -108,14 +108,16 @@ def test_resume_with_another_config_is_refused_and_names_the_difference(
     other.write_text((SPACES / "digits.yaml").read_text().replace("[16, 32]", "[16, 48]"))
     assert main(["search", str(other), "--resume", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "differs at space.stages.s2.width" in err and "without --resume" in err
+    assert err.startswith(f"{other}:20: space.stages.s2.width.choices.1: 48 here, but the run ")
+    assert "without --resume" in err
     # With the run's own settings (the file plus the run's --set), it differs only in epochs.
     same_train = ["--set", "train.epochs=2", "--quiet"]
     assert main(["search", str(SPACES / "digits.yaml"), "--resume", str(run), *same_train]) == 2
     err = capsys.readouterr().err
     cfg, _ = load_config(SPACES / "digits.yaml")
-    assert f"differs at search.epochs: {cfg.search.epochs}, the run has 2" in err
-    assert f"--set search.epochs={cfg.search.epochs}" in err
+    assert f": search.epochs: {cfg.search.epochs} here, but the run {run} has 2;" in err
+    assert f"Resume with `nasframe search --resume {run} --set train.epochs=2`; " in err
+    assert f"add --set search.epochs={cfg.search.epochs}" in err
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
 
@@ -243,7 +245,7 @@ def test_training_resume_refuses_another_architecture_of_the_same_space(search_r
     other.write_text(yaml.safe_dump(arch))
     done = run_cli("train", str(other), "--resume", str(out), "--set", "train.epochs=1")
     assert done.returncode == 2
-    assert "differs at space.stages" in done.stderr and "Traceback" not in done.stderr
+    assert ": space.stages.s1." in done.stderr and "Traceback" not in done.stderr
     (out / "config.yaml").write_text(other.read_text())  # the run's own config edited
     done = run_cli("train", "--resume", str(out), "--set", "train.epochs=2")
     assert done.returncode == 2
