@@ -669,12 +669,15 @@ def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> st
             number = float(value)  # 1e3 -> 1000.0, "1_000" -> 1000.0
         except ValueError:
             return ""
-        return f"; write {int(number)}" if number.is_integer() else ""
+        whole = number.is_integer() and 0 <= number < 2**53  # exact, and no sign to refuse
+        return f"; write {int(number)}" if whole else ""
     if e["type"] != "string_type" or not isinstance(value, bool | int | float | datetime.date):
         return ""
     if given is not None:
         path, _, written = given.partition("=")
-        return f"; quote it: --set '{path}=\"{written.strip()}\"'"
+        if path.strip().split(".")[-1] == str(loc[-1]):  # the --set value is this field's
+            return f"; quote it: --set '{path}=\"{written.strip()}\"'"
+        return f"; quote that item inside the value of --set {path}"
     written = lines.text(loc) or str(value)
     key = f"{loc[-1]}: " if loc and isinstance(loc[-1], str) else ""
     return f'; quote it: {key}"{written}"'

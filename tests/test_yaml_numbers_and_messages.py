@@ -301,3 +301,22 @@ def test_an_override_changes_one_stage_even_when_stages_share_an_anchor(tmp_path
     config, _ = load_config(path, ["space.stages.s1.width.choices=[4]"])
     s1, s2 = config.space.stages
     assert list(s1.width.choices) == [4] and list(s2.width.choices) == [8, 16]
+
+
+def test_the_quote_hint_for_an_item_of_a_set_list_does_not_quote_the_whole_list():
+    with pytest.raises(ConfigError) as e:
+        load_config(SPACES / "cells_digits.yaml", ["space.ops=[identity, no]"])
+    (problem,) = [str(p) for p in e.value.problems]
+    assert problem.endswith("quote that item inside the value of --set space.ops"), problem
+
+
+@pytest.mark.parametrize("written", ["1e300", "-1e3"])
+def test_no_write_hint_for_a_whole_number_that_would_be_refused_or_is_not_exact(tmp_path, written):
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "version: 1\ndata: {name: digits}\nspace:\n  stem: {op: conv3, channels: 8}\n"
+        f"  stages:\n  - {{name: s1, stride: 1, width: {written}, layer: {{op: conv3}}}}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert all("; write " not in str(p) for p in e.value.problems)
