@@ -11,6 +11,7 @@ import yaml
 
 from .errors import UserError
 from .runstate import CHECKPOINT, RUN_CONFIG
+from .yaml_io import Loader
 
 __all__ = ["read_summary", "show_run", "show_table"]
 
@@ -212,6 +213,12 @@ def show_table(runs: list[Path]) -> int:
     runs could not be read (each named on stderr)."""
     rows, unreadable = [COLUMNS + ("WALL_S",)], 0
     for run in runs:
+        if not (run / "summary.json").exists() and (run / RUN_CONFIG).exists():
+            raw = _raw_config(run) or {}
+            strategy = str((raw.get("search") or {}).get("strategy", "asng")) if raw else None
+            row = (run, "unfinished", raw.get("name"), strategy, *[None] * 6)
+            rows.append(tuple(shown(v) for v in row))  # in progress or stopped: `show RUN` tells
+            continue
         try:
             summary = read_summary(run)
         except UserError as e:
@@ -259,11 +266,17 @@ def _row(run: Path, s: dict[str, Any]) -> tuple[Any, ...]:
 
 def _strategy(run: Path) -> str | None:
     """The search strategy named in the run's config (no validation: only for the table)."""
+    raw = _raw_config(run)
+    return None if raw is None else str((raw.get("search") or {}).get("strategy", "asng"))
+
+
+def _raw_config(run: Path) -> dict[str, Any] | None:
+    """The run's config.yaml as plain data, unvalidated (None when it cannot be read)."""
     try:
-        raw = yaml.safe_load((run / RUN_CONFIG).read_text(encoding="utf-8"))
-        return str((raw.get("search") or {}).get("strategy", "asng"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        raw = yaml.load((run / RUN_CONFIG).read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
+    return raw if isinstance(raw, dict) else None
 
 
 def shown(value: object) -> str:

@@ -357,3 +357,12 @@ def test_prune_points_at_the_config_line_of_a_data_problem(runs, tmp_path, capsy
     )
     err = _prune_refused(run, capsys)
     assert err.startswith(f"{run / 'config.yaml'}:{line}: data.root: "), err
+
+
+def test_show_of_several_runs_lists_an_unfinished_one(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "search")
+    (run / "summary.json").unlink()  # as a run killed before its end leaves it
+    capsys.readouterr()
+    assert main(["show", str(runs["search"]), str(run), str(runs["train"])]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 4 and rows[2].split()[:2] == [str(run), "unfinished"]
