@@ -216,9 +216,9 @@ def _check_structure(root: yaml.Node, shown: str) -> None:
         return ConfigError([Problem(shown, line, where, what)])
 
     seen = 0
-    stack: list[tuple[yaml.Node, frozenset[int]]] = [(root, frozenset())]
+    stack: list[tuple[yaml.Node, frozenset[int], tuple[str, ...]]] = [(root, frozenset(), ())]
     while stack:
-        node, ancestors = stack.pop()
+        node, ancestors, path = stack.pop()
         seen += 1
         if seen > MAX_NODES:
             what = f"more than {MAX_NODES:,} values once its aliases are expanded"
@@ -230,16 +230,16 @@ def _check_structure(root: yaml.Node, shown: str) -> None:
         if isinstance(node, yaml.MappingNode):
             first: dict[Any, int] = {}
             for key, value in node.value:
-                _check_key(key, shown)
+                _check_key(key, shown, path)
                 if isinstance(key, yaml.ScalarNode):
                     line = key.start_mark.line + 1
                     if key.value in first:
                         what = f"duplicate key (first given on line {first[key.value]}); keep one"
-                        raise refused(line, str(key.value), f"{what} of them")
+                        raise refused(line, ".".join((*path, key.value)), f"{what} of them")
                     first[key.value] = line
-                stack.append((value, inner))
+                stack.append((value, inner, (*path, str(getattr(key, "value", "?")))))
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, inner) for item in node.value)
+            stack.extend((item, inner, (*path, str(i))) for i, item in enumerate(node.value))
 
 
 #: What YAML reads a key as, when that is not text (a key is a name, always text).
@@ -255,18 +255,18 @@ _KINDS = {
 }
 
 
-def _check_key(key: yaml.Node, shown: str) -> None:
+def _check_key(key: yaml.Node, shown: str, path: tuple[str, ...]) -> None:
     """Refuse a mapping key that YAML reads as null, a boolean, a number or a date (``~``,
-    ``yes``, ``1``), at its line and as written, and a list or mapping as a key."""
+    ``yes``, ``1``), at its line and path as written, and a list or mapping as a key."""
     line = key.start_mark.line + 1
     if not isinstance(key, yaml.ScalarNode):
         what = "invalid YAML: a key must be text, not a list or mapping"
-        raise ConfigError([Problem(shown, line, "", what)])
+        raise ConfigError([Problem(shown, line, ".".join(path), what)])
     kind = _KINDS.get(key.tag)
     if kind is not None:  # text, << and = pass; another tag is judged when constructed
         hint = f'; quote it ("{key.value}") if that is the name you mean' if key.value else ""
         what = f"a key must be text, not {kind}{hint}"
-        raise ConfigError([Problem(shown, line, key.value, what)])
+        raise ConfigError([Problem(shown, line, ".".join((*path, key.value)), what)])
 
 
 def parse_scalar(text: str) -> Any:

@@ -242,7 +242,8 @@ def test_a_nested_key_that_is_not_text_is_refused_at_its_line(write_yaml):
     text = GOOD.replace("  lam: 2", "  lam: 2\n  strategy_options:\n    alpha: 1\n    ~: 2")
     p = write_yaml(text)
     (msg,) = problems(p)
-    assert msg.startswith(f"{p}:{line_of(text, '~:')}: ~: a key must be text")
+    where = "search.strategy_options.~"  # the key's whole path, as the user wrote it
+    assert msg.startswith(f"{p}:{line_of(text, '~:')}: {where}: a key must be text")
 
 
 def test_a_quoted_key_is_a_name(write_yaml):
