@@ -190,7 +190,8 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
             what = f"{what}; nasframe configs are plain YAML, tags that build objects are refused"
         raise ConfigError([Problem(shown, line, "", f"invalid YAML: {what}")]) from None
     except yaml.reader.ReaderError as e:  # a control character; position is in characters
-        line = text[: e.position].count("\n") + 1
+        before = text[: e.position]  # lines end in \n, \r\n or a lone \r, as YAML reads them
+        line = before.count("\n") + before.count("\r") - before.count("\r\n") + 1
         what = f"invalid YAML: character #x{e.character:04x} is not allowed; remove it"
         raise ConfigError([Problem(shown, line, "", what)]) from None
     except yaml.YAMLError as e:

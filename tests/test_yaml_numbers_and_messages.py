@@ -216,8 +216,10 @@ def test_a_file_that_is_not_utf8_is_refused_at_the_line_of_the_bad_byte(tmp_path
     assert capsys.readouterr().err.strip().endswith(msg)
 
 
-def test_a_control_character_is_refused_at_its_line(write_yaml):
-    p = write_yaml("version: 1\n\nname: a\x01b\n")
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_a_control_character_is_refused_at_its_line(tmp_path, end):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(f"version: 1{end}{end}name: a\x01b{end}".encode())
     (msg,) = problems(p)
     assert msg.startswith(f"{p}:3: invalid YAML: character #x0001 is not allowed")
 
