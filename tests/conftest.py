@@ -150,3 +150,18 @@ def frozen_round_trip(space, sample, tmp_path: Path):
     # The frozen description equals the sampled one.
     assert fixed.describe([]) == space.describe(sample)
     return fixed, arch
+
+
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory) -> dict[str, Path]:
+    """A finished one-epoch search of digits, and a one-epoch training of its architecture (once
+    per test module; tests that change them work on copies)."""
+    from nasframe.cli import main
+
+    root = tmp_path_factory.mktemp("digits_runs")
+    search, train = root / "search", root / "train"
+    args = ["--quiet", "--set", "search.epochs=1"]
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(search), *args]) == 0
+    args = ["--quiet", "--set", "train.epochs=1"]
+    assert main(["train", str(search / "arch.yaml"), "--out", str(train), *args]) == 0
+    return {"search": search, "train": train}

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SPACES
 
 from nasframe import ASNG
 from nasframe.cli import main
@@ -25,23 +24,13 @@ from nasframe.strategy_common import DamagedState
 DAMAGED = "this checkpoint is damaged"
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """A finished one-epoch search of digits, and a one-epoch training of its architecture."""
-    root = tmp_path_factory.mktemp("damaged")
-    search, train = root / "search", root / "train"
-    args = ["--quiet", "--set", "search.epochs=1"]
-    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(search), *args]) == 0
-    args = ["--quiet", "--set", "train.epochs=1"]
-    assert main(["train", str(search / "arch.yaml"), "--out", str(train), *args]) == 0
-    return {"search": search, "train": train}
-
-
-def _resume(runs, tmp_path, capsys, kind: str, tamper: Callable[[dict, Path], object]) -> str:
+def _resume(
+    digits_runs, tmp_path, capsys, kind: str, tamper: Callable[[dict, Path], object]
+) -> str:
     """Copy the ``kind`` run, save ``tamper(checkpoint, run)`` (or the checkpoint it changed in
     place, when it returns None) as its checkpoint, resume it and return its one-line refusal."""
     run = tmp_path / kind
-    shutil.copytree(runs[kind], run)
+    shutil.copytree(digits_runs[kind], run)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     replaced = tamper(ckpt, run)
     torch.save(ckpt if replaced is None else replaced, run / "checkpoint.pt")
@@ -133,8 +122,8 @@ def _poison(part: str, value: float) -> Callable[[dict, Path], None]:
         (_poison("optimizer", math.inf), "holds NaN or infinity"),
     ],
 )
-def test_a_damaged_search_checkpoint_is_refused(runs, tmp_path, capsys, tamper, expected):
-    err = _resume(runs, tmp_path, capsys, "search", tamper)
+def test_a_damaged_search_checkpoint_is_refused(digits_runs, tmp_path, capsys, tamper, expected):
+    err = _resume(digits_runs, tmp_path, capsys, "search", tamper)
     assert DAMAGED in err and expected in err, err
     assert "restore it from a copy or start the run again" in err
 
@@ -151,13 +140,13 @@ def test_a_damaged_search_checkpoint_is_refused(runs, tmp_path, capsys, tamper, 
         (_poison("optimizer", NAN), "holds NaN or infinity"),
     ],
 )
-def test_a_damaged_training_checkpoint_is_refused(runs, tmp_path, capsys, tamper, expected):
-    err = _resume(runs, tmp_path, capsys, "train", tamper)
+def test_a_damaged_training_checkpoint_is_refused(digits_runs, tmp_path, capsys, tamper, expected):
+    err = _resume(digits_runs, tmp_path, capsys, "train", tamper)
     assert DAMAGED in err and expected in err, err
 
 
-def test_a_number_no_float_holds_is_refused(runs, tmp_path, capsys):
-    err = _resume(runs, tmp_path, capsys, "search", _set("strategy", "Delta", value=10**400))
+def test_a_number_no_float_holds_is_refused(digits_runs, tmp_path, capsys):
+    err = _resume(digits_runs, tmp_path, capsys, "search", _set("strategy", "Delta", value=10**400))
     assert "does not fit this search (OverflowError: int too large to convert to float)" in err
 
 
@@ -184,23 +173,25 @@ def _weights(ckpt: dict, run: Path) -> object:
         ),
     ],
 )
-def test_a_foreign_checkpoint_says_what_it_is(runs, tmp_path, capsys, kind, tamper, expected):
-    err = _resume(runs, tmp_path, capsys, kind, tamper)
+def test_a_foreign_checkpoint_says_what_it_is(
+    digits_runs, tmp_path, capsys, kind, tamper, expected
+):
+    err = _resume(digits_runs, tmp_path, capsys, kind, tamper)
     assert expected in err and "different search space" not in err, err
     assert "hash None" not in err
 
 
-def test_a_search_checkpoint_in_a_training_directory(runs, tmp_path, capsys):
-    search = torch.load(runs["search"] / "checkpoint.pt", weights_only=True)
-    err = _resume(runs, tmp_path, capsys, "train", lambda ckpt, run: search)
+def test_a_search_checkpoint_in_a_training_directory(digits_runs, tmp_path, capsys):
+    search = torch.load(digits_runs["search"] / "checkpoint.pt", weights_only=True)
+    err = _resume(digits_runs, tmp_path, capsys, "train", lambda ckpt, run: search)
     assert "the checkpoint of a search run, not of a training" in err
     assert "resume it with `nasframe search --resume`" in err
 
 
 @pytest.mark.parametrize("kind", ["search", "train"])
-def test_a_genuine_checkpoint_still_resumes(runs, tmp_path, kind):
+def test_a_genuine_checkpoint_still_resumes(digits_runs, tmp_path, kind):
     run = tmp_path / kind
-    shutil.copytree(runs[kind], run)
+    shutil.copytree(digits_runs[kind], run)
     assert main([kind, "--resume", str(run), "--quiet", "--set", f"{kind}.epochs=1"]) == 0
 
 

@@ -25,22 +25,10 @@ from nasframe.export import largest_difference
 from nasframe.yaml_io import dump_yaml
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """A finished one-epoch search of digits, and a one-epoch training of its architecture."""
-    root = tmp_path_factory.mktemp("show_export")
-    search, train = root / "search", root / "train"
-    args = ["--quiet", "--set", "search.epochs=1"]
-    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(search), *args]) == 0
-    args = ["--quiet", "--set", "train.epochs=1"]
-    assert main(["train", str(search / "arch.yaml"), "--out", str(train), *args]) == 0
-    return {"search": search, "train": train}
-
-
-def _copy(runs, tmp_path: Path, kind: str, *remove: str) -> Path:
+def _copy(digits_runs, tmp_path: Path, kind: str, *remove: str) -> Path:
     """A copy of the ``kind`` run without the files named in ``remove``."""
     run = tmp_path / kind
-    shutil.copytree(runs[kind], run)
+    shutil.copytree(digits_runs[kind], run)
     for name in remove:
         (run / name).unlink()
     return run
@@ -69,8 +57,8 @@ def _architecture_lines(space: SearchSpace, sample) -> list[str]:
 # ---- show ----------------------------------------------------------------------------------
 
 
-def test_show_of_a_stopped_search_gives_what_it_would_export_now(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "search", "arch.yaml", "summary.json")
+def test_show_of_a_stopped_search_gives_what_it_would_export_now(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "search", "arch.yaml", "summary.json")
     raw = yaml.safe_load((run / "config.yaml").read_text())
     raw["search"]["epochs"] = 40  # a run stopped after 1 of 40 epochs (the space is the same)
     dump_yaml(raw, run / "config.yaml")
@@ -92,8 +80,8 @@ def test_show_of_a_stopped_search_gives_what_it_would_export_now(runs, tmp_path,
     assert "architecture (config.yaml)" not in out and not err
 
 
-def test_show_of_a_search_without_arch_yaml_gives_the_found_one(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "search", "arch.yaml")
+def test_show_of_a_search_without_arch_yaml_gives_the_found_one(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "search", "arch.yaml")
     found = yaml.safe_load((run / "summary.json").read_text())["most_likely"]
     space = _space(run)
     out, _ = _show(run, capsys)
@@ -113,29 +101,31 @@ def test_show_of_a_stopped_random_search_says_it_ends_by_selection(tmp_path, cap
     assert "(checkpoint at epoch 1 of 1)" in out and "stride" not in out and not err
 
 
-def test_show_of_a_search_without_checkpoint_says_there_is_no_architecture(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "search", "arch.yaml", "summary.json", "checkpoint.pt")
+def test_show_of_a_search_without_checkpoint_says_there_is_no_architecture(
+    digits_runs, tmp_path, capsys
+):
+    run = _copy(digits_runs, tmp_path, "search", "arch.yaml", "summary.json", "checkpoint.pt")
     out, _ = _show(run, capsys)
     assert f"no architecture yet: config.yaml has {_open(_space(run))} open choices" in out
     assert "architecture (" not in out and "stride" not in out
 
 
-def test_show_of_a_train_run_whose_config_is_a_space(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "train")
-    shutil.copy(runs["search"] / "config.yaml", run / "config.yaml")
+def test_show_of_a_train_run_whose_config_is_a_space(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "train")
+    shutil.copy(digits_runs["search"] / "config.yaml", run / "config.yaml")
     out, _ = _show(run, capsys)
     assert f"no architecture: config.yaml has {_open(_space(run))} open choices" in out
     assert "architecture (" not in out and "stride" not in out
 
 
-def test_show_of_an_intact_arch_yaml_has_no_warning(runs, capsys):
-    out, err = _show(runs["search"], capsys)
+def test_show_of_an_intact_arch_yaml_has_no_warning(digits_runs, capsys):
+    out, err = _show(digits_runs["search"], capsys)
     assert "architecture (arch.yaml):" in out and not err
 
 
 @pytest.mark.parametrize("damage", ["truncated", "other space"])
-def test_show_flags_an_arch_yaml_that_is_not_the_runs(runs, tmp_path, capsys, damage):
-    run = _copy(runs, tmp_path, "search")
+def test_show_flags_an_arch_yaml_that_is_not_the_runs(digits_runs, tmp_path, capsys, damage):
+    run = _copy(digits_runs, tmp_path, "search")
     arch = run / "arch.yaml"
     text = arch.read_bytes()
     if damage == "truncated":
@@ -168,8 +158,8 @@ def _export_refused(run: Path, capsys) -> str:
 
 
 @pytest.mark.parametrize("value, what", [(float("nan"), "NaN"), (float("inf"), "infinite values")])
-def test_export_refuses_weights_that_are_not_finite(runs, tmp_path, capsys, value, what):
-    run = _copy(runs, tmp_path, "train")
+def test_export_refuses_weights_that_are_not_finite(digits_runs, tmp_path, capsys, value, what):
+    run = _copy(digits_runs, tmp_path, "train")
     state = torch.load(run / "weights.pt", weights_only=True)
     floats = [k for k, v in state.items() if v.is_floating_point()]
     first, later = floats[2], floats[-1]
@@ -209,8 +199,8 @@ def _extra(state: dict) -> tuple[object, str]:
 
 
 @pytest.mark.parametrize("change", [_foreign, _as_list, _wider, _extra])
-def test_export_names_the_first_misfit_of_foreign_weights(runs, tmp_path, capsys, change):
-    run = _copy(runs, tmp_path, "train")
+def test_export_names_the_first_misfit_of_foreign_weights(digits_runs, tmp_path, capsys, change):
+    run = _copy(digits_runs, tmp_path, "train")
     state, expected = change(torch.load(run / "weights.pt", weights_only=True))
     torch.save(state, run / "weights.pt")
     err = _export_refused(run, capsys)
@@ -223,9 +213,9 @@ def test_export_names_the_first_misfit_of_foreign_weights(runs, tmp_path, capsys
 
 @pytest.mark.parametrize("narrower", [True, False])
 def test_the_growth_hint_only_for_narrower_weights_of_a_growth_run(
-    runs, tmp_path, capsys, narrower
+    digits_runs, tmp_path, capsys, narrower
 ):
-    run = _copy(runs, tmp_path, "train")
+    run = _copy(digits_runs, tmp_path, "train")
     raw = yaml.safe_load((run / "config.yaml").read_text())
     raw["train"]["growth"] = {"strategy": "gradmax", "start_fraction": 0.25, "every": 5}
     dump_yaml(raw, run / "config.yaml")
@@ -238,9 +228,11 @@ def test_the_growth_hint_only_for_narrower_weights_of_a_growth_run(
     assert ("(a growth run that did not reach its full widths?)" in err) == narrower, err
 
 
-def test_export_of_a_train_run_whose_config_is_a_space_names_the_file(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "train")
-    shutil.copy(runs["search"] / "config.yaml", run / "config.yaml")
+def test_export_of_a_train_run_whose_config_is_a_space_names_the_file(
+    digits_runs, tmp_path, capsys
+):
+    run = _copy(digits_runs, tmp_path, "train")
+    shutil.copy(digits_runs["search"] / "config.yaml", run / "config.yaml")
     first = _space(run).choices[0].path
     err = _export_refused(run, capsys)
     assert err.startswith(f"{run / 'config.yaml'}:") and f": {first}: the config still has" in err
@@ -289,8 +281,10 @@ def _empty(data: bytes) -> bytes:
         (_empty, "the file is empty"),
     ],
 )
-def test_an_unreadable_weights_file_is_one_short_line(runs, tmp_path, capsys, damage, expected):
-    run = _copy(runs, tmp_path, "train")
+def test_an_unreadable_weights_file_is_one_short_line(
+    digits_runs, tmp_path, capsys, damage, expected
+):
+    run = _copy(digits_runs, tmp_path, "train")
     weights = run / "weights.pt"
     weights.write_bytes(damage(weights.read_bytes()))
     with warnings.catch_warnings(record=True) as caught:
@@ -300,8 +294,8 @@ def test_an_unreadable_weights_file_is_one_short_line(runs, tmp_path, capsys, da
     assert not [w for w in caught if "pickle protocol" in str(w.message)]  # one message, not two
 
 
-def test_a_truncated_search_checkpoint_is_one_short_line(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "search")
+def test_a_truncated_search_checkpoint_is_one_short_line(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "search")
     ckpt = run / "checkpoint.pt"
     ckpt.write_bytes(_half(ckpt.read_bytes()))
     capsys.readouterr()
@@ -324,16 +318,16 @@ def _prune_refused(run: Path, capsys) -> str:
     return err.strip()
 
 
-def test_prune_of_a_train_run_whose_config_is_a_space_names_the_file(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "train")
-    shutil.copy(runs["search"] / "config.yaml", run / "config.yaml")
+def test_prune_of_a_train_run_whose_config_is_a_space_names_the_file(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "train")
+    shutil.copy(digits_runs["search"] / "config.yaml", run / "config.yaml")
     first = _space(run).choices[0].path
     err = _prune_refused(run, capsys)
     assert err.startswith(f"{run / 'config.yaml'}:") and f": {first}: the config still has" in err
 
 
-def test_prune_refuses_weights_that_are_not_finite_or_do_not_fit(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "train")
+def test_prune_refuses_weights_that_are_not_finite_or_do_not_fit(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "train")
     state = torch.load(run / "weights.pt", weights_only=True)
     first = next(k for k, v in state.items() if v.is_floating_point())
     state[first].view(-1)[0] = float("nan")
@@ -345,8 +339,8 @@ def test_prune_refuses_weights_that_are_not_finite_or_do_not_fit(runs, tmp_path,
     assert "unexpected extra.weight" in _prune_refused(run, capsys)
 
 
-def test_prune_points_at_the_config_line_of_a_data_problem(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "train")
+def test_prune_points_at_the_config_line_of_a_data_problem(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "train")
     raw = yaml.safe_load((run / "config.yaml").read_text())
     raw["data"]["root"] = str(tmp_path)  # digits is built in: a root is refused
     dump_yaml(raw, run / "config.yaml")
@@ -359,10 +353,10 @@ def test_prune_points_at_the_config_line_of_a_data_problem(runs, tmp_path, capsy
     assert err.startswith(f"{run / 'config.yaml'}:{line}: data.root: "), err
 
 
-def test_show_of_several_runs_lists_an_unfinished_one(runs, tmp_path, capsys):
-    run = _copy(runs, tmp_path, "search")
+def test_show_of_several_runs_lists_an_unfinished_one(digits_runs, tmp_path, capsys):
+    run = _copy(digits_runs, tmp_path, "search")
     (run / "summary.json").unlink()  # as a run killed before its end leaves it
     capsys.readouterr()
-    assert main(["show", str(runs["search"]), str(run), str(runs["train"])]) == 0
+    assert main(["show", str(digits_runs["search"]), str(run), str(digits_runs["train"])]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert len(rows) == 4 and rows[2].split()[:2] == [str(run), "unfinished"]
