@@ -264,8 +264,11 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
             "torchrun: only `nasframe search` runs on several processes; run `nasframe train` "
             "as one process"
         )
+    from .network import refuse_open_choices
+    from .space import SearchSpace
     from .train import run_train
 
+    refuse_open_choices(SearchSpace(config))  # before a run directory is made for nothing
     run_dir, record = _prepare_run_dir(args, config, raw)
     run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet, on_ready=record)
     return 0

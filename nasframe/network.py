@@ -311,7 +311,7 @@ def build_network_layout(
     if config.space.type == "cells":
         raise UserError("space: pruning and growth work on chain spaces only, not on cell spaces")
     space = SearchSpace(config)
-    _refuse_open_choices(space)
+    refuse_open_choices(space)
     layout = config.space.layout
     dims = LAYOUTS[layout]
     in_ch = _input_channels(layout, sample_shape)
@@ -338,7 +338,8 @@ def build_network_layout(
     return nn.Sequential(*modules), placed
 
 
-def _refuse_open_choices(space: SearchSpace) -> None:
+def refuse_open_choices(space: SearchSpace) -> None:
+    """A UserError when ``space`` still has choices: a search space, not an architecture."""
     open_choices = [c.path for c in space.choices if c.size > 1]
     if open_choices:
         raise UserError(  # starting with the first open choice: the CLI gives its line
@@ -358,7 +359,7 @@ def build_network(config: Config, sample_shape: Sequence[int], num_classes: int)
     if config.space.type == "cells":
         from .cell_network import build_cell_network
 
-        _refuse_open_choices(SearchSpace(config))
+        refuse_open_choices(SearchSpace(config))
         return build_cell_network(config, sample_shape, num_classes)
     return build_network_layout(config, sample_shape, num_classes)[0]
 

@@ -76,6 +76,15 @@ def test_training_a_space_with_open_choices_is_refused(tmp_path, capsys):
         if text.strip().startswith("depth:")  # s1's depth, the first open choice
     )
     assert err.startswith(f"{SPACES / 'digits.yaml'}:{line}: space.stages.s1.depth: the config ")
+    assert not (tmp_path / "t").exists()  # refused before a run directory was made
+
+
+@pytest.mark.parametrize("space", ["digits.yaml", "cells_digits.yaml"])
+def test_training_a_space_leaves_no_run_directory_behind(tmp_path, monkeypatch, capsys, space):
+    monkeypatch.chdir(tmp_path)  # the default runs/NAME-train-TIME
+    assert main(["train", str(SPACES / space), "--quiet"]) == 2
+    assert "open choices" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_out_dir_holding_a_run_is_never_overwritten(search_run, capsys):
