@@ -22,6 +22,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_weights",
+    "learned_state",
+    "first_non_finite",
     "write_json",
     "rng_state",
     "set_rng_state",
@@ -145,14 +147,44 @@ def load_weights(
         raise UserError(
             f"{path}: these weights do not fit the architecture of {config_path}: {misfit}{hint}"
         )
-    learned = {name for name, _ in model.named_parameters()}  # buffers may hold inf by design
-    for key, value in state.items():
-        if key in learned and value.is_floating_point() and not torch.isfinite(value).all():
-            what = "NaN" if torch.isnan(value).any() else "infinite values"
-            raise UserError(
-                f"{path}: {key} holds {what}; the training diverged, nothing to {purpose}"
-            )
+    bad = first_non_finite(learned_state(state, model))
+    if bad is not None:
+        what = "NaN" if torch.isnan(state[bad]).any() else "infinite values"
+        raise UserError(f"{path}: {bad} holds {what}; the training diverged, nothing to {purpose}")
     model.load_state_dict(state)
+
+
+def learned_state(state: Any, part: Any) -> Any:
+    """What of a part's saved state training computes: a model's parameters (its buffers may hold
+    infinity by design, e.g. an op's attention mask), an optimizer's whole state; None for a part
+    the run does not have."""
+    if part is None:
+        return None
+    if isinstance(part, torch.nn.Module) and isinstance(state, dict):
+        names = {name for name, _ in part.named_parameters()}
+        return {key: value for key, value in state.items() if key in names}
+    return state
+
+
+def first_non_finite(state: Any, where: str = "") -> str | None:
+    """The place of the first floating-point tensor in ``state`` (nested mappings and sequences)
+    that holds NaN or infinity, or None. A run stops at a non-finite loss before it saves, so
+    such values in a checkpoint mean damage."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return None if finite else where or "tensor"
+    items = (
+        state.items()
+        if isinstance(state, dict)
+        else enumerate(state)
+        if isinstance(state, list | tuple)
+        else ()
+    )
+    for key, value in items:
+        bad = first_non_finite(value, f"{where}.{key}" if where else str(key))
+        if bad is not None:
+            return bad
+    return None
 
 
 def _misfit(expected: Mapping[str, torch.Tensor], state: Any) -> tuple[str, bool]:

@@ -585,6 +585,15 @@ class Config(Strict):
         each config path it starts a line with; unchanged for a config not read from a file."""
         return self._source.locate(message) if self._source is not None else message
 
+    def locate_error(self, error: UserError) -> UserError:
+        """``error`` as :meth:`locate` places it, or, when it names no config path, prefixed by
+        the file this config was read from (a message about the file as a whole)."""
+        message = str(error)
+        located = self.locate(message)
+        if located == message and self._source is not None:
+            located = f"{self._source.file}: {message}"
+        return UserError(located)
+
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:

@@ -53,19 +53,10 @@ LATENCY_TABLE = "latency.json"
 Measure = Callable[[nn.Module, tuple[torch.Tensor, ...]], float]
 
 
-def measure_ms(
-    module: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    warmup: int = 3,
-    min_repeats: int = 10,
-    max_repeats: int = 200,
-    min_seconds: float = 0.05,
-) -> float:
-    """Median milliseconds of one forward pass of ``module`` on ``inputs`` (after ``warmup``
-    passes; repeated until ``min_seconds`` have passed, between ``min_repeats`` and
-    ``max_repeats`` times). CUDA work is waited for after each pass."""
-    times = measure_times(module, inputs, warmup, min_repeats, max_repeats, min_seconds)
-    return statistics.median(times)
+def measure_ms(module: nn.Module, inputs: tuple[torch.Tensor, ...], **options: Any) -> float:
+    """Median milliseconds of one forward pass of ``module`` on ``inputs``: the median of
+    :func:`measure_times` (``options`` are its own)."""
+    return statistics.median(measure_times(module, inputs, **options))
 
 
 def measure_times(
@@ -76,7 +67,9 @@ def measure_times(
     max_repeats: int = 200,
     min_seconds: float = 0.05,
 ) -> list[float]:
-    """The milliseconds of each timed forward pass that :func:`measure_ms` takes the median of."""
+    """Milliseconds of each timed forward pass of ``module`` on ``inputs`` (after ``warmup``
+    passes; repeated until ``min_seconds`` have passed, between ``min_repeats`` and
+    ``max_repeats`` times). CUDA work is waited for after each pass."""
     device = inputs[0].device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
     times: list[float] = []
@@ -338,14 +331,9 @@ def latency_device(
     """Where ``search.latency`` times (default: ``run_device``) and on how many CPU threads."""
     if options.device is None:
         device = run_device
-    elif options.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(  # the advice of resolve_device (auto) would time on the CPU unasked
-            f"search.latency.device: '{options.device}' was requested but CUDA is not available "
-            "on this machine; use search.latency.device: cpu, or remove it to time on the run's "
-            "device"
-        )
-    else:
-        device = resolve_device(options.device, "search.latency.device")
+    else:  # not `auto` as the advice: it would time on the CPU unasked
+        fix = "use search.latency.device: cpu, or remove it to time on the run's device"
+        device = resolve_device(options.device, "search.latency.device", fix)
     if options.threads is not None and device.type != "cpu":
         raise UserError(
             f"search.latency.threads: CPU threads, but the parts are timed on {device}; remove "

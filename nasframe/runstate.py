@@ -12,7 +12,14 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    first_non_finite,
+    learned_state,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .errors import UserError
 from .strategy_common import DamagedState, is_finite_number, is_integer
 
@@ -114,7 +121,7 @@ class RunState:
             if environment is not None and not isinstance(environment, dict):
                 raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
             for name in ("model", "optimizer"):
-                bad = _first_non_finite(_learned(ckpt[name], self.parts.get(name)))
+                bad = first_non_finite(learned_state(ckpt[name], self.parts.get(name)))
                 if bad is not None:
                     raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
             for name, part in self.parts.items():
@@ -181,39 +188,6 @@ class RunState:
 def _is_number(value: Any) -> bool:
     """Whether ``value`` is an int or float, finite or not (bools excluded)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _learned(state: Any, part: Any) -> Any:
-    """What of a part's saved state training computes: a model's parameters (its buffers may hold
-    infinity by design, e.g. an op's attention mask), an optimizer's whole state; None for a part
-    the run does not have."""
-    if part is None:
-        return None
-    if isinstance(part, torch.nn.Module) and isinstance(state, dict):
-        names = {name for name, _ in part.named_parameters()}
-        return {key: value for key, value in state.items() if key in names}
-    return state
-
-
-def _first_non_finite(state: Any, where: str = "") -> str | None:
-    """The place of the first floating-point tensor in ``state`` (nested mappings and sequences)
-    that holds NaN or infinity, or None. A run stops at a non-finite loss before it saves, so
-    such values in a checkpoint mean damage."""
-    if isinstance(state, torch.Tensor):
-        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
-        return None if finite else where or "tensor"
-    items = (
-        state.items()
-        if isinstance(state, dict)
-        else enumerate(state)
-        if isinstance(state, list | tuple)
-        else ()
-    )
-    for key, value in items:
-        bad = _first_non_finite(value, f"{where}.{key}" if where else str(key))
-        if bad is not None:
-            return bad
-    return None
 
 
 def _check_positions(raw: dict[str, Any], pos: dict[str, Any]) -> None:

@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import UserError
 from .runstate import CHECKPOINT, RUN_CONFIG
-from .yaml_io import Loader
+from .yaml_io import load_yaml
 
 __all__ = ["read_summary", "show_run", "show_table"]
 
@@ -273,8 +271,8 @@ def _strategy(run: Path) -> str | None:
 def _raw_config(run: Path) -> dict[str, Any] | None:
     """The run's config.yaml as plain data, unvalidated (None when it cannot be read)."""
     try:
-        raw = yaml.load((run / RUN_CONFIG).read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = load_yaml(run / RUN_CONFIG)[0]
+    except UserError:  # missing, unreadable or not YAML (ConfigError)
         return None
     return raw if isinstance(raw, dict) else None
 
