@@ -6,7 +6,7 @@
 # table predicts CUDA networks, and the digits / mnist1d searches on CUDA. bf16 and the GC step
 # ratios were measured in the first GPU session (RESULTS.md) and are not repeated.
 # Phase 1 has the GPU to itself (the timings); phase 2 runs the rest in parallel. Results land in
-# OUT_DIR: log.txt, three JSON files, the profile table and jobs.tgz (phase 2's logs and JSON; the
+# OUT_DIR: log.txt, four JSON files, the profile table and jobs.tgz (phase 2's logs and JSON; the
 # device tool returns at most 8 files); copy the figures into benchmarks/RESULTS.md.
 #
 # The device machine has torch, pyyaml, tensorboard, scikit-learn, tqdm, matplotlib and pytest but
@@ -50,14 +50,16 @@ mkdir -p "$jobs"
 budget=${GPU_CHECKS_SECONDS:-540}  # the whole script; the device call's timeout sits above it
 
 # Phase 1, the GPU to itself: everything that is a timing.
-step search_speed_fp32 150 python3 benchmarks/search_speed.py --device cuda --iters 50 \
+step search_speed_fp32 120 python3 benchmarks/search_speed.py --device cuda --iters 50 \
     --json "$out/search_speed_cuda.json" --profile "$out/profile_cuda.txt"
-step search_speed_concurrent 90 python3 benchmarks/search_speed.py --device cuda --iters 30 \
+step search_speed_concurrent 60 python3 benchmarks/search_speed.py --device cuda --iters 30 \
     --concurrent-forwards --json "$out/search_speed_cuda_concurrent.json"
 # Per-op options for a faster search (torch.compile'd and CUDA-graphed SepConv, BatchNorm kernels,
 # one graph with conditional nodes for every architecture): what to build next for the speed goal.
-step search_kernels 150 python3 benchmarks/search_kernels.py --device cuda \
+step search_kernels 120 python3 benchmarks/search_kernels.py --device cuda \
     --json "$out/search_kernels_cuda.json"
+step conditional_step 60 python3 benchmarks/conditional_step.py --device cuda \
+    --json "$out/conditional_step_cuda.json"
 step latency_table 40 python3 benchmarks/latency_table.py --config spaces/asng_nas_cifar10.yaml \
     --device cuda --archs 20 --json "$jobs/latency_cifar_cuda.json"  # packed in jobs.tgz
 
