@@ -101,7 +101,9 @@ class Slot(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         choice, x, *weights = ctx.saved_tensors
         grad_x = torch.zeros_like(x)
-        grad_w = [torch.zeros_like(w) for w in weights]
+        grad_w = [torch.empty_like(w) for w in weights]
+        if grad_w:
+            torch._foreach_zero_(grad_w)  # one launch: unused options get zero gradients
         start = 0
         for k, (fn, ws) in enumerate(_per_option(weights, x.shape[1])):
             bufs = grad_w[start : start + len(ws)]
