@@ -53,7 +53,7 @@ def sep_conv(x: torch.Tensor, dw1, pw1, dw2, pw2) -> torch.Tensor:
 # (name, function of (x, *weights), weight shapes for c channels)
 OPTIONS: list[tuple[str, Callable[..., torch.Tensor], Callable[[int], list[tuple[int, ...]]]]] = [
     ("identity", lambda x: x, lambda c: []),
-    ("avg_pool_3x3", lambda x: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False), lambda c: []),
+    ("avg_pool_3x3", lambda x: F.avg_pool2d(x, 3, 1, 1), lambda c: []),  # zero padding counts
     ("max_pool_3x3", lambda x: F.max_pool2d(x, 3, 1, 1), lambda c: []),
     ("sep_conv_3x3", sep_conv, lambda c: [(c, 1, 3, 3), (c, c, 1, 1)] * 2),
     ("sep_conv_5x5", sep_conv, lambda c: [(c, 1, 5, 5), (c, c, 1, 1)] * 2),
