@@ -10,7 +10,8 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -269,25 +270,43 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
     from .train import run_train
 
     refuse_open_choices(SearchSpace(config))  # before a run directory is made for nothing
-    run_dir, record = _prepare_run_dir(args, config, raw)
-    run_train(config, run_dir, resume=bool(args.resume), progress=not args.quiet, on_ready=record)
+    run_dir, record, new = _prepare_run_dir(args, config, raw)
+    with _removed_if_refused(run_dir if new else None):
+        run_train(
+            config, run_dir, resume=bool(args.resume), progress=not args.quiet, on_ready=record
+        )
     return 0
 
 
 def _prepare_run_dir(
     args: argparse.Namespace, config, raw: dict
-) -> tuple[Path, Callable[[], None] | None]:
-    """The run's directory, created, with the config written into a new run; and for a run
-    resumed with ``--set``, what records its changed config (called by the run once it is set up
-    and resumed: a change the run refuses must not replace the config it can resume with)."""
-    run_dir = _run_dir(args, config.name)
+) -> tuple[Path, Callable[[], None] | None, bool]:
+    """The run's directory, created; what writes its ``config.yaml`` (for a new run, and for a
+    run resumed with ``--set``); and whether the directory is new. The run calls the writer once
+    it is set up (and resumed), before it writes anything else: a run refused while it sets up
+    leaves its new directory empty, and a change a resumed run refuses leaves the config it can
+    resume with."""
+    run_dir = _run_dir(args, config.name)  # a default name is made there, to reserve it
     if args.resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
+    new = not args.resume and (args.out is None or not run_dir.exists())
     make_dir(run_dir, "--resume" if args.resume else "--out")
-    if not args.resume:
-        _write_config(raw, run_dir)
-        return run_dir, None
-    return run_dir, (lambda: _write_config(raw, run_dir)) if args.set else None
+    if args.resume and not args.set:
+        return run_dir, None, False
+    return run_dir, lambda: _write_config(raw, run_dir), new
+
+
+@contextmanager
+def _removed_if_refused(run_dir: Path | None) -> Iterator[None]:
+    """Remove ``run_dir`` (a directory this command made) if the run is refused while it is
+    still empty: a mistake in the config leaves no run behind. Anything in it stays."""
+    try:
+        yield
+    except UserError:
+        if run_dir is not None:
+            with suppress(OSError):
+                run_dir.rmdir()  # only ever removes an empty directory
+        raise
 
 
 def _write_config(raw: dict, run_dir: Path) -> None:
@@ -305,25 +324,26 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
     group, device = join_group(config.device)
     try:
         outcome: tuple[str, str] = ("", "")
-        record = None  # the main process records a resumed run's changed config
+        record, made = None, None  # the main process writes the config, removes a refused run
         if group.main:
             try:
-                run_dir, record = _prepare_run_dir(args, config, raw)
-                outcome = ("ok", str(run_dir))
+                run_dir, record, new = _prepare_run_dir(args, config, raw)
+                outcome, made = ("ok", str(run_dir)), run_dir if new else None
             except UserError as e:
                 outcome = ("error", str(e))
         kind, text = group.broadcast(outcome)
         if kind == "error":
             raise UserError(text if group.main else "")
         config = config.model_copy(update={"device": device})
-        run_search(
-            config,
-            Path(text),
-            resume=bool(args.resume),
-            progress=not args.quiet,
-            group=group,
-            on_ready=record,
-        )
+        with _removed_if_refused(made):
+            run_search(
+                config,
+                Path(text),
+                resume=bool(args.resume),
+                progress=not args.quiet,
+                group=group,
+                on_ready=record,
+            )
     finally:
         group.leave()
     return 0

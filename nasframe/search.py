@@ -225,9 +225,9 @@ def run_search(
     rank's device) shares the work; rank 0 alone prints and writes. ``dry_run`` sets up what the
     search needs (data, supernet, strategy, optimizer), raising what a run would raise at its
     start, and returns before writing anything (``nasframe validate --data``). ``on_ready`` is
-    called once a resumed run is set up and its checkpoint restored, before it goes on (the
-    command line records a changed ``config.yaml`` there, so that a refused change leaves the run
-    as it was).
+    called once the run is set up (a resumed run's checkpoint restored), before it writes anything
+    but a latency table: the command line writes ``config.yaml`` there, so that a run refused
+    while it sets up leaves no run behind and a refused change leaves a resumed run as it was.
     """
     if group is None:
         group, spec = join_group(config.device)
@@ -291,8 +291,9 @@ def run_search(
     pos = state.pos
     if resume:
         state.resume()
-        if on_ready is not None:
-            on_ready()
+    if on_ready is not None:
+        on_ready()
+    if resume:
         tell(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
         note = resume_note(state.saved_environment, state.environment)
         if note:

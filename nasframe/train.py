@@ -182,8 +182,9 @@ def run_train(
     pos = state.pos
     if resume:
         state.resume()
-        if on_ready is not None:
-            on_ready()
+    if on_ready is not None:
+        on_ready()
+    if resume:
         note = resume_note(state.saved_environment, state.environment)
         if note:
             say(note)

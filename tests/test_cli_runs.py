@@ -450,3 +450,24 @@ def test_a_resume_whose_change_is_refused_leaves_the_runs_config_as_it_was(
     assert "test_size" in capsys.readouterr().err
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert main(["search", "--resume", str(run), "--set", "search.epochs=3", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_a_run_refused_while_it_sets_up_leaves_no_directory(tmp_path, monkeypatch, capsys, command):
+    """A mistake only the dataset finds (after the run directory is reserved) leaves nothing."""
+    monkeypatch.chdir(tmp_path)
+    source = SPACES / ("mlp.yaml" if command == "search" else "digits_prune.yaml")
+    raw = yaml.safe_load(source.read_text())
+    if command == "train":
+        space = SearchSpace(load_config(source)[0])
+        raw = space.freeze([0] * len(space.choices))
+    raw["data"] = {"name": "digits", "options": {"test_size": 2000}}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main([command, str(cfg), "--quiet"]) == 2
+    assert "data.options.test_size" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []
+    out = tmp_path / "mine"
+    out.mkdir()  # a directory the user made is kept, even empty
+    assert main([command, str(cfg), "--quiet", "--out", str(out)]) == 2
+    assert out.is_dir() and list(out.iterdir()) == []
