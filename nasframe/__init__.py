@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 from . import registry
 from .asng import ASNG, ranking_utility
-from .augment import augment_batch
+from .augment import augment_batch, crop_flip_at, cutout, cutout_at, random_crop, random_flip
 from .cell_network import CellNetwork
 from .cell_ops import FactorizedReduce
 from .cells import CellSupernet
@@ -25,6 +25,11 @@ from .space import ChoicePoint, SearchSpace, load_space
 __all__ = [
     "__version__",
     "augment_batch",
+    "random_crop",
+    "random_flip",
+    "cutout",
+    "crop_flip_at",
+    "cutout_at",
     "ASNG",
     "ranking_utility",
     "CellNetwork",

@@ -59,8 +59,17 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     ),
     (
         "Data",
-        "What a dataset plugin returns, and the batch augmentation of image datasets.",
-        ["Dataset", "augment_batch"],
+        "What a dataset plugin returns, and the batch augmentation of image datasets (whole, "
+        "and each step alone, with random or given per-sample offsets).",
+        [
+            "Dataset",
+            "augment_batch",
+            "random_crop",
+            "random_flip",
+            "cutout",
+            "crop_flip_at",
+            "cutout_at",
+        ],
     ),
     (
         "Plugins and the registry",

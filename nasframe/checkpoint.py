@@ -73,7 +73,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def _unreadable(path: Path, error: Exception) -> str:
     """Why ``torch.load`` could not read ``path``, in a few words, from the file's first bytes
     (a zip archive is torch.save's format, a pickle its legacy one) and the error."""
-    if "Unsupported global" in str(error) or "GLOBAL" in str(error):
+    unsafe = "Unsupported global" in str(error) or "GLOBAL" in str(error)
+    if unsafe and isinstance(error, pickle.UnpicklingError):  # torch's weights-only refusal
         return "it holds Python objects other than tensors and plain containers, refused"
     try:
         with open(path, "rb") as f:

@@ -417,7 +417,9 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
     if args.draws < 1:
         raise UserError(f"--draws {args.draws}: must be at least 1")
-    config, _ = load_config(args.config, args.set)
+    # A table is made for searches priced by latency: search.latency.* are its options here,
+    # whatever the config's own search.cost.
+    config, _ = load_config(args.config, ["search.cost=latency", *args.set])
     out = Path(args.out)
     try:
         done = fill_table(config, out, args.draws, tell=print)

@@ -121,7 +121,9 @@ def options(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 class DataConfig(Strict):
     name: Annotated[str, plugin_name("dataset")] = Field(
-        "mnist1d", description="dataset plugin: mnist1d, digits, synthetic, or a plugin's"
+        "mnist1d",
+        description="dataset plugin: built in mnist1d, digits, synthetic (no files), cifar10, "
+        "cifar100, image_folder (read from data.root), or a plugin's",
     )
     valid_fraction: float = Field(
         0.5, gt=0.0, lt=1.0, description="part of the training data held out to rank architectures"
@@ -651,7 +653,7 @@ def _problems(
             loc = (*loc, ctx["key"])
         elif isinstance(ctx.get("at"), tuple):  # a model validator pointing below its model
             loc = (*loc, *ctx["at"])
-        given = override_of(loc, overridden or {})
+        given = override_of(loc, overridden or {}, lines.known_prefix(loc) == loc)
         msg = e["msg"] + _hint(e, loc, lines, given)
         if e["type"] == "missing":
             msg = "required key is missing"

@@ -20,11 +20,17 @@ __all__ = ["ConfigSource", "override_of", "item_index"]
 _PATH = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")
 
 
-def override_of(loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) -> str | None:
-    """The ``--set`` item that gave the value at ``loc`` (or one above it), if any."""
+def override_of(
+    loc: tuple[Any, ...], overridden: dict[tuple[Any, ...], str], in_file: bool = True
+) -> str | None:
+    """The ``--set`` item that gave the value at ``loc`` (or one above it), if any; where the
+    file has nothing at ``loc`` (not ``in_file``), also one that made it by setting a key below
+    it (``--set search.latency.device=cpu`` makes ``search.latency``)."""
     for n in range(len(loc), 0, -1):
         if loc[:n] in overridden:
             return overridden[loc[:n]]
+    if not in_file:
+        return next((item for at, item in overridden.items() if at[: len(loc)] == loc), None)
     return None
 
 
@@ -64,7 +70,7 @@ class ConfigSource:
         if not sep or not _PATH.fullmatch(where) or where.split(".")[0] not in self.sections:
             return line
         loc = self._loc(where.split("."))
-        given = override_of(loc, self.overridden)
+        given = override_of(loc, self.overridden, self.lines.known_prefix(loc) == loc)
         if given is not None:
             return f"--set {given}: {line}"
         number = self.lines.line(loc)

@@ -7,6 +7,7 @@ run and the running metrics; written atomically, read with ``weights_only=True``
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from .environment import environment, resume_note
 from .errors import UserError
 from .strategy_common import DamagedState, is_finite_number, is_integer
 
@@ -79,6 +81,19 @@ class RunState:
         self.environment: dict[str, Any] | None = None  # what this process runs on
         self.saved_environment: dict[str, Any] | None = None  # what the checkpoint was made on
         self._t0, self._wall0 = time.perf_counter(), 0.0
+
+    def start(
+        self, device: torch.device, resume: bool, on_ready: Callable[[], None] | None
+    ) -> str | None:
+        """Begin the run on ``device``: restore the checkpoint if ``resume``, then call
+        ``on_ready`` (the run is set up). Returns, for a resumed run, the note on what its
+        environment changed since the checkpoint (None if nothing did)."""
+        self.environment = environment(device)
+        if resume:
+            self.resume()
+        if on_ready is not None:
+            on_ready()
+        return resume_note(self.saved_environment, self.environment) if resume else None
 
     def wall_s(self) -> float:
         """Seconds this run has been running, over all its resumptions."""

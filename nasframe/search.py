@@ -36,7 +36,6 @@ from .data import (
 )
 from .device import resolve_device
 from .distributed import Group, join_group
-from .environment import environment, resume_note
 from .errors import UserError, did_you_mean
 from .interrupt import stop_on_signals
 from .latency import open_latency_table
@@ -287,15 +286,10 @@ def run_search(
         schedule=schedule,
         strategy=strategy,
     )
-    state.environment = environment(device)
+    note = state.start(device, resume, on_ready)
     pos = state.pos
     if resume:
-        state.resume()
-    if on_ready is not None:
-        on_ready()
-    if resume:
         tell(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
-        note = resume_note(state.saved_environment, state.environment)
         if note:
             tell(note)
     else:

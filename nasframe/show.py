@@ -48,7 +48,8 @@ def show_run(run: Path) -> None:
     print("   ".join(head))
     keys = ("iterations", "epochs_run", "most_likely_parameters", "most_likely_macs")
     keys += ("most_likely_latency_ms", "latency_ms")
-    keys += ("parameters", "parameters_without_auxiliary", "retrain_cells", "retrain_channels")
+    keys += ("parameters", "macs", "parameters_without_auxiliary", "retrain_cells")
+    keys += ("retrain_channels",)
     keys += ("param_budget", "test_acc", "train_loss", "threshold", "removed_units")
     keys += ("removed_fraction", "params_before", "params_after", "flops_before", "flops_after")
     for key in (*keys, "acc_before", "acc_after"):
@@ -245,7 +246,7 @@ def _row(run: Path, s: dict[str, Any]) -> tuple[Any, ...]:
         test, params, macs = s.get("acc_after"), s.get("params_after"), s.get("flops_after")
         epochs = valid = None
     else:
-        test, params, macs = s.get("test_acc"), s.get("parameters"), None
+        test, params, macs = s.get("test_acc"), s.get("parameters"), s.get("macs")
         epochs, valid = s.get("epochs"), None
     strategy = _strategy(run) if kind == "search" else None
     return (

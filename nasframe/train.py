@@ -22,10 +22,10 @@ from .config import Config
 from .console import EpochProgress, say
 from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .device import resolve_device
-from .environment import environment, resume_note
 from .errors import UserError
 from .interrupt import stop_on_signals
 from .latency import latency_device, network_latency_ms
+from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .precision import autocast
@@ -178,14 +178,9 @@ def run_train(
         optimizer=optimizer,
         schedule=schedule,
     )
-    state.environment = environment(device)
+    note = state.start(device, resume, on_ready)
     pos = state.pos
     if resume:
-        state.resume()
-    if on_ready is not None:
-        on_ready()
-    if resume:
-        note = resume_note(state.saved_environment, state.environment)
         if note:
             say(note)
     else:
@@ -329,6 +324,7 @@ def run_train(
         "sample_shape": list(data.sample_shape),
         "num_classes": classes,
         "parameters": count_parameters(model),
+        "macs": count_macs(model, data.sample_shape),  # of one example, as search.cost counts
         "wall_time_s": state.wall_s(),
         "environment": state.environment,
         "train_loss": metrics.get("train/loss"),

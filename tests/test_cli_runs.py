@@ -397,8 +397,13 @@ def test_show_puts_several_runs_side_by_side(search_run, tmp_path, capsys):
     ]  # fmt: skip
     assert second.split()[:9] == [
         str(train), "train", "digits-cnn", "-", "2", "-", f"{trained['test_acc']:.4f}",
-        str(trained["parameters"]), "-",
+        str(trained["parameters"]), str(trained["macs"]),
     ]  # fmt: skip
+    # the trained network is the search's most likely one: counted alike
+    assert (trained["parameters"], trained["macs"]) == (
+        found["most_likely_parameters"],
+        found["most_likely_macs"],
+    )
     assert (
         err.strip() == f"{missing}: no summary.json here; is it a finished nasframe run directory?"
     )

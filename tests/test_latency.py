@@ -310,3 +310,17 @@ def test_training_a_latency_searched_architecture_times_the_trained_network(tmp_
     assert 0 < summary["latency_ms"] < 1000
     assert summary["latency_device"] == "cpu" and summary["latency_batch_size"] == 1
     assert "ms per batch of 1 on cpu" in capsys.readouterr().err
+
+
+def test_the_latency_command_takes_latency_options_whatever_the_configs_cost(tmp_path, capsys):
+    """docs/latency.md's command: mnist1d.yaml prices by parameters, yet its table is made with
+    ``--set search.latency.*``; a search refuses those options without ``search.cost: latency``,
+    naming the --set item that made them."""
+    table = tmp_path / "t.json"
+    args = ["--out", str(table), "--draws", "3", "--set", "search.latency.batch_size=2"]
+    assert main(["latency", str(SPACES / "mnist1d.yaml"), *args]) == 0
+    assert json.loads(table.read_text())["batch_size"] == 2
+    capsys.readouterr()
+    given = "search.latency.device=cpu"
+    assert main(["search", str(SPACES / "mnist1d.yaml"), "--set", given]) == 2
+    assert capsys.readouterr().err.startswith(f"--set {given}: search.latency: is set, but ")
