@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__, registry
-from .config import json_schema, load_config
+from .config import PruneConfig, json_schema, load_config
 from .distributed import world_size
 from .errors import ConfigError, UserError, make_dir
 from .runstate import RUN_CONFIG
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         metavar="XI",
         help="incoming-weight norm below which a unit is removed (default: the "
-        "config's prune.threshold, else 1e-4)",
+        f"config's prune.threshold, else {PruneConfig().threshold:g})",
     )
     pr.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR/pruned)")
     sh = sub.add_parser(
@@ -356,6 +356,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for f in args.files:
         try:
             config, _ = load_config(f)
+        except ConfigError as e:
+            problems.extend(str(p) for p in e.problems)
+            continue
+        try:
             checked = preflight(config, data=args.data)
         except ConfigError as e:
             problems.extend(str(p) for p in e.problems)

@@ -41,7 +41,7 @@ from .errors import ConfigError, Problem, UserError, did_you_mean
 from .precision import Precision
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
-__all__ = ["Config", "Choice", "load_config", "validate_data", "apply_overrides", "json_schema"]
+__all__ = ["Config", "Choice", "load_config", "validate_data", "json_schema"]
 
 T = TypeVar("T")
 
@@ -347,7 +347,7 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 def _check_device(device: str) -> str:
     if not _DEVICE.fullmatch(device):
         raise PydanticCustomError(
-            "device", "must be auto, cpu, cuda or cuda:N, got '{d}'", {"d": device}
+            "device", "must be auto, cpu, cuda, cuda:N or mps, got '{d}'", {"d": device}
         )
     return device
 
@@ -369,7 +369,7 @@ class LatencyConfig(Strict):
 
     device: str | None = Field(
         None,
-        description="device the parts are timed on: auto, cpu, cuda or cuda:N (null: the run's "
+        description="device the parts are timed on: auto, cpu, cuda, cuda:N or mps (null: the run's "
         "device; e.g. cpu to search on a GPU for CPU inference)",
     )
     batch_size: PositiveInt = Field(
@@ -550,7 +550,11 @@ class PruneConfig(Strict):
 
 class LogConfig(Strict):
     tensorboard: bool = Field(True, description="write TensorBoard events into the run directory")
-    progress: bool = Field(True, description="progress bar on the console")
+    progress: bool = Field(
+        True,
+        description="progress on the console: a bar per epoch (on a terminal) and a line per "
+        "finished epoch (the command line's --quiet turns it off too)",
+    )
     theta_images: NonNegativeInt = Field(
         20,
         description="θ heat maps a search draws for TensorBoard: at evenly spaced epochs, always "
@@ -567,7 +571,9 @@ class Config(Strict):
         0, ge=0, lt=2**32, description="seed of weights, data order and architecture sampling"
     )
     device: str = Field(
-        "auto", description="auto, cpu, cuda or cuda:N (cuda without CUDA is an error)"
+        "auto",
+        description="auto (CUDA if there is one, else cpu), cpu, cuda, cuda:N or mps (Apple GPUs; "
+        "not tested by the project); a device the machine lacks is an error",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="the dataset")
     space: Space = Field(description="the search space: a chain (default) or cells")
@@ -694,13 +700,9 @@ def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> st
     return f'; quote it: {key}"{written}"'
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``key.path=value`` overrides (stages may be named: ``space.stages.s1.width=64``)."""
-    return _apply_overrides(raw, overrides)[0]
-
-
 def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[Any, ...], str]]:
-    """:func:`apply_overrides`, and where each override landed (list items by index)."""
+    """Apply ``key.path=value`` overrides (stages may be named: ``space.stages.s1.width=64``);
+    also where each override landed (list items by index)."""
     raw = _unshared(raw)
     landed: dict[tuple[Any, ...], str] = {}
     for item in overrides:

@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["UserError", "ConfigError", "Problem", "did_you_mean", "make_dir"]
+__all__ = [
+    "UserError",
+    "ConfigError",
+    "Problem",
+    "TrainingDiverged",
+    "Interrupted",
+    "did_you_mean",
+    "make_dir",
+]
 
 
 class UserError(Exception):
@@ -28,6 +36,16 @@ class Problem:
     def __str__(self) -> str:
         loc = f"{self.file}:{self.line}" if self.line else self.file
         return f"{loc}: {self.where}: {self.what}" if self.where else f"{loc}: {self.what}"
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite: reported with the step and the architecture."""
+
+
+class Interrupted(UserError):
+    """The run was stopped by a signal after writing a checkpoint."""
+
+    exit_code = 130
 
 
 class ConfigError(UserError):

@@ -45,15 +45,15 @@ class Slot:
 
     where: str  # "stem", "<stage>.transition", "<stage>.layer<i>"
     op: Any  # constant op name or Choice of names
-    op_path: str | None
+    op_path: str | None  # the op choice's path in the space (θ's row), None for a constant
     out: Any  # constant width or Choice
-    out_path: str
+    out_path: str  # the width's choice path (or its config path, for a constant)
     stride: int
     stage: str | None = None
     layer: int | None = None  # index within the stage (None: not depth-controlled)
     depth_field: Any = None
     depth_path: str | None = None
-    op_field: str = ""  # config path of the op field: space.stem.op, space.stages.s1.layer.op, ...
+    op_location: str = ""  # where the op is written: space.stem.op, space.stages.s1.layer.op, ...
 
 
 def slots(config: Config) -> list[Slot]:
@@ -67,7 +67,7 @@ def slots(config: Config) -> list[Slot]:
             sp.stem.channels,
             "space.stem.channels",
             1,
-            op_field="space.stem.op",
+            op_location="space.stem.op",
         )
     ]
     for st in sp.stages:
@@ -81,11 +81,11 @@ def slots(config: Config) -> list[Slot]:
                 f"{base}.width",
                 st.stride,
                 st.name,
-                op_field=f"{base}.transition",
+                op_location=f"{base}.transition",
             )
         )
         for i, layer in enumerate(st.layer_configs()):
-            op_field = f"{base}.layer.op" if st.layers is None else f"{base}.layers.{i}.op"
+            op_location = f"{base}.layer.op" if st.layers is None else f"{base}.layers.{i}.op"
             width, width_path = (
                 (layer.width, f"{base}.layer{i}.width")
                 if layer.width is not None
@@ -103,18 +103,18 @@ def slots(config: Config) -> list[Slot]:
                     i,
                     st.depth,
                     f"{base}.depth",
-                    op_field,
+                    op_location,
                 )
             )
     return out
 
 
-def op_path(slot: Slot, name: str) -> str:
+def op_option_location(slot: Slot, name: str) -> str:
     """The config path of op ``name`` at ``slot`` (errors start with it, so that the CLI gives
     its line): the op field, or the option of the field's choice that names ``name``."""
     if isinstance(slot.op, Choice):
-        return f"{slot.op_field}.choices.{slot.op.choices.index(name)}"
-    return slot.op_field
+        return f"{slot.op_location}.choices.{slot.op.choices.index(name)}"
+    return slot.op_location
 
 
 def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
@@ -231,9 +231,9 @@ def check_ops(config: Config, in_channels: int | None = None) -> None:
     ins, _ = reaching_widths(chain, in_channels or 0)
     for k, (slot, reaching) in enumerate(zip(chain, ins, strict=True)):
         for name in options(slot.op):
-            cls = _op_class(name, config.space.layout, op_path(slot, name))
+            cls = _op_class(name, config.space.layout, op_option_location(slot, name))
             if k > 0 or in_channels is not None:
-                _check_preserving(cls, name, reaching, slot.out, op_path(slot, name))
+                _check_preserving(cls, name, reaching, slot.out, op_option_location(slot, name))
 
 
 class Supernet(nn.Module):
@@ -250,8 +250,8 @@ class Supernet(nn.Module):
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
             for name in options(slot.op):
-                cls = _op_class(name, self.layout, op_path(slot, name))
-                _check_preserving(cls, name, reaching, slot.out, op_path(slot, name))
+                cls = _op_class(name, self.layout, op_option_location(slot, name))
+                _check_preserving(cls, name, reaching, slot.out, op_option_location(slot, name))
                 modules = cls.build(max(reaching), max(options(slot.out)), slot.stride, self.layout)
                 ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
@@ -320,8 +320,8 @@ def build_network_layout(
     placed: list[PlacedSlot] = []
     prev: Any = in_ch
     for slot, name, out in executed_slots(space, slots(config), sample):
-        cls = _op_class(name, layout, op_path(slot, name))
-        _check_preserving(cls, name, [prev], out, op_path(slot, name))
+        cls = _op_class(name, layout, op_option_location(slot, name))
+        _check_preserving(cls, name, [prev], out, op_option_location(slot, name))
         start = len(modules)
         modules.extend(cls.build(prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))

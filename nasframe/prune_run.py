@@ -15,7 +15,7 @@ import torch
 
 from . import registry
 from .checkpoint import load_weights, save_checkpoint, write_json
-from .config import Config, load_config, validate_data
+from .config import Config, PruneConfig, load_config, validate_data
 from .console import say
 from .data import load_dataset
 from .device import resolve_device
@@ -119,8 +119,9 @@ def run_prune(
     if config is None:
         _refuse_pruned(run_dir)
         config, _ = load_config(run_dir / RUN_CONFIG)
-    method = config.prune.method if config.prune else "adam_sparsity"
-    xi = threshold if threshold is not None else (config.prune.threshold if config.prune else 1e-4)
+    settings = config.prune or PruneConfig()  # a run trained without a prune section: defaults
+    method = settings.method
+    xi = threshold if threshold is not None else settings.threshold
     device = resolve_device(config.device)
     try:
         data = load_dataset(config.data)
@@ -134,7 +135,6 @@ def run_prune(
     xt, yt = data.x_test.to(device), data.y_test.to(device)
     pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)
     out = make_dir(out, "--out")
-    arch.setdefault("prune", {})
     arch["prune"] = {"method": method, "threshold": xi}
     dump_yaml(arch, out / "arch.yaml")
     save_checkpoint(pruned.state_dict(), out / WEIGHTS)

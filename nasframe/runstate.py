@@ -66,6 +66,8 @@ class Meter:
 class RunState:
     """The resumable state of a search or training run.
 
+    ``space_hash`` is what a checkpoint must carry to be resumed (saved under that key): the
+    space's hash for a search, the trained architecture's network hash for a training.
     ``parts`` are objects with ``state_dict`` / ``load_state_dict`` (model, optimizer, schedule,
     strategy). ``pos`` counts epochs, steps within the epoch and iterations; ``meter`` holds the
     current epoch's running metrics and ``metrics`` the last finished epoch's.

@@ -36,7 +36,7 @@ from .data import (
 )
 from .device import resolve_device
 from .distributed import Group, join_group
-from .errors import UserError, did_you_mean
+from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
 from .interrupt import stop_on_signals
 from .latency import open_latency_table
 from .network import make_supernet, num_classes_of
@@ -46,7 +46,7 @@ from .precision import autocast
 from .runstate import RunState
 from .selection import Selection, run_selection
 from .space import SearchSpace
-from .tblog import RunLogger, evenly_due
+from .tblog import RunLogger, evenly_due, flat_params, log_speed
 from .yaml_io import dump_yaml
 
 __all__ = [
@@ -56,35 +56,6 @@ __all__ = [
     "Interrupted",
     "log_distribution",
 ]
-
-
-class TrainingDiverged(UserError):
-    """A loss became NaN or infinite: reported with the step and the architecture."""
-
-
-class Interrupted(UserError):
-    """The run was stopped by a signal after writing a checkpoint."""
-
-    exit_code = 130
-
-
-def flat_params(
-    config: Config, sections: tuple[str, ...] = ("seed", "search", "data")
-) -> dict[str, Any]:
-    """Scalar config values as ``{"search.optimizer.lr": 0.05, ...}`` (for hparams)."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, (int, float, str, bool)):
-            out[prefix] = value
-
-    dumped = config.model_dump(mode="json", warnings=False)
-    for key in sections:
-        walk(key, dumped.get(key))
-    return out
 
 
 def ordinal_gaussians(space: SearchSpace, strategy: Any) -> dict[str, dict[str, float]]:
@@ -123,18 +94,6 @@ def log_distribution(
         logger.scalar("asng/Delta", float(strategy.Delta), step)
     if hasattr(strategy, "snr"):
         logger.scalar("asng/snr", float(strategy.snr), step)
-
-
-def log_speed(
-    logger: RunLogger, device: torch.device, steps: int, seconds: float, samples: int, step: int
-) -> None:
-    """``sys/step_time`` and ``sys/samples_per_s`` of an epoch's ``steps`` of ``samples`` each,
-    and the peak GPU memory in MiB on CUDA."""
-    if steps:
-        logger.scalar("sys/step_time", seconds / steps, step)
-        logger.scalar("sys/samples_per_s", steps * samples / max(seconds, 1e-9), step)
-    if device.type == "cuda":
-        logger.scalar("sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, step)
 
 
 def search_iteration(
@@ -334,7 +293,11 @@ def run_search(
                 tr_order = epoch_order(xtr.shape[0], config.seed, epoch, 0, device)
                 va_order = epoch_order(xva.shape[0], config.seed, epoch, 1, device)
                 bar = EpochProgress(
-                    epoch, S.epochs, steps, pos["step"], enabled=progress and group.main
+                    epoch,
+                    S.epochs,
+                    steps,
+                    pos["step"],
+                    enabled=progress and config.log.progress and group.main,
                 )
                 t_epoch = time.perf_counter()
                 first_step = pos["step"]

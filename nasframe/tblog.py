@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RunLogger", "NamespacedLogger", "evenly_due"]
+import torch
+
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["RunLogger", "NamespacedLogger", "evenly_due", "flat_params", "log_speed"]
 
 
 def evenly_due(epoch: int, epochs: int, count: int) -> bool:
@@ -14,6 +19,37 @@ def evenly_due(epoch: int, epochs: int, count: int) -> bool:
     if count <= 0:
         return False
     return (epoch + 1) * count // epochs > epoch * count // epochs
+
+
+def flat_params(
+    config: Config, sections: tuple[str, ...] = ("seed", "search", "data")
+) -> dict[str, Any]:
+    """Scalar config values as ``{"search.optimizer.lr": 0.05, ...}`` (for hparams)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float, str, bool)):
+            out[prefix] = value
+
+    dumped = config.model_dump(mode="json", warnings=False)
+    for key in sections:
+        walk(key, dumped.get(key))
+    return out
+
+
+def log_speed(
+    logger: RunLogger, device: torch.device, steps: int, seconds: float, samples: int, step: int
+) -> None:
+    """``sys/step_time`` and ``sys/samples_per_s`` of an epoch's ``steps`` of ``samples`` each,
+    and the peak GPU memory in MiB on CUDA."""
+    if steps:
+        logger.scalar("sys/step_time", seconds / steps, step)
+        logger.scalar("sys/samples_per_s", steps * samples / max(seconds, 1e-9), step)
+    if device.type == "cuda":
+        logger.scalar("sys/gpu_mem", torch.cuda.max_memory_allocated(device) / 2**20, step)
 
 
 class RunLogger:

@@ -22,7 +22,7 @@ from .config import Config
 from .console import EpochProgress, say
 from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .device import resolve_device
-from .errors import UserError
+from .errors import Interrupted, TrainingDiverged, UserError
 from .interrupt import stop_on_signals
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
@@ -31,9 +31,8 @@ from .optim import build_optimizer, build_schedule
 from .precision import autocast
 from .regularize import l2_penalty
 from .runstate import CHECKPOINT, RunState
-from .search import Interrupted, TrainingDiverged, flat_params, log_speed
 from .space import SearchSpace
-from .tblog import RunLogger
+from .tblog import RunLogger, flat_params, log_speed
 
 __all__ = ["run_train", "evaluate", "WEIGHTS"]
 
@@ -221,7 +220,9 @@ def run_train(
             while pos["epoch"] < T.epochs:
                 epoch = pos["epoch"]
                 order = epoch_order(x.shape[0], config.seed, epoch, 2, device)
-                bar = EpochProgress(epoch, T.epochs, steps, pos["step"], enabled=progress)
+                bar = EpochProgress(
+                    epoch, T.epochs, steps, pos["step"], enabled=progress and config.log.progress
+                )
                 t_epoch, first_step = time.perf_counter(), pos["step"]
                 model.train()
                 if hasattr(model, "start_epoch"):  # cell networks: the drop-path schedule

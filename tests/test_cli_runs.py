@@ -476,3 +476,21 @@ def test_a_run_refused_while_it_sets_up_leaves_no_directory(tmp_path, monkeypatc
     out.mkdir()  # a directory the user made is kept, even empty
     assert main([command, str(cfg), "--quiet", "--out", str(out)]) == 2
     assert out.is_dir() and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_log_progress_false_silences_the_epochs_as_quiet_does(tmp_path, capsys, command):
+    config = SPACES / "digits.yaml"
+    if command == "train":
+        space = SearchSpace(load_config(config)[0])
+        config = tmp_path / "arch.yaml"
+        config.write_text(yaml.safe_dump(space.freeze([0] * len(space.choices))))
+    fast = ["--set", "search.epochs=2", "--set", "train.epochs=2", "--set", "log.tensorboard=false"]
+    for progress in ("true", "false"):
+        out = tmp_path / progress
+        args = [command, str(config), "--out", str(out), *fast, "--set", f"log.progress={progress}"]
+        assert main(args) == 0
+        printed = capsys.readouterr()
+        lines = (printed.out + printed.err).splitlines()
+        epochs = [line for line in lines if line.startswith("epoch 2/2")]
+        assert len(epochs) == (1 if progress == "true" else 0), epochs

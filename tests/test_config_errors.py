@@ -105,23 +105,27 @@ def test_cli_validate_ok(capsys):
     assert capsys.readouterr().out.count(": ok") == len(list(SPACES.glob("*.yaml")))
 
 
-def test_cuda_requested_without_cuda_is_a_user_error(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "device, expected",
+    [
+        ("cuda", "'cuda' was requested but CUDA is not available on this machine"),
+        ("mps", "'mps' was requested but is not available"),
+    ],
+)
+def test_a_device_the_machine_lacks_is_a_user_error(
+    tmp_path, capsys, monkeypatch, device, expected
+):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with one
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    out = tmp_path / "r"
     code = main(
-        [
-            "search",
-            str(SPACES / "digits.yaml"),
-            "--out",
-            str(tmp_path / "r"),
-            "--set",
-            "device=cuda",
-        ]
+        ["search", str(SPACES / "digits.yaml"), "--out", str(out), "--set", f"device={device}"]
     )
     assert code == 2
-    assert "CUDA is not available" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"--set device={device}: device: {expected}")
+    assert not out.exists()  # refused as the run set up: nothing left behind
 
 
 def test_overrides_apply_and_validate(tmp_path):
@@ -223,7 +227,9 @@ def test_a_bad_device_is_reported_at_its_line(tmp_path):
     cfg.write_text((SPACES / "mlp.yaml").read_text().replace("device: auto", "device: gpu"))
     line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if t.startswith("device"))
     done = run_cli("validate", str(cfg))
-    assert f"c.yaml:{line}: device: must be auto, cpu, cuda or cuda:N, got 'gpu'" in done.stderr
+    assert (
+        f"c.yaml:{line}: device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'" in done.stderr
+    )
 
 
 def test_a_boolean_where_a_number_belongs_is_refused(tmp_path):
