@@ -13,12 +13,26 @@ from typing import Any
 
 from .cell_config import CELL_KINDS, CellSpace
 
-__all__ = ["Node", "Genotype", "cell_fields", "genotype", "unused_nodes", "describe_cell"]
+__all__ = [
+    "Node",
+    "Genotype",
+    "node_path",
+    "cell_fields",
+    "genotype",
+    "unused_nodes",
+    "describe_cell",
+]
 
 #: One node of a cell: its inputs and the op of each input.
 Node = tuple[tuple[int, ...], tuple[str, ...]]
 #: A cell architecture per kind: {"normal": (node, ...), "reduction": (node, ...)}.
 Genotype = dict[str, tuple[Node, ...]]
+
+
+def node_path(kind: str, node: int) -> str:
+    """The path below which node ``node`` of the ``kind`` cell has its choices (``.input0``,
+    ``.op0``, ...): θ's rows, so every module that names them takes them from here."""
+    return f"space.{kind}.node{node}"
 
 
 def cell_fields(sp: CellSpace) -> list[tuple[str, Any]]:
@@ -30,7 +44,7 @@ def cell_fields(sp: CellSpace) -> list[tuple[str, Any]]:
     for kind in CELL_KINDS:
         fixed = getattr(sp, kind)
         for i in range(sp.nodes):
-            base = f"space.{kind}.node{i}"
+            base = node_path(kind, i)
             for k in range(sp.node_inputs):
                 value = fixed[i].inputs[k] if fixed else Choice(choices=list(range(2 + i)))
                 out.append((f"{base}.input{k}", value))
@@ -47,7 +61,7 @@ def genotype(sp: CellSpace, value: Callable[[str, Any], Any]) -> Genotype:
     for kind in CELL_KINDS:
         nodes = []
         for i in range(sp.nodes):
-            base = f"space.{kind}.node{i}"
+            base = node_path(kind, i)
             ins = tuple(
                 int(value(f"{base}.input{k}", fields[f"{base}.input{k}"]))
                 for k in range(sp.node_inputs)

@@ -21,7 +21,7 @@ from . import __version__, registry
 from .config import PruneConfig, json_schema, load_config
 from .distributed import world_size
 from .errors import ConfigError, UserError, make_dir
-from .runstate import RUN_CONFIG
+from .run_files import CHECKPOINT, LATENCY_TABLE, RUN_CONFIG
 from .yaml_io import dump_yaml
 
 __all__ = ["main"]
@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     la.add_argument(
         "--out",
         metavar="FILE",
-        default="latency.json",
+        default=LATENCY_TABLE,
         help="the table; parts it already holds are kept (default: latency.json)",
     )
     la.add_argument(
@@ -132,7 +132,7 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
         return Path(args.resume)
     if args.out is not None:
         out = Path(_path_arg("--out", args.out))
-        if (out / "checkpoint.pt").exists():
+        if (out / CHECKPOINT).exists():
             raise UserError(
                 f"--out {out}: already holds a run; continue it with --resume {out} or choose "
                 "another directory"
@@ -287,7 +287,7 @@ def _prepare_run_dir(
     leaves its new directory empty, and a change a resumed run refuses leaves the config it can
     resume with."""
     run_dir = _run_dir(args, config.name)  # a default name is made there, to reserve it
-    if args.resume and not (run_dir / "checkpoint.pt").exists():
+    if args.resume and not (run_dir / CHECKPOINT).exists():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
     new = not args.resume and (args.out is None or not run_dir.exists())
     make_dir(run_dir, "--resume" if args.resume else "--out")
@@ -344,8 +344,10 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
                 group=group,
                 on_ready=record,
             )
-    finally:
+    except BaseException:
         group.leave()
+        raise
+    group.leave(finished=True)
     return 0
 
 

@@ -103,9 +103,13 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def leave(self) -> None:
-        """End this process's part in the group (at the end of the run)."""
+    def leave(self, finished: bool = False) -> None:
+        """End this process's part in the group. A ``finished`` run first waits for every
+        process to get there, so that no process tears its connections down while another
+        still writes its results (a late one could abort on the closed connections)."""
         if self.distributed and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 

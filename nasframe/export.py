@@ -19,8 +19,7 @@ from .checkpoint import atomic_write, load_weights
 from .config import load_config
 from .errors import UserError
 from .network import build_network, num_classes_of
-from .runstate import RUN_CONFIG
-from .train import WEIGHTS
+from .run_files import ARCH, RUN_CONFIG, WEIGHTS
 
 __all__ = ["export_run", "largest_difference", "EXPORTED"]
 
@@ -33,7 +32,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
     loaded program's outputs and the network's."""
     run = Path(run_dir)
     weights = run / WEIGHTS
-    config_path = next((run / n for n in (RUN_CONFIG, "arch.yaml") if (run / n).exists()), None)
+    config_path = next((run / n for n in (RUN_CONFIG, ARCH) if (run / n).exists()), None)
     if config_path is None or not weights.exists():
         raise UserError(
             f"{run}: no {WEIGHTS} and {RUN_CONFIG} here; export a finished `nasframe train` run "

@@ -33,6 +33,7 @@ from .distributed import Group
 from .environment import environment
 from .errors import UserError
 from .parts import Part
+from .run_files import LATENCY_TABLE
 
 __all__ = [
     "LatencyTable",
@@ -47,10 +48,8 @@ __all__ = [
     "LATENCY_TABLE",
 ]
 
-#: File of the measured part times in a run directory.
-LATENCY_TABLE = "latency.json"
-
-Measure = Callable[[nn.Module, tuple[torch.Tensor, ...]], float]
+#: How a part is timed: its milliseconds on the given inputs (tests pass a stand-in).
+TimingFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], float]
 
 
 def measure_ms(module: nn.Module, inputs: tuple[torch.Tensor, ...], **options: Any) -> float:
@@ -143,7 +142,7 @@ class LatencyTable:
         batch_size: int = 1,
         path: Path | None = None,
         entries: dict[str, float] | None = None,
-        measure: Measure = measure_ms,
+        measure: TimingFn = measure_ms,
         share: Callable[[Any], Any] = lambda value: value,
         main: bool = True,
         threads: int | None = None,

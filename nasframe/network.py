@@ -21,7 +21,7 @@ from .config import Choice, Config, options
 from .errors import UserError
 from .ops import LAYOUTS
 from .slicing import SlicedOp
-from .space import SearchSpace
+from .space import STEM_CHANNELS, SearchSpace, StagePaths
 
 __all__ = [
     "Slot",
@@ -65,20 +65,21 @@ def slots(config: Config) -> list[Slot]:
             sp.stem.op,
             None,
             sp.stem.channels,
-            "space.stem.channels",
+            STEM_CHANNELS,
             1,
             op_location="space.stem.op",
         )
     ]
     for st in sp.stages:
-        base = f"space.stages.{st.name}"
+        paths = StagePaths(st.name)
+        base = paths.base
         out.append(
             Slot(
                 f"{st.name}.transition",
                 st.transition,
                 None,
                 st.width,
-                f"{base}.width",
+                paths.width,
                 st.stride,
                 st.name,
                 op_location=f"{base}.transition",
@@ -87,22 +88,22 @@ def slots(config: Config) -> list[Slot]:
         for i, layer in enumerate(st.layer_configs()):
             op_location = f"{base}.layer.op" if st.layers is None else f"{base}.layers.{i}.op"
             width, width_path = (
-                (layer.width, f"{base}.layer{i}.width")
+                (layer.width, paths.layer_width(i))
                 if layer.width is not None
-                else (st.width, f"{base}.width")
+                else (st.width, paths.width)
             )
             out.append(
                 Slot(
                     f"{st.name}.layer{i}",
                     layer.op,
-                    f"{base}.layer{i}.op",
+                    paths.op(i),
                     width,
                     width_path,
                     1,
                     st.name,
                     i,
                     st.depth,
-                    f"{base}.depth",
+                    paths.depth,
                     op_location,
                 )
             )

@@ -21,9 +21,9 @@ from .data import load_dataset
 from .device import resolve_device
 from .errors import UserError, make_dir
 from .network import build_network, build_network_layout, num_classes_of, with_widths
-from .runstate import RUN_CONFIG
+from .run_files import ARCH, RUN_CONFIG, SUMMARY, WEIGHTS
 from .tblog import RunLogger
-from .train import WEIGHTS, evaluate
+from .train import evaluate
 from .yaml_io import dump_yaml
 
 __all__ = ["run_prune", "prune_model"]
@@ -79,14 +79,14 @@ def _refuse_pruned(run_dir: Path) -> None:
     if (run_dir / RUN_CONFIG).exists():
         return
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / SUMMARY).read_text())
     except (OSError, ValueError):
         summary = None
     if isinstance(summary, dict) and summary.get("kind") == "prune":
         source = summary.get("source") or "the run it came from"
         raise UserError(
             f"{run_dir}: already pruned (from {source}); prune {source} again with another "
-            f"--threshold, or retrain {run_dir / 'arch.yaml'} with `nasframe train` and prune "
+            f"--threshold, or retrain {run_dir / ARCH} with `nasframe train` and prune "
             "that run"
         )
     raise UserError(f"{run_dir}: no {RUN_CONFIG} here; prune a finished `nasframe train` run")
@@ -111,7 +111,7 @@ def run_prune(
     if not weights.exists():
         raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
     out = Path(out) if out is not None else run_dir / "pruned"
-    if any((out / name).exists() for name in ("arch.yaml", WEIGHTS, "summary.json")):
+    if any((out / name).exists() for name in (ARCH, WEIGHTS, SUMMARY)):
         raise UserError(
             f"--out {out}: already holds a pruned network; choose another --out (e.g. "
             f"{out.name}-2), or delete it to prune again"
@@ -136,7 +136,7 @@ def run_prune(
     pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)
     out = make_dir(out, "--out")
     arch["prune"] = {"method": method, "threshold": xi}
-    dump_yaml(arch, out / "arch.yaml")
+    dump_yaml(arch, out / ARCH)
     save_checkpoint(pruned.state_dict(), out / WEIGHTS)
     summary = {
         "kind": "prune",
@@ -145,10 +145,10 @@ def run_prune(
         "sample_shape": list(data.sample_shape),
         "num_classes": classes,
         **summary,
-        "arch": "arch.yaml",
+        "arch": ARCH,
         "weights": WEIGHTS,
     }
-    write_json(summary, out / "summary.json")
+    write_json(summary, out / SUMMARY)
     logger = RunLogger(out, config.log.tensorboard).namespace("prune")
     for key in (
         "removed_fraction",
@@ -171,5 +171,5 @@ def run_prune(
         f"{summary['flops_after']:,}, test accuracy {summary['acc_before']:.4f} -> "
         f"{summary['acc_after']:.4f}"
     )
-    say(f"pruned network: {out / 'arch.yaml'} and {out / WEIGHTS}")
+    say(f"pruned network: {out / ARCH} and {out / WEIGHTS}")
     return summary

@@ -23,12 +23,11 @@ from .checkpoint import (
 )
 from .environment import environment, resume_note
 from .errors import UserError
+from .run_files import CHECKPOINT, RUN_CONFIG
 from .strategy_common import DamagedState, is_finite_number, is_integer
 
 __all__ = ["Meter", "RunState", "CHECKPOINT", "RUN_CONFIG"]
 
-CHECKPOINT = "checkpoint.pt"
-RUN_CONFIG = "config.yaml"  # the config a run directory holds: what ran
 _MAX_POSITION = 2**40  # more iterations than any run takes: a position beyond it is damage
 _RUN_NAMES = {"search": "search", "train": "training"}  # the kinds of run that checkpoint
 

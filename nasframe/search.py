@@ -43,6 +43,7 @@ from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
 from .precision import autocast
+from .run_files import ARCH, SUMMARY
 from .runstate import RunState
 from .selection import Selection, run_selection
 from .space import SearchSpace
@@ -419,7 +420,7 @@ def run_search(
     chosen = mle if selection is None else selection.chosen
     if not group.main:
         return {}
-    dump_yaml(space.freeze(chosen), run_dir / "arch.yaml")
+    dump_yaml(space.freeze(chosen), run_dir / ARCH)
     summary = {
         "kind": "search",
         "name": config.name,
@@ -443,7 +444,7 @@ def run_search(
         if mle is None or not latency
         else cost.count(mle, "latency"),
         "selection": None,
-        "arch": "arch.yaml",
+        "arch": ARCH,
     }
     if selection is not None:
         with torch.no_grad():
@@ -454,10 +455,10 @@ def run_search(
             f"{selection.losses[selection.best]:.4f}, valid acc "
             f"{selection.accuracies[selection.best]:.4f} on {selection.samples} samples"
         )
-    write_json(summary, run_dir / "summary.json")
+    write_json(summary, run_dir / SUMMARY)
     tell("found architecture:\n" + _indent(space.describe(chosen)))
     tell(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
-    tell(f"retrain it with: nasframe train {run_dir / 'arch.yaml'}")
+    tell(f"retrain it with: nasframe train {run_dir / ARCH}")
     return summary
 
 

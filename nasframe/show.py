@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .runstate import CHECKPOINT, RUN_CONFIG
+from .run_files import ARCH, CHECKPOINT, RUN_CONFIG, SUMMARY
 from .yaml_io import load_yaml
 
 __all__ = ["read_summary", "show_run", "show_table"]
 
-ARCH = "arch.yaml"  # what a search exports
-
 
 def read_summary(run: Path) -> dict[str, Any]:
     """A run directory's ``summary.json`` (a UserError when missing or unreadable)."""
-    path = run / "summary.json"
+    path = run / SUMMARY
     if not path.exists():
         raise UserError(f"{run}: no summary.json here; is it a finished nasframe run directory?")
     try:
@@ -34,7 +32,7 @@ def show_run(run: Path) -> None:
     """Print one run's summary, its selection if any, its final metrics and its architecture; a
     run without summary.json but with its config.yaml (in progress, or stopped) shows what its
     files tell."""
-    if not (run / "summary.json").exists() and (run / RUN_CONFIG).exists():
+    if not (run / SUMMARY).exists() and (run / RUN_CONFIG).exists():
         print(f"run: {run}   no summary.json: the run is in progress, or was stopped")
         _show_architecture(run, None)
         return
@@ -212,7 +210,7 @@ def show_table(runs: list[Path]) -> int:
     runs could not be read (each named on stderr)."""
     rows, unreadable = [COLUMNS + ("WALL_S",)], 0
     for run in runs:
-        if not (run / "summary.json").exists() and (run / RUN_CONFIG).exists():
+        if not (run / SUMMARY).exists() and (run / RUN_CONFIG).exists():
             raw = _raw_config(run) or {}
             strategy = str((raw.get("search") or {}).get("strategy", "asng")) if raw else None
             row = (run, "unfinished", raw.get("name"), strategy, *[None] * 6)

@@ -21,7 +21,39 @@ from .cell_arch import Genotype, cell_fields, describe_cell, genotype
 from .cell_config import CELL_KINDS
 from .config import Choice, Config, load_config
 
-__all__ = ["ChoicePoint", "SearchSpace", "load_space"]
+__all__ = ["ChoicePoint", "SearchSpace", "load_space", "STEM_CHANNELS", "StagePaths"]
+
+#: The path of a chain's stem width choice.
+STEM_CHANNELS = "space.stem.channels"
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """The paths of one chain stage's choices (``space.stages.s1.depth``, ...): θ's rows, so
+    every module that names them takes them from here."""
+
+    stage: str
+
+    @property
+    def base(self) -> str:
+        """The stage's own path, ``space.stages.<name>`` (its config fields hang below it)."""
+        return f"space.stages.{self.stage}"
+
+    @property
+    def depth(self) -> str:
+        return f"{self.base}.depth"
+
+    @property
+    def width(self) -> str:
+        return f"{self.base}.width"
+
+    def op(self, layer: int) -> str:
+        """The op choice of the stage's ``layer``-th layer (0-based)."""
+        return f"{self.base}.layer{layer}.op"
+
+    def layer_width(self, layer: int) -> str:
+        """The width choice of the stage's ``layer``-th layer, where layers have their own."""
+        return f"{self.base}.layer{layer}.width"
 
 
 @dataclass(frozen=True)
@@ -54,15 +86,15 @@ class SearchSpace:
         self._index = {c.path: k for k, c in enumerate(self.choices)}
 
     def _add_chain(self, sp: Any) -> None:
-        self._add("space.stem.channels", sp.stem.channels)
+        self._add(STEM_CHANNELS, sp.stem.channels)
         for st in sp.stages:
-            base = f"space.stages.{st.name}"
-            self._add(f"{base}.depth", st.depth)
-            self._add(f"{base}.width", st.width)
+            paths = StagePaths(st.name)
+            self._add(paths.depth, st.depth)
+            self._add(paths.width, st.width)
             for i, layer in enumerate(st.layer_configs()):
-                self._add(f"{base}.layer{i}.op", layer.op)
+                self._add(paths.op(i), layer.op)
                 if layer.width is not None:
-                    self._add(f"{base}.layer{i}.width", layer.width)
+                    self._add(paths.layer_width(i), layer.width)
 
     def _add(self, path: str, field: Any) -> None:
         if isinstance(field, Choice):
@@ -149,17 +181,17 @@ class SearchSpace:
             raw["space_hash"] = self.hash
             return raw
         sp = copy.deepcopy(raw["space"])
-        sp["stem"]["channels"] = self.value("space.stem.channels", cfg.space.stem.channels, sample)
+        sp["stem"]["channels"] = self.value(STEM_CHANNELS, cfg.space.stem.channels, sample)
         for st_raw, st in zip(sp["stages"], cfg.space.stages, strict=True):
-            base = f"space.stages.{st.name}"
-            depth = self.value(f"{base}.depth", st.depth, sample)
+            paths = StagePaths(st.name)
+            depth = self.value(paths.depth, st.depth, sample)
             st_raw["depth"] = depth
-            st_raw["width"] = self.value(f"{base}.width", st.width, sample)
+            st_raw["width"] = self.value(paths.width, st.width, sample)
             layers = []
             for i, layer in enumerate(st.layer_configs()[:depth]):
-                entry = {"op": self.value(f"{base}.layer{i}.op", layer.op, sample)}
+                entry = {"op": self.value(paths.op(i), layer.op, sample)}
                 if layer.width is not None:
-                    entry["width"] = self.value(f"{base}.layer{i}.width", layer.width, sample)
+                    entry["width"] = self.value(paths.layer_width(i), layer.width, sample)
                 layers.append(entry)
             st_raw.pop("layer", None)
             st_raw["layers"] = layers
@@ -183,14 +215,14 @@ class SearchSpace:
                 f"reductions at {sp.reduction_cells()}"
             )
             return "\n".join([head] + [f"{k}: {describe_cell(geno[k])}" for k in CELL_KINDS])
-        stem = self.value("space.stem.channels", cfg.space.stem.channels, sample)
+        stem = self.value(STEM_CHANNELS, cfg.space.stem.channels, sample)
         lines = [f"stem: {cfg.space.stem.op} -> {stem}"]
         for st in cfg.space.stages:
-            base = f"space.stages.{st.name}"
-            depth = self.value(f"{base}.depth", st.depth, sample)
-            width = self.value(f"{base}.width", st.width, sample)
+            paths = StagePaths(st.name)
+            depth = self.value(paths.depth, st.depth, sample)
+            width = self.value(paths.width, st.width, sample)
             ops = [
-                str(self.value(f"{base}.layer{i}.op", layer.op, sample))
+                str(self.value(paths.op(i), layer.op, sample))
                 for i, layer in enumerate(st.layer_configs()[:depth])
             ]
             lines.append(

@@ -30,13 +30,12 @@ from .network import build_network, count_parameters, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .precision import autocast
 from .regularize import l2_penalty
-from .runstate import CHECKPOINT, RunState
+from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
+from .runstate import RunState
 from .space import SearchSpace
 from .tblog import RunLogger, flat_params, log_speed
 
 __all__ = ["run_train", "evaluate", "WEIGHTS"]
-
-WEIGHTS = "weights.pt"
 
 
 @torch.no_grad()
@@ -336,11 +335,11 @@ def run_train(
         **(cell_size.summary() if cell_size is not None else {}),
         **extra,
     }
-    write_json(summary, run_dir / "summary.json")
+    write_json(summary, run_dir / SUMMARY)
     say(f"test accuracy: {summary['test_acc']:.4f}   weights: {run_dir / WEIGHTS}")
     if config.prune is not None:
         from .prune_run import run_prune
 
         summary["prune"] = run_prune(run_dir, config=config)
-        write_json(summary, run_dir / "summary.json")
+        write_json(summary, run_dir / SUMMARY)
     return summary
