@@ -6,7 +6,6 @@ generator seeded by (seed, epoch, stream), so a resumed run sees exactly the sam
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -61,14 +60,10 @@ def _check_options(name: str, factory: Callable[..., Any], options: dict[str, An
     """Refuse an option the dataset factory does not take, naming those it does."""
     if "root" in options:
         raise UserError("data.options.root: set data.root instead")
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
+    accepted = registry.keywords(factory, exclude=("root",))
+    if accepted is None:
         return
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    takes = sorted(p.name for p in params if p.kind in kinds and p.name != "root")
+    takes = sorted(accepted)
     for key in options:
         if key not in takes:
             it_takes = f"it takes {', '.join(takes)}" if takes else "it takes no options"

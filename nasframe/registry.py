@@ -6,6 +6,7 @@ requested, so one broken plugin never breaks the others or the CLI.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,6 +24,7 @@ __all__ = [
     "names",
     "plugins",
     "normalize",
+    "keywords",
 ]
 
 #: Plugin kind -> entry-point group.
@@ -158,6 +160,20 @@ def unknown_message(kind: str, name: str) -> str:
 def get(kind: str, name: str) -> Any:
     """The plugin object registered as ``name`` for ``kind`` (imported on first use)."""
     return _info(kind, name).load()
+
+
+def keywords(factory: Callable[..., Any], exclude: tuple[str, ...] = ()) -> set[str] | None:
+    """The keyword arguments a plugin factory takes, without ``exclude`` (the ones the caller
+    fills in itself); None when it takes any (``**kwargs``) or has no signature to read, so that
+    options are left for the call itself to judge."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in named} - {"self", *exclude}
 
 
 def exists(kind: str, name: str) -> bool:

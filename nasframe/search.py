@@ -9,7 +9,6 @@ those losses (together with the logging metrics).
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -533,14 +532,7 @@ def make_strategy(
                 f"search.strategy_options.{key}: set by {where}; remove it from strategy_options"
             )
     factory = registry.get("strategy", name)
-    accepted: set[str] | None  # None: any keyword (**kwargs, or no signature to read)
-    try:
-        params = inspect.signature(factory).parameters.values()
-        accepted = {p.name for p in params} - {"categories", "lam", "seed"}
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            accepted = None
-    except (TypeError, ValueError):  # no signature to read: let the call say what is wrong
-        accepted = None
+    accepted = registry.keywords(factory, exclude=("categories", "lam", "seed"))  # None: any
     extra: dict[str, Any] = {}
     if space.ordinal:
         if accepted is not None and "ordinal" not in accepted:
