@@ -10,8 +10,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -270,43 +269,60 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
     from .train import run_train
 
     refuse_open_choices(SearchSpace(config))  # before a run directory is made for nothing
-    run_dir, record, new = _prepare_run_dir(args, config, raw)
-    with _removed_if_refused(run_dir if new else None):
+    run_dir, record, made = _prepare_run_dir(args, config, raw)
+    try:
         run_train(
             config, run_dir, resume=bool(args.resume), progress=not args.quiet, on_ready=record
         )
+    except BaseException:  # refused, interrupted or failed while setting up: nothing left behind
+        _remove_if_empty(made)
+        raise
     return 0
 
 
 def _prepare_run_dir(
     args: argparse.Namespace, config, raw: dict
-) -> tuple[Path, Callable[[], None] | None, bool]:
+) -> tuple[Path, Callable[[], None] | None, list[Path]]:
     """The run's directory, created; what writes its ``config.yaml`` (for a new run, and for a
-    run resumed with ``--set``); and whether the directory is new. The run calls the writer once
-    it is set up (and resumed), before it writes anything else: a run refused while it sets up
-    leaves its new directory empty, and a change a resumed run refuses leaves the config it can
-    resume with."""
-    run_dir = _run_dir(args, config.name)  # a default name is made there, to reserve it
-    if args.resume and not (run_dir / CHECKPOINT).exists():
-        raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
-    new = not args.resume and (args.out is None or not run_dir.exists())
-    make_dir(run_dir, "--resume" if args.resume else "--out")
-    if args.resume and not args.set:
-        return run_dir, None, False
-    return run_dir, lambda: _write_config(raw, run_dir), new
+    run resumed with ``--set``); and the directories this made, deepest first. The run calls the
+    writer once it is set up (and resumed), before it writes anything else: a run refused while
+    it sets up leaves what was made empty, to be removed, and a change a resumed run refuses
+    leaves the config it can resume with."""
+    if args.resume:
+        run_dir = _run_dir(args, config.name)
+        if not (run_dir / CHECKPOINT).exists():
+            raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
+        make_dir(run_dir, "--resume")
+        return run_dir, (lambda: _write_config(raw, run_dir)) if args.set else None, []
+    if args.out is None:
+        made = _missing(Path("runs"))
+        run_dir = _run_dir(args, config.name)  # made there, to reserve the name
+        made.insert(0, run_dir)
+    else:
+        run_dir = _run_dir(args, config.name)
+        made = _missing(run_dir)
+        make_dir(run_dir, "--out")
+    return run_dir, lambda: _write_config(raw, run_dir), made
 
 
-@contextmanager
-def _removed_if_refused(run_dir: Path | None) -> Iterator[None]:
-    """Remove ``run_dir`` (a directory this command made) if the run is refused while it is
-    still empty: a mistake in the config leaves no run behind. Anything in it stays."""
-    try:
-        yield
-    except UserError:
-        if run_dir is not None:
-            with suppress(OSError):
-                run_dir.rmdir()  # only ever removes an empty directory
-        raise
+def _missing(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first: what making it makes."""
+    out = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        out.append(p)
+    return out
+
+
+def _remove_if_empty(made: list[Path]) -> None:
+    """Remove the directories a command made (deepest first) as long as they are empty: a run
+    refused or stopped while it set up leaves nothing behind, and anything written stays."""
+    for path in made:
+        try:
+            path.rmdir()  # only ever removes an empty directory
+        except OSError:
+            return
 
 
 def _write_config(raw: dict, run_dir: Path) -> None:
@@ -322,29 +338,30 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
     from .search import run_search
 
     group, device = join_group(config.device)
+    made: list[Path] = []
     try:
         outcome: tuple[str, str] = ("", "")
-        record, made = None, None  # the main process writes the config, removes a refused run
+        record = None  # the main process writes the config and removes what a refused run made
         if group.main:
             try:
-                run_dir, record, new = _prepare_run_dir(args, config, raw)
-                outcome, made = ("ok", str(run_dir)), run_dir if new else None
+                run_dir, record, made = _prepare_run_dir(args, config, raw)
+                outcome = ("ok", str(run_dir))
             except UserError as e:
                 outcome = ("error", str(e))
         kind, text = group.broadcast(outcome)
         if kind == "error":
             raise UserError(text if group.main else "")
         config = config.model_copy(update={"device": device})
-        with _removed_if_refused(made):
-            run_search(
-                config,
-                Path(text),
-                resume=bool(args.resume),
-                progress=not args.quiet,
-                group=group,
-                on_ready=record,
-            )
-    except BaseException:
+        run_search(
+            config,
+            Path(text),
+            resume=bool(args.resume),
+            progress=not args.quiet,
+            group=group,
+            on_ready=record,
+        )
+    except BaseException:  # refused, interrupted or failed (here or on another rank)
+        _remove_if_empty(made)
         group.leave()
         raise
     group.leave(finished=True)
@@ -423,9 +440,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
     if args.draws < 1:
         raise UserError(f"--draws {args.draws}: must be at least 1")
-    # A table is made for searches priced by latency: search.latency.* are its options here,
-    # whatever the config's own search.cost.
-    config, _ = load_config(args.config, ["search.cost=latency", *args.set])
+    config, _ = load_config(args.config, args.set, adjust=_priced_by_latency)
     out = Path(args.out)
     try:
         done = fill_table(config, out, args.draws, tell=print)
@@ -444,6 +459,16 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     )
     print(f"search against it with: --set search.cost=latency --set search.latency.table={out}")
     return 0
+
+
+def _priced_by_latency(raw: dict) -> dict:
+    """``raw`` with ``search.cost: latency``: a table is made for searches priced by latency, so
+    ``search.latency.*`` are its options whatever the config's own cost. A ``search`` that is not
+    a mapping is left for validation to report at its line."""
+    search = raw.get("search", {})
+    if not isinstance(search, dict):
+        return raw
+    return {**raw, "search": {**search, "cost": "latency"}}
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
@@ -730,7 +731,9 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[
                 if last:
                     node[key] = parse_scalar(text)
                 else:
-                    node = node.setdefault(key, {})
+                    if node.get(key) is None:  # absent, or null: a section left at its default
+                        node[key] = {}
+                    node = node[key]
             else:
                 raise UserError(f"--set {item}: '{'.'.join(keys[:j])}' is not a mapping")
         landed[tuple(loc)] = item
@@ -775,14 +778,23 @@ def validate_data(
         raise ConfigError([Problem(file, None, "", str(e))]) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict]:
-    """Read, override and validate a config file; returns the config and the raw mapping."""
+def load_config(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    adjust: Callable[[dict], dict] | None = None,
+) -> tuple[Config, dict]:
+    """Read, override and validate a config file; returns the config and the raw mapping.
+    ``adjust`` changes the raw mapping after the overrides (a setting a command fixes, which no
+    error message then attributes to a ``--set`` item)."""
     raw, lines = load_yaml(path)
     landed: dict[tuple[Any, ...], str] = {}
     if overrides:
         if not isinstance(raw, dict):
             validate_data(raw, lines, str(path))
         raw, landed = _apply_overrides(raw, overrides)
+    if adjust is not None and isinstance(raw, dict):
+        raw = adjust(raw)
     config = validate_data(raw, lines, str(path), landed)
     config._source = ConfigSource(str(path), raw, lines, landed, frozenset(Config.model_fields))
     return config, raw

@@ -243,14 +243,18 @@ def open_latency_table(
     group: Group,
     tell: Callable[[str], None] = lambda _: None,
 ) -> LatencyTable:
-    """The latency table of a search: the run's own ``latency.json`` when it resumes, else
+    """The latency table of a search: the run's own ``latency.json`` when it resumes (on the
+    device and batch size it was timed at: a resumed run cannot mix times), else
     ``options.table``'s times (if any), timing what is missing on ``options.device`` (default:
-    ``run_device``) and saving to ``run_dir`` (None: a dry run, nothing written)."""
+    ``run_device``) and saving to ``run_dir`` (None: a dry run, nothing written; a resumed run's
+    table is written only when it times a new part, so a refused resume leaves it as it was)."""
     device, threads = latency_device(options, run_device)
     own = None if run_dir is None else Path(run_dir) / LATENCY_TABLE
     entries: dict[str, float] = {}
     if resume and own is not None and own.exists():
-        entries = LatencyTable.read(own)["entries"]
+        data = LatencyTable.read(own, batch_size=options.batch_size)
+        _same_device(data, device, own)
+        entries = data["entries"]
     elif options.table is not None:
         data = LatencyTable.read(Path(options.table), "search.latency.table", options.batch_size)
         entries = data["entries"]
@@ -270,8 +274,24 @@ def open_latency_table(
         main=group.main,
         threads=threads,
     )
-    table.save()
+    if not resume:
+        table.save()
     return table
+
+
+def _same_device(data: dict[str, Any], device: torch.device, path: Path) -> None:
+    """Refuse to add parts timed on ``device`` to a run's table timed on another kind of
+    device."""
+    timed = data.get("device")
+    try:
+        same = timed is None or torch.device(str(timed)).type == device.type
+    except (RuntimeError, ValueError):
+        same = False
+    if not same:
+        raise UserError(
+            f"{path}: the run's parts were timed on {timed}, but search.latency.device now gives "
+            f"{device}; a resumed run keeps its own table: set search.latency.device: {timed}"
+        )
 
 
 def fill_table(

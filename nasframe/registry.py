@@ -173,7 +173,7 @@ def keywords(factory: Callable[..., Any], exclude: tuple[str, ...] = ()) -> set[
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {p.name for p in params if p.kind in named} - {"self", *exclude}
+    return {p.name for p in params if p.kind in named} - set(exclude)
 
 
 def exists(kind: str, name: str) -> bool:

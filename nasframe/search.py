@@ -184,8 +184,9 @@ def run_search(
     search needs (data, supernet, strategy, optimizer), raising what a run would raise at its
     start, and returns before writing anything (``nasframe validate --data``). ``on_ready`` is
     called once the run is set up (a resumed run's checkpoint restored), before it writes anything
-    but a latency table: the command line writes ``config.yaml`` there, so that a run refused
-    while it sets up leaves no run behind and a refused change leaves a resumed run as it was.
+    but a new run's latency table: the command line writes ``config.yaml`` there, so that a run
+    refused while it sets up leaves no run behind and a refused change leaves a resumed run as it
+    was.
     """
     if group is None:
         group, spec = join_group(config.device)

@@ -471,11 +471,37 @@ def test_a_run_refused_while_it_sets_up_leaves_no_directory(tmp_path, monkeypatc
     cfg.write_text(yaml.safe_dump(raw))
     assert main([command, str(cfg), "--quiet"]) == 2
     assert "data.options.test_size" in capsys.readouterr().err
-    assert list((tmp_path / "runs").iterdir()) == []
+    assert not (tmp_path / "runs").exists()  # nor the runs/ it made for the run
+    (tmp_path / "runs").mkdir()
+    assert main([command, str(cfg), "--quiet"]) == 2
+    assert (tmp_path / "runs").is_dir() and list((tmp_path / "runs").iterdir()) == []
+    assert main([command, str(cfg), "--quiet", "--out", str(tmp_path / "a" / "b" / "c")]) == 2
+    assert not (tmp_path / "a").exists()
     out = tmp_path / "mine"
     out.mkdir()  # a directory the user made is kept, even empty
     assert main([command, str(cfg), "--quiet", "--out", str(out)]) == 2
     assert out.is_dir() and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_a_run_interrupted_while_it_sets_up_leaves_no_directory(tmp_path, monkeypatch, command):
+    """Ctrl-C (or a crash) before the run is set up: the directory it reserved goes too."""
+    import nasframe.search
+    import nasframe.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module = nasframe.search if command == "search" else nasframe.train
+    monkeypatch.setattr(module, "load_dataset", interrupted)
+    config = SPACES / "digits.yaml"
+    if command == "train":
+        space = SearchSpace(load_config(config)[0])
+        config = tmp_path / "arch.yaml"
+        config.write_text(yaml.safe_dump(space.freeze([0] * len(space.choices))))
+    out = tmp_path / "out" / "run"
+    assert main([command, str(config), "--quiet", "--out", str(out)]) == 130
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", ["search", "train"])

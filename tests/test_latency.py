@@ -11,11 +11,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import SPACES, run_cli, signal_at_first_checkpoint
 
+import nasframe.latency
 from nasframe import build_network, load_space, validate_data
 from nasframe.cli import main
-from nasframe.config import LatencyConfig
+from nasframe.config import LatencyConfig, load_config
 from nasframe.cost import ArchitectureCost
 from nasframe.distributed import Group
 from nasframe.errors import UserError
@@ -324,3 +326,48 @@ def test_the_latency_command_takes_latency_options_whatever_the_configs_cost(tmp
     given = "search.latency.device=cpu"
     assert main(["search", str(SPACES / "mnist1d.yaml"), "--set", given]) == 2
     assert capsys.readouterr().err.startswith(f"--set {given}: search.latency: is set, but ")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("search.latency.batch_size=2", "timed at batch 1, but search.latency.batch_size is 2"),
+        ("search.latency.device=cuda", "timed on cpu, but search.latency.device now gives cuda"),
+    ],
+)
+def test_a_resume_that_would_mix_latency_times_is_refused_and_leaves_the_table(
+    tmp_path, capsys, monkeypatch, change, message
+):
+    """A resumed run keeps its own table: parts timed at another batch size or on another
+    device would be priced against the others as if alike."""
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--set", "search.epochs=1", "--quiet"]
+    args += ["--set", "search.cost=latency", "--set", "search.cost_penalty=1"]
+    assert main(["search", str(SPACES / "digits.yaml"), *args]) == 0
+    before = (run / LATENCY_TABLE).read_bytes()
+    capsys.readouterr()
+    if "cuda" in change:  # as on a machine with CUDA (nothing is timed: refused before)
+        monkeypatch.setattr(
+            nasframe.latency, "latency_device", lambda options, run: (torch.device("cuda"), None)
+        )
+    assert main(["search", "--resume", str(run), "--set", change, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert (run / LATENCY_TABLE).read_bytes() == before
+
+
+def test_the_latency_command_reports_a_bad_search_section_at_its_line(tmp_path, capsys):
+    raw = yaml.safe_load((SPACES / "digits.yaml").read_text())
+    raw["search"] = 3
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["latency", str(path), "--out", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    line = path.read_text().splitlines().index("search: 3") + 1
+    assert err.startswith(f"{path}:{line}: search: "), err
+    assert "--set" not in err  # the command's own cost setting is nobody's --set
+
+
+def test_a_null_section_is_filled_by_set(tmp_path):
+    path = _digits_with(tmp_path, "  cost: latency\n  latency: null\n")
+    config, _ = load_config(path, ["search.latency.batch_size=2"])
+    assert config.search.latency.batch_size == 2
