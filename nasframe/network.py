@@ -170,6 +170,18 @@ def _ops_for(layout: str) -> list[str]:
     return fits
 
 
+def _checked_op(
+    slot: Slot, name: str, layout: str, ins: Sequence[int], out_w: Any, preserving: bool = True
+) -> Any:
+    """The op class ``name`` at ``slot``, refused at its config path when it does not support
+    ``layout`` or (with ``preserving``) keeps its width while ``ins`` and ``out_w`` can differ."""
+    where = op_option_location(slot, name)
+    cls = _op_class(name, layout, where)
+    if preserving:
+        _check_preserving(cls, name, ins, out_w, where)
+    return cls
+
+
 def _check_preserving(cls: Any, name: str, ins: Sequence[int], out_w: Any, where: str) -> None:
     if getattr(cls, "channel_preserving", False) and set(ins) != set(options(out_w)):
         raise UserError(
@@ -232,9 +244,8 @@ def check_ops(config: Config, in_channels: int | None = None) -> None:
     ins, _ = reaching_widths(chain, in_channels or 0)
     for k, (slot, reaching) in enumerate(zip(chain, ins, strict=True)):
         for name in options(slot.op):
-            cls = _op_class(name, config.space.layout, op_option_location(slot, name))
-            if k > 0 or in_channels is not None:
-                _check_preserving(cls, name, reaching, slot.out, op_option_location(slot, name))
+            stem_known = k > 0 or in_channels is not None
+            _checked_op(slot, name, config.space.layout, reaching, slot.out, stem_known)
 
 
 class Supernet(nn.Module):
@@ -251,8 +262,7 @@ class Supernet(nn.Module):
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
             for name in options(slot.op):
-                cls = _op_class(name, self.layout, op_option_location(slot, name))
-                _check_preserving(cls, name, reaching, slot.out, op_option_location(slot, name))
+                cls = _checked_op(slot, name, self.layout, reaching, slot.out)
                 modules = cls.build(max(reaching), max(options(slot.out)), slot.stride, self.layout)
                 ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
@@ -321,8 +331,7 @@ def build_network_layout(
     placed: list[PlacedSlot] = []
     prev: Any = in_ch
     for slot, name, out in executed_slots(space, slots(config), sample):
-        cls = _op_class(name, layout, op_option_location(slot, name))
-        _check_preserving(cls, name, [prev], out, op_option_location(slot, name))
+        cls = _checked_op(slot, name, layout, [prev], out)
         start = len(modules)
         modules.extend(cls.build(prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))
@@ -341,7 +350,7 @@ def build_network_layout(
 
 def refuse_open_choices(space: SearchSpace) -> None:
     """A UserError when ``space`` still has choices: a search space, not an architecture."""
-    open_choices = [c.path for c in space.choices if c.size > 1]
+    open_choices = space.open_paths
     if open_choices:
         raise UserError(  # starting with the first open choice: the CLI gives its line
             f"{open_choices[0]}: the config still has {len(open_choices)} open choices "

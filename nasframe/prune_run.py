@@ -6,7 +6,6 @@ reduced) and weights that a network built from that arch loads, plus a report of
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from .device import resolve_device
 from .errors import UserError, make_dir
 from .network import build_network, build_network_layout, num_classes_of, with_widths
 from .run_files import ARCH, RUN_CONFIG, SUMMARY, WEIGHTS
+from .show import read_summary
 from .tblog import RunLogger
 from .train import evaluate
 from .yaml_io import dump_yaml
@@ -79,10 +79,10 @@ def _refuse_pruned(run_dir: Path) -> None:
     if (run_dir / RUN_CONFIG).exists():
         return
     try:
-        summary = json.loads((run_dir / SUMMARY).read_text())
-    except (OSError, ValueError):
-        summary = None
-    if isinstance(summary, dict) and summary.get("kind") == "prune":
+        summary = read_summary(run_dir)
+    except UserError:  # none, or unreadable: not a directory prune wrote
+        summary = {}
+    if summary.get("kind") == "prune":
         source = summary.get("source") or "the run it came from"
         raise UserError(
             f"{run_dir}: already pruned (from {source}); prune {source} again with another "

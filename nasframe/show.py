@@ -99,7 +99,7 @@ def _show_architecture(run: Path, kind: str | None) -> None:
     if config is None:
         return
     space = SearchSpace(config)
-    n_open = _open_choices(space)
+    n_open = len(space.open_paths)
     if not n_open:
         _print_architecture(f"architecture ({RUN_CONFIG})", space, None)
         return
@@ -130,7 +130,7 @@ def _arch_problem(arch: Any, config: Any) -> str | None:
             return "it has no space_hash (truncated, or not written by `nasframe search`?)"
         if arch.space_hash != want:
             return f"its space_hash {arch.space_hash} is not {RUN_CONFIG}'s ({want})"
-    n_open = _open_choices(SearchSpace(arch))
+    n_open = len(SearchSpace(arch).open_paths)
     return f"it still has {n_open} open choices" if n_open else None
 
 
@@ -177,11 +177,6 @@ def _print_architecture(label: str, space: Any, sample: Any) -> None:
     chosen = [0] * len(space.choices) if sample is None else sample
     for line in space.describe(chosen).splitlines():
         print(f"  {line}")
-
-
-def _open_choices(space: Any) -> int:
-    """How many of ``space``'s choices have more than one option."""
-    return sum(c.size > 1 for c in space.choices)
 
 
 def _read_checkpoint(path: Path) -> Any:

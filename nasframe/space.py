@@ -112,6 +112,11 @@ class SearchSpace:
         return [c.path for c in self.choices]
 
     @property
+    def open_paths(self) -> list[str]:
+        """The paths of the choices still open (more than one option): none in an architecture."""
+        return [c.path for c in self.choices if c.size > 1]
+
+    @property
     def ordinal(self) -> list[int]:
         """Rows of the choices declared ``ordinal: true``."""
         return [k for k, c in enumerate(self.choices) if c.ordinal]

@@ -147,14 +147,19 @@ def test_show_flags_an_arch_yaml_that_is_not_the_runs(digits_runs, tmp_path, cap
 # ---- export --------------------------------------------------------------------------------
 
 
-def _export_refused(run: Path, capsys) -> str:
-    """Export ``run``, expect exit 2 and one line on stderr, nothing written; return the line."""
+def _refused(command: str, run: Path, capsys, output: str) -> str:
+    """``nasframe COMMAND RUN``: expect exit 2 and one line on stderr, and no ``output`` written
+    into ``run``; return the line."""
     capsys.readouterr()
-    assert main(["export", str(run)]) == 2
+    assert main([command, str(run)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert not (run / "model.pt2").exists()
+    assert not (run / output).exists()
     return err.strip()
+
+
+def _export_refused(run: Path, capsys) -> str:
+    return _refused("export", run, capsys, "model.pt2")
 
 
 @pytest.mark.parametrize("value, what", [(float("nan"), "NaN"), (float("inf"), "infinite values")])
@@ -309,13 +314,7 @@ def test_a_truncated_search_checkpoint_is_one_short_line(digits_runs, tmp_path, 
 
 
 def _prune_refused(run: Path, capsys) -> str:
-    """Prune ``run``, expect exit 2 and one line on stderr, nothing written; return the line."""
-    capsys.readouterr()
-    assert main(["prune", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert not (run / "pruned").exists()
-    return err.strip()
+    return _refused("prune", run, capsys, "pruned")
 
 
 def test_prune_of_a_train_run_whose_config_is_a_space_names_the_file(digits_runs, tmp_path, capsys):
