@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
             "train_acc_after": accuracy(pruned, x_tr, y_tr),
             "params_before": report.params_before,
             "params_after": report.params_after,
-            "flops_before": report.flops_before,
-            "flops_after": report.flops_after,
+            "macs_before": report.macs_before,
+            "macs_after": report.macs_after,
             "max_abs_diff_pruned_vs_masked": diff,
             "norm_quantiles": {
                 q: float(all_norms.quantile(float(q))) for q in ("0.05", "0.25", "0.5", "0.75")
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"({100 * report.removed_fraction:.1f}%), test acc "
             f"{100 * results[name]['acc_before']:.2f}% -> {100 * results[name]['acc_after']:.2f}%, "
             f"params {report.params_before} -> {report.params_after}, "
-            f"MACs {report.flops_before} -> {report.flops_after}, |pruned-masked| {diff:.2e}, "
+            f"MACs {report.macs_before} -> {report.macs_after}, |pruned-masked| {diff:.2e}, "
             f"median norm {results[name]['norm_quantiles']['0.5']:.3g}"
         )
     ratio = results["adam"]["removed_fraction"] / max(results["sgd"]["removed_fraction"], 1e-12)

@@ -155,8 +155,8 @@ def run_prune(
         "removed_units",
         "params_before",
         "params_after",
-        "flops_before",
-        "flops_after",
+        "macs_before",
+        "macs_after",
         "acc_before",
         "acc_after",
     ):
@@ -167,8 +167,8 @@ def run_prune(
     say(
         f"pruned {summary['removed_units']}/{summary['prunable_units']} units "
         f"({100 * summary['removed_fraction']:.1f}%): parameters {summary['params_before']:,} -> "
-        f"{summary['params_after']:,}, MACs {summary['flops_before']:,} -> "
-        f"{summary['flops_after']:,}, test accuracy {summary['acc_before']:.4f} -> "
+        f"{summary['params_after']:,}, MACs {summary['macs_before']:,} -> "
+        f"{summary['macs_after']:,}, test accuracy {summary['acc_before']:.4f} -> "
         f"{summary['acc_after']:.4f}"
     )
     say(f"pruned network: {out / ARCH} and {out / WEIGHTS}")

@@ -36,7 +36,7 @@ def show_run(run: Path) -> None:
         print(f"run: {run}   no summary.json: the run is in progress, or was stopped")
         _show_architecture(run, None)
         return
-    summary = read_summary(run)
+    summary = _renamed_keys(read_summary(run))
     head = [f"run: {run}"]
     for key in ("kind", "name", "device"):
         if summary.get(key) is not None:
@@ -49,7 +49,7 @@ def show_run(run: Path) -> None:
     keys += ("parameters", "macs", "parameters_without_auxiliary", "retrain_cells")
     keys += ("retrain_channels",)
     keys += ("param_budget", "test_acc", "train_loss", "threshold", "removed_units")
-    keys += ("removed_fraction", "params_before", "params_after", "flops_before", "flops_after")
+    keys += ("removed_fraction", "params_before", "params_after", "macs_before", "macs_after")
     for key in (*keys, "acc_before", "acc_after"):
         if summary.get(key) is not None:
             print(f"{key}: {shown(summary[key])}")
@@ -70,6 +70,19 @@ def show_run(run: Path) -> None:
     for key, value in (final if isinstance(final, dict) else {}).items():
         print(f"{key}: {shown(value)}")
     _show_architecture(run, summary.get("kind"))
+
+
+#: summary keys that older versions wrote under another name: a pruned run's MAC counts
+_OLD_KEYS = {"flops_before": "macs_before", "flops_after": "macs_after"}
+
+
+def _renamed_keys(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with the keys of older versions under their current names."""
+    renamed = dict(summary)
+    for old, new in _OLD_KEYS.items():
+        if old in renamed and new not in renamed:
+            renamed[new] = renamed.pop(old)
+    return renamed
 
 
 def _show_architecture(run: Path, kind: str | None) -> None:
@@ -227,6 +240,7 @@ def show_table(runs: list[Path]) -> int:
 def _row(run: Path, s: dict[str, Any]) -> tuple[Any, ...]:
     """The table's values for one run: a search's most likely (or selected) architecture, a
     training's network, a pruning's result."""
+    s = _renamed_keys(s)
     final = s.get("final") if isinstance(s.get("final"), dict) else {}
     chosen = s.get("selection") if isinstance(s.get("selection"), dict) else {}
     kind = s.get("kind")
@@ -236,7 +250,7 @@ def _row(run: Path, s: dict[str, Any]) -> tuple[Any, ...]:
         macs = chosen.get("macs", s.get("most_likely_macs"))
         epochs, valid = s.get("epochs_run"), final.get("valid/acc")
     elif kind == "prune":
-        test, params, macs = s.get("acc_after"), s.get("params_after"), s.get("flops_after")
+        test, params, macs = s.get("acc_after"), s.get("params_after"), s.get("macs_after")
         epochs = valid = None
     else:
         test, params, macs = s.get("test_acc"), s.get("parameters"), s.get("macs")

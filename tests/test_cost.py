@@ -71,7 +71,7 @@ def test_a_large_cost_penalty_finds_the_smallest_architecture(tmp_path):
 def test_chain_macs_agree_with_the_pruners_layer_by_layer_count(spec, shape):
     import torch
 
-    from nasframe_prune import count_flops
+    from nasframe_prune import model_macs
 
     space = load_space(SPACES / spec)
     cost = ArchitectureCost(space, shape, 10, "macs")
@@ -79,7 +79,7 @@ def test_chain_macs_agree_with_the_pruners_layer_by_layer_count(spec, shape):
     for _ in range(5):
         sample = space.random_sample(rng)
         net = build_network(validate_data(space.freeze(sample)), shape, 10)
-        macs = count_flops(net, torch.zeros(2, *shape))  # forward hooks on a real network
+        macs = model_macs(net, torch.zeros(2, *shape))  # forward hooks on a real network
         assert cost.count(sample, "macs") == macs > 0 and cost(sample) == macs / 1e6
 
 
@@ -89,7 +89,7 @@ def test_chain_macs_agree_with_the_pruners_layer_by_layer_count(spec, shape):
 def test_cell_macs_counted_per_op_equal_the_whole_networks(spec, shape):
     import torch
 
-    from nasframe_prune import count_flops
+    from nasframe_prune import model_macs
 
     space = load_space(SPACES / spec)
     sp = space.config.space
@@ -100,7 +100,7 @@ def test_cell_macs_counted_per_op_equal_the_whole_networks(spec, shape):
         geno = space.genotype(sample)
         net = CellNetwork(sp, geno, shape, 10, cells=sp.cells, channels=sp.channels)
         if k == 0:  # forward hooks on the real network (slow for the CIFAR space: once)
-            assert cost.count(sample, "macs") == count_flops(net, torch.zeros(2, *shape))
+            assert cost.count(sample, "macs") == model_macs(net, torch.zeros(2, *shape))
         assert cost.count(sample, "macs") == count_macs(net.to("meta"), shape)
 
 

@@ -20,7 +20,9 @@ from nasframe_prune import (
     check_sparsity_setup,
     kept_widths,
     l2_penalty,
+    layer_macs,
     mask_units,
+    model_macs,
     prune_units,
 )
 
@@ -157,9 +159,40 @@ def test_report_and_widths() -> None:
     # removed: 2 filters of 2*3+1, 2 input channels of the 1x1 (5 each), 1 row of 35+1, 1 column of 3
     assert d["params_before"] - d["params_after"] == 2 * 7 + 2 * 5 + 36 + 3
     # MACs: 2 channels x 7 positions x 6, 5 x 7 x 2, 1 x 35, 3
-    assert d["flops_before"] - d["flops_after"] == 2 * 7 * 6 + 5 * 7 * 2 + 35 + 3
+    assert d["macs_before"] - d["macs_after"] == 2 * 7 * 6 + 5 * 7 * 2 + 35 + 3
     assert "units removed: 3/19" in report.summary()
     torch.testing.assert_close(pruned(X), pruner.masked(model, X)(X), atol=1e-6, rtol=0)
+
+
+def test_macs_are_counted_per_layer() -> None:
+    model = small_cnn()
+    # Conv1d(2, 6, 3): 6 x 7 outputs of 6 MACs; Conv1d(6, 5, 1): 5 x 7 of 6; Linear: 35, 8
+    per_layer = {"0": 6 * 7 * 6, "2": 5 * 7 * 6, "5": 8 * 35, "7": 3 * 8}
+    assert layer_macs(model, X) == per_layer
+    assert model_macs(model, X) == sum(per_layer.values())
+
+
+def test_the_flops_names_are_deprecated_aliases_of_the_macs_ones() -> None:
+    model = small_cnn()
+    with pytest.warns(DeprecationWarning, match=r"count_flops is deprecated: use .*model_macs"):
+        assert nasframe_prune.count_flops(model, X) == model_macs(model, X)
+    with pytest.warns(DeprecationWarning, match=r"layer_flops is deprecated: use .*layer_macs"):
+        assert nasframe_prune.layer_flops(model, X) == layer_macs(model, X)
+    with torch.no_grad():
+        model[0].weight[1] = 0
+        model[0].bias[1] = 0
+    _, report = AdamSparsityPruner(1e-4).prune(model, X)
+    assert report.macs_after < report.macs_before
+    with pytest.warns(DeprecationWarning, match=r"flops_before is deprecated: use .*macs_before"):
+        assert report.flops_before == report.macs_before
+    with pytest.warns(DeprecationWarning, match=r"flops_after is deprecated: use .*macs_after"):
+        assert report.flops_after == report.macs_after
+    with pytest.raises(AttributeError):
+        report.flops_after = 0  # read-only
+    assert not any(k.startswith("flops") for k in report.to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new names do not warn
+        model_macs(model, X), layer_macs(model, X), report.macs_before, report.summary()
 
 
 def test_l2_penalty() -> None:

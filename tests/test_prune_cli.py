@@ -45,7 +45,7 @@ def test_prune_writes_a_smaller_arch_that_loads_and_trains(trained, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["removed_units"] > 0 and 0 < summary["removed_fraction"] < 1
     assert summary["params_after"] < summary["params_before"]
-    assert summary["flops_after"] < summary["flops_before"]
+    assert summary["macs_after"] < summary["macs_before"]
     assert 0 <= summary["acc_after"] <= 1 and summary["threshold"] == pytest.approx(xi)
     cfg, _ = load_config(out / "arch.yaml")
     net = build_network(cfg, (1, 8, 8), 10)
@@ -144,11 +144,42 @@ def test_shipped_prune_space_trains_adam_with_l2_and_prunes_silently(tmp_path, c
 def test_show_of_a_pruned_directory_gives_its_before_and_after(trained, tmp_path, capsys):
     out = tmp_path / "pruned"
     xi = _threshold_removing_some(trained)
-    assert main(["prune", str(trained), "--threshold", str(xi), "--out", str(out)]) == 0
     capsys.readouterr()
+    assert main(["prune", str(trained), "--threshold", str(xi), "--out", str(out)]) == 0
+    said = capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"MACs {summary['macs_before']:,} -> {summary['macs_after']:,}," in said
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
-    summary = json.loads((out / "summary.json").read_text())
     assert f"params_before: {summary['params_before']}" in shown
     assert f"params_after: {summary['params_after']}" in shown
+    assert f"macs_before: {summary['macs_before']}" in shown
+    assert f"macs_after: {summary['macs_after']}" in shown
     assert "None" not in shown
+
+
+def test_show_reads_a_pruned_summary_of_an_older_version(trained, tmp_path, capsys):
+    # nasframe 0.1.0 named a pruned run's MAC counts flops_before/flops_after
+    new = tmp_path / "new"
+    xi = _threshold_removing_some(trained)
+    assert main(["prune", str(trained), "--threshold", str(xi), "--out", str(new)]) == 0
+    summary = json.loads((new / "summary.json").read_text())
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("arch.yaml", "weights.pt"):
+        (old / name).write_bytes((new / name).read_bytes())
+    before, after = summary.pop("macs_before"), summary.pop("macs_after")
+    (old / "summary.json").write_text(
+        json.dumps({**summary, "flops_before": before, "flops_after": after})
+    )
+    capsys.readouterr()
+    assert main(["show", str(old)]) == 0
+    out, err = capsys.readouterr()
+    assert f"macs_before: {before}" in out and f"macs_after: {after}" in out
+    assert "flops" not in out and not err
+    assert main(["show", str(old), str(new)]) == 0
+    out, err = capsys.readouterr()
+    head, *rows = out.splitlines()
+    column = head.split().index("MACS")
+    assert [row.split()[column] for row in rows] == [str(after), str(after)], out
+    assert not err

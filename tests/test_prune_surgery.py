@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nasframe.ops import AvgPool3, Conv3, Conv5, MaxPool3, SepConv3
-from nasframe_prune import AdamSparsityPruner, count_flops, count_parameters, mask_units
+from nasframe_prune import AdamSparsityPruner, count_parameters, mask_units, model_macs
 
 torch.set_num_threads(1)
 
@@ -240,7 +240,7 @@ def test_pruned_equals_masked(name: str) -> None:
     assert out_p.shape == out_o.shape
     torch.testing.assert_close(out_p, out_m, atol=1e-5, rtol=1e-5)
 
-    # same structure as a network built with the kept widths: shapes, parameters, FLOPs
+    # same structure as a network built with the kept widths: shapes, parameters, MACs
     kept = list(widths)
     for i, (p_idx, _c, _e) in enumerate(layers):
         kept[i] -= len(expected[str(p_idx)])
@@ -250,8 +250,8 @@ def test_pruned_equals_masked(name: str) -> None:
     }
     assert report.params_before == count_parameters(model)
     assert report.params_after == count_parameters(fresh) < report.params_before
-    assert report.flops_before == count_flops(model, x)
-    assert report.flops_after == count_flops(fresh, x[:1]) < report.flops_before
+    assert report.macs_before == model_macs(model, x)
+    assert report.macs_after == model_macs(fresh, x[:1]) < report.macs_before
     assert report.kept_widths == {
         str(p): k for (p, _c, _e), k in zip(layers, kept, strict=True)
     } | {lr.path: lr.units_before for lr in report.layers if not lr.prunable}
@@ -273,7 +273,7 @@ def test_nothing_to_prune_is_exact_noop(name: str) -> None:
     pruned, report = AdamSparsityPruner(THRESHOLD).prune(model, x)
     assert report.removed_units == 0 and report.removed_fraction == 0.0
     assert report.params_after == report.params_before
-    assert report.flops_after == report.flops_before
+    assert report.macs_after == report.macs_before
     sd, sd_p = model.state_dict(), pruned.state_dict()
     assert list(sd) == list(sd_p)
     assert all(torch.equal(sd[k], sd_p[k]) for k in sd)
@@ -352,7 +352,7 @@ def test_final_classifier_never_pruned() -> None:
     assert report.prunable_units == 16
 
 
-def test_count_flops_by_hand() -> None:
+def test_model_macs_by_hand() -> None:
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),  # 8 x 8x8 outputs, 27 MACs each
         nn.ReLU(),
@@ -362,7 +362,7 @@ def test_count_flops_by_hand() -> None:
         nn.Linear(64, 10),  # 640
     )
     x = torch.randn(7, 3, 8, 8)
-    assert count_flops(model, x) == 8 * 64 * 27 + 8 * 64 * 9 + 4 * 16 * 8 + 640
+    assert model_macs(model, x) == 8 * 64 * 27 + 8 * 64 * 9 + 4 * 16 * 8 + 640
     conv1d = nn.Sequential(nn.Conv1d(2, 5, 4, stride=2))  # length 10 -> 4 outputs, 8 MACs each
-    assert count_flops(conv1d, torch.randn(3, 2, 10)) == 5 * 4 * 8
+    assert model_macs(conv1d, torch.randn(3, 2, 10)) == 5 * 4 * 8
     assert count_parameters(model) == (3 * 9 * 8 + 8) + (9 * 8 + 8) + (8 * 4 + 4) + (640 + 10)

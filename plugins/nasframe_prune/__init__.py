@@ -2,7 +2,7 @@
 
 Train with ReLU, an L2 penalty in the loss and Adam; the incoming weights of rarely active units
 decay to ~0. :class:`AdamSparsityPruner` then removes every unit whose incoming-weight norm (bias
-included) is below ``threshold`` — physically: smaller tensors, fewer FLOPs. See ``docs/pruning.md``.
+included) is below ``threshold`` — physically: smaller tensors, fewer MACs. See ``docs/pruning.md``.
 
 Quick use::
 
@@ -14,7 +14,7 @@ Quick use::
     print(report.summary())
 """
 
-from .counting import count_flops, count_parameters, layer_flops
+from .counting import count_flops, count_parameters, layer_flops, layer_macs, model_macs
 from .graph import (
     LayerEmptiedError,
     Leaf,
@@ -47,15 +47,18 @@ __all__ = [
     "UnsupportedModelError",
     "check_model",
     "check_sparsity_setup",
-    "count_flops",
     "count_parameters",
     "find_unit_groups",
     "incoming_norms",
     "kept_widths",
     "l2_penalty",
-    "model_activation",
-    "layer_flops",
+    "layer_macs",
     "mask_units",
+    "model_activation",
+    "model_macs",
     "prune_units",
     "trace_leaves",
+    # deprecated aliases of model_macs and layer_macs (they warn)
+    "count_flops",
+    "layer_flops",
 ]

@@ -1,15 +1,21 @@
-"""Parameter and FLOP counts (multiply-accumulates of Linear and convolution layers)."""
+"""Parameter and MAC counts (multiply-accumulates of Linear and convolution layers).
+
+One MAC is one multiply-add (a FLOP counter counts it as 2 FLOPs); the totals equal what
+``nasframe.macs.count_macs`` (``search.cost: macs``) counts, here with forward hooks on the
+model as given.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from .graph import eval_mode
 
-__all__ = ["count_parameters", "count_flops", "layer_flops"]
+__all__ = ["count_parameters", "model_macs", "layer_macs", "count_flops", "layer_flops"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -19,7 +25,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def layer_flops(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
     """Multiply-accumulates per example of every Linear and convolution, by module path.
 
     Linear: ``out_elements * in_features``; convolution: ``out_elements * in_channels / groups *
@@ -52,6 +58,28 @@ def layer_flops(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]
     return macs
 
 
+def model_macs(model: nn.Module, example_input: torch.Tensor) -> int:
+    """Total multiply-accumulates per example of the Linear and convolution layers (the sum of
+    :func:`layer_macs`)."""
+    return sum(layer_macs(model, example_input).values())
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"nasframe_prune.{old} is deprecated: use nasframe_prune.{new} (the same count; it is "
+        "multiply-accumulates, not FLOPs)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
-    """Total multiply-accumulates per example of the Linear and convolution layers."""
-    return sum(layer_flops(model, example_input).values())
+    """Deprecated alias of :func:`model_macs` (which it calls): the count is MACs, not FLOPs."""
+    _deprecated("count_flops", "model_macs")
+    return model_macs(model, example_input)
+
+
+def layer_flops(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+    """Deprecated alias of :func:`layer_macs` (which it calls): the counts are MACs, not FLOPs."""
+    _deprecated("layer_flops", "layer_macs")
+    return layer_macs(model, example_input)

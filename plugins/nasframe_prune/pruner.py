@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .counting import count_flops, count_parameters
+from .counting import count_parameters, model_macs
 from .graph import LayerEmptiedError, eval_mode, find_unit_groups, trace_leaves
 from .surgery import GroupPlan, apply_plan, incoming_norms, mask_units, plan_removal
 from .training import check_model, check_sparsity_setup, model_activation
@@ -45,7 +46,8 @@ class LayerReport:
 
 @dataclass
 class PruneReport:
-    """Result of a pruning: per-layer widths, parameters and FLOPs (MACs per example)."""
+    """Result of a pruning: per-layer widths, parameters and MACs (multiply-accumulates per
+    example, :func:`~nasframe_prune.model_macs`)."""
 
     method: str
     threshold: float | None
@@ -53,8 +55,20 @@ class PruneReport:
     layers: list[LayerReport]
     params_before: int
     params_after: int
-    flops_before: int
-    flops_after: int
+    macs_before: int
+    macs_after: int
+
+    @property
+    def flops_before(self) -> int:
+        """Deprecated: :attr:`macs_before` (the count is MACs, not FLOPs)."""
+        _deprecated_field("flops_before", "macs_before")
+        return self.macs_before
+
+    @property
+    def flops_after(self) -> int:
+        """Deprecated: :attr:`macs_after` (the count is MACs, not FLOPs)."""
+        _deprecated_field("flops_after", "macs_after")
+        return self.macs_after
 
     @property
     def prunable_units(self) -> int:
@@ -111,10 +125,19 @@ class PruneReport:
             f"({pct(self.params_before, self.params_after)})"
         )
         lines.append(
-            f"MACs/example: {self.flops_before} -> {self.flops_after} "
-            f"({pct(self.flops_before, self.flops_after)})"
+            f"MACs/example: {self.macs_before} -> {self.macs_after} "
+            f"({pct(self.macs_before, self.macs_after)})"
         )
         return "\n".join(lines)
+
+
+def _deprecated_field(old: str, new: str) -> None:
+    warnings.warn(
+        f"PruneReport.{old} is deprecated: use PruneReport.{new} (the same count; it is "
+        "multiply-accumulates, not FLOPs)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _report(
@@ -150,8 +173,8 @@ def _report(
         layers=layers,
         params_before=count_parameters(before),
         params_after=count_parameters(after),
-        flops_before=count_flops(before, example_input),
-        flops_after=count_flops(after, example_input),
+        macs_before=model_macs(before, example_input),
+        macs_after=model_macs(after, example_input),
     )
 
 
@@ -256,7 +279,7 @@ class AdamSparsityPruner:
         self, model: nn.Sequential, example_input: torch.Tensor
     ) -> tuple[nn.Sequential, PruneReport]:
         """A pruned copy of ``model`` and the report. ``example_input``: a batch of inputs (the
-        first example is used to trace shapes and count FLOPs). Raises
+        first example is used to trace shapes and count MACs). Raises
         :class:`~nasframe_prune.LayerEmptiedError` (a ``ValueError``) when a layer would lose
         every unit."""
         leaves, plans = _plan(model, example_input, None, self._select, self.keep_bias)
