@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 from .cell_config import CellSpace
-from .config_base import Strict, error_at, plugin_name
+from .config_base import Strict, check_number_fields, error_at, plugin_name, refuse_non_number
 from .config_source import ConfigSource, item_index, override_of
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .precision import Precision
@@ -249,6 +249,22 @@ class OptimizerConfig(BaseModel):
         None,
         description="Gradient Centralization for any optimizer: all (dim > 1) or conv (dim > 3)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_number_fields(cls, data)
+            for key, value in data.items():  # the optimizer's own options
+                if key in cls.model_fields:
+                    continue
+                items = enumerate(value) if isinstance(value, list) else [(None, value)]
+                for i, item in items:
+                    number = parse_scalar(item) if isinstance(item, str) else None
+                    if isinstance(number, int | float) and not isinstance(number, bool):
+                        where = (key,) if i is None else (key, i)
+                        refuse_non_number(where, item)  # a number quoted by mistake
+        return data
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the optimizer (everything but name, schedule and gc)."""

@@ -6,6 +6,7 @@ without importing the whole experiment schema.
 
 from __future__ import annotations
 
+import math
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -14,13 +15,15 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 from .errors import did_you_mean
+from .yaml_io import parse_scalar
 
-__all__ = ["Strict", "error_at", "plugin_name"]
+__all__ = ["Strict", "error_at", "plugin_name", "check_number_fields", "refuse_non_number"]
 
 
 class Strict(BaseModel):
     """Unknown keys are errors (they are usually typos), reported with the closest known key;
-    numbers are finite (an infinite learning rate or penalty is never what was meant)."""
+    numbers are finite (an infinite learning rate or penalty is never what was meant) and written
+    as numbers (not ``"15"``, ``1_000`` or ``yes``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
@@ -29,21 +32,58 @@ class Strict(BaseModel):
     def _unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
             known = set(cls.model_fields)
-            for key, value in data.items():
+            for key in data:
                 if key not in known:
                     raise PydanticCustomError(
                         "unknown_key",
                         "unknown key '{key}'{hint}",
                         {"key": str(key), "hint": did_you_mean(str(key), known)},
                     )
-                if isinstance(value, bool) and _numeric_only(cls.model_fields[key].annotation):
-                    raise error_at(  # pydantic would read yes/true as 1
-                        "bool_number",
-                        "expected a number, got the boolean {value}",
-                        (key,),
-                        value=str(value).lower(),
-                    )
+            check_number_fields(cls, data)
         return data
+
+
+def check_number_fields(model: type[BaseModel], data: dict[Any, Any]) -> None:
+    """Refuse a boolean or text given to a field of ``model`` that takes only numbers."""
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is not None and _numeric_only(field.annotation):
+            refuse_non_number((key,), value)
+
+
+def refuse_non_number(where: tuple[Any, ...], value: Any) -> None:
+    """Refuse a boolean or a text given to a number field: pydantic would read ``yes`` as 1 and
+    ``"15"`` or ``"1_000"`` (text in YAML 1.2) as numbers, hiding what the file says."""
+    if isinstance(value, bool):
+        raise error_at(
+            "bool_number",
+            "expected a number, got the boolean {value}",
+            where,
+            value=str(value).lower(),
+        )
+    if isinstance(value, str):
+        raise error_at(
+            "text_number",
+            "expected a number, got the text '{value}'{hint}",
+            where,
+            value=value,
+            hint=_number_hint(value),
+        )
+
+
+def _number_hint(text: str) -> str:
+    """How to write as a number the text ``text`` that reads as one; '' if it does not."""
+    as_yaml = parse_scalar(text)
+    if isinstance(as_yaml, int | float) and not isinstance(as_yaml, bool):
+        return f"; write {text.strip()} without quotes"
+    try:
+        number = float(text)  # Python reads 1_000 as 1000; YAML 1.2 reads it as text
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    shown = int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return f"; write {shown}"
 
 
 def _numeric_only(annotation: Any) -> bool:

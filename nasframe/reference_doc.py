@@ -29,6 +29,8 @@ line (stages may be named: `--set space.stages.s1.width=64`).
 Numbers are read as YAML 1.2 defines them (not as YAML 1.1): `1e-3` and `1e3` are numbers,
 `017` is 17 (octal is written `0o17`, hexadecimal `0x1f`), and `1:30` and `1_000` are text;
 write quotes for text that YAML would read as a number, boolean or date (`name: "2024"`).
+A field that takes a number takes only numbers: `epochs: "15"`, `seed: 1_000` and `lr: yes` are
+refused (with the number to write, where there is one).
 """
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SPACES
+from pydantic import ValidationError
 
 import nasframe.data
 import nasframe.search
@@ -272,8 +273,24 @@ def test_bad_optimizer_options_start_with_their_config_path(options, expected):
     assert str(e.value).startswith(expected), str(e.value)
 
 
-def test_numbers_that_yaml_reads_as_text_are_numbers_as_for_lr():
-    cfg = OptimizerConfig(name="adam", lr=0.1, weight_decay="1e-4", betas=["0.5", 0.9])
+@pytest.mark.parametrize(
+    "options, where, text",
+    [
+        ({"weight_decay": "1e-4"}, ("weight_decay",), "1e-4"),
+        ({"betas": ["0.5", 0.9]}, ("betas", 0), "0.5"),
+    ],
+)
+def test_numbers_quoted_as_text_are_refused_as_for_lr(options, where, text):
+    with pytest.raises(ValidationError) as e:
+        OptimizerConfig(name="adam", lr=0.1, **options)
+    (err,) = e.value.errors()
+    assert err["ctx"]["at"] == where
+    assert err["msg"] == f"expected a number, got the text '{text}'; write {text} without quotes"
+
+
+def test_text_given_to_the_optimizer_by_the_python_api_is_read_as_numbers():
+    cfg = OptimizerConfig.model_construct(name="adam", lr=0.1, lr_schedule="constant", gc=None)
+    cfg.__pydantic_extra__ = {"weight_decay": "1e-4", "betas": ["0.5", 0.9]}
     opt = build_optimizer(_sgd_params(), cfg, "train.optimizer")
     assert opt.defaults["weight_decay"] == 1e-4 and opt.defaults["betas"] == (0.5, 0.9)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from nasframe import ConfigError, load_config
 from nasframe.cli import main
 from nasframe.config import Config
+from nasframe.config_base import _numeric_only
 from nasframe.yaml_io import dump_yaml, load_yaml, parse_scalar
 
 GOOD = (SPACES / "digits.yaml").read_text()
@@ -123,16 +124,69 @@ def test_a_strict_integer_written_another_way_gets_the_plain_integer(value, fix,
     assert msg == f"{p}:{line}: space.stem.channels: Input should be a valid integer; {fix}"
 
 
-@pytest.mark.parametrize("value", ["1:30", "1e3.5"])
+@pytest.mark.parametrize("value", ["1:30", "1e3.5", "fifteen"])
 def test_what_is_not_a_number_is_refused_at_its_line(value, write_yaml):
     text = GOOD.replace("  epochs: 15", f"  epochs: {value}", 1)
     p = write_yaml(text)
     (msg,) = problems(p)
-    assert msg.startswith(f"{p}:{line_of(text, 'epochs:')}: search.epochs: Input should be a")
+    line = line_of(text, "epochs:")
+    assert msg == f"{p}:{line}: search.epochs: expected a number, got the text '{value}'"
 
 
-def _float_fields() -> list[tuple[type[BaseModel], str]]:
-    """Every field of the schema that takes a float (any section, any kind of space)."""
+@pytest.mark.parametrize(
+    "old, new, where, fix",
+    [
+        ("seed: 0", "seed: 1_000", "seed", "write 1000"),
+        ("seed: 0", 'seed: "7"', "seed", "write 7 without quotes"),
+        ("  epochs: 15", '  epochs: "15"', "search.epochs", "write 15 without quotes"),
+        ("fraction: 0.5", "fraction: '0.5'", "data.valid_fraction", "write 0.5 without quotes"),
+        ("lr: 0.05", 'lr: "5e-2"', "search.optimizer.lr", "write 5e-2 without quotes"),
+        (
+            "momentum: 0.9",
+            'momentum: "0.9"',
+            "search.optimizer.momentum",
+            "write 0.9 without quotes",
+        ),
+    ],
+)
+def test_a_number_written_as_text_is_refused_with_the_number_to_write(
+    old, new, where, fix, write_yaml
+):
+    text = GOOD.replace(old, new, 1)
+    p = write_yaml(text)
+    (msg,) = problems(p)
+    shown = new.split(": ", 1)[1].strip("'\"")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if new.strip() in t)
+    assert msg == f"{p}:{line}: {where}: expected a number, got the text '{shown}'; {fix}"
+
+
+def test_a_number_given_as_text_by_set_is_refused_naming_the_set_item(write_yaml):
+    (msg,) = problems(write_yaml(GOOD), ['search.epochs="15"'])
+    assert msg == (
+        "--set search.epochs=\"15\": search.epochs: expected a number, got the text '15'; "
+        "write 15 without quotes"
+    )
+
+
+def test_an_optimizer_option_of_text_that_is_not_a_number_is_passed_on(write_yaml):
+    text = GOOD.replace("momentum: 0.9", "momentum: 0.9, foreach: null", 1)
+    config, _ = load_config(write_yaml(text))
+    assert config.search.optimizer.kwargs()["momentum"] == 0.9  # numbers pass as numbers
+
+
+def _takes_float(annotation: typing.Any) -> bool:
+    if annotation is float:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _takes_float(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_float(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _fields(takes: typing.Callable[[typing.Any], bool]) -> list[tuple[type[BaseModel], str]]:
+    """Every field of the schema (any section, any kind of space) whose annotation ``takes``."""
 
     def models(annotation: typing.Any) -> list[type[BaseModel]]:
         found = []
@@ -142,16 +196,6 @@ def _float_fields() -> list[tuple[type[BaseModel], str]]:
             found.extend(models(arg))
         return found
 
-    def takes_float(annotation: typing.Any) -> bool:
-        if annotation is float:
-            return True
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            return takes_float(typing.get_args(annotation)[0])
-        if origin in (typing.Union, types.UnionType):
-            return any(takes_float(a) for a in typing.get_args(annotation))
-        return False
-
     out, queue, seen = [], [Config], set()
     while queue:
         model = queue.pop()
@@ -159,13 +203,14 @@ def _float_fields() -> list[tuple[type[BaseModel], str]]:
             continue
         seen.add(model)
         for name, field in model.model_fields.items():
-            if takes_float(field.annotation):
+            if takes(field.annotation):
                 out.append((model, name))
             queue.extend(models(field.annotation))
     return out
 
 
-FLOAT_FIELDS = _float_fields()
+FLOAT_FIELDS = _fields(_takes_float)
+NUMBER_FIELDS = _fields(_numeric_only)
 
 
 def test_the_schema_has_the_float_fields_the_next_test_covers():
@@ -182,6 +227,23 @@ def test_every_float_field_says_a_value_must_be_finite(model, name, value):
         model.model_validate({name: value})
     mine = [err for err in e.value.errors() if err["loc"][:1] == (name,)]
     assert mine and all(err["msg"] == "Input should be a finite number" for err in mine), mine
+
+
+def test_the_schema_has_the_number_fields_the_next_test_covers():
+    names = {name for _, name in NUMBER_FIELDS}
+    assert {"seed", "epochs", "lam", "lr", "batch_size", "valid_fraction"} <= names
+
+
+@pytest.mark.parametrize(
+    "model, name", NUMBER_FIELDS, ids=[f"{m.__name__}.{n}" for m, n in NUMBER_FIELDS]
+)
+@pytest.mark.parametrize("text, fix", [("3", "write 3 without quotes"), ("3_0", "write 30")])
+def test_every_number_field_refuses_text_that_reads_as_a_number(model, name, text, fix):
+    with pytest.raises(ValidationError) as e:
+        model.model_validate({name: text})
+    (err,) = e.value.errors()
+    assert err["loc"] == () and err["ctx"]["at"] == (name,)  # located at the field
+    assert err["msg"] == f"expected a number, got the text '{text}'; {fix}"
 
 
 CELLS = "version: 1\ndata: {name: digits}\nspace:\n  type: cells\n  retrain: {drop_path: .nan}\n"
