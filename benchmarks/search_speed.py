@@ -175,7 +175,7 @@ def plain_network(
             sp, space.genotype(sample), shape, classes, cells=sp.cells, channels=sp.channels
         )
         return _batch_statistics(net, affine={"stem.1"})
-    from nasframe.config import validate_data
+    from nasframe.config_load import validate_data
     from nasframe.network import build_network
 
     return _batch_statistics(

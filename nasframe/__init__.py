@@ -11,7 +11,8 @@ from .augment import augment_batch, crop_flip_at, cutout, cutout_at, random_crop
 from .cell_network import CellNetwork
 from .cell_ops import FactorizedReduce
 from .cells import CellSupernet
-from .config import Choice, Config, load_config, validate_data
+from .config import Choice, Config
+from .config_load import load_config, validate_data
 from .datasets import Dataset
 from .distributed import Group, join_group
 from .errors import ConfigError, Problem, UserError

@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__, registry
-from .config import PruneConfig, json_schema, load_config
+from .config import PruneConfig, json_schema
+from .config_load import load_config
 from .distributed import world_size
 from .errors import ConfigError, UserError, make_dir
 from .run_files import CHECKPOINT, LATENCY_TABLE, RUN_CONFIG

@@ -17,7 +17,14 @@ from . import registry
 from .errors import did_you_mean
 from .yaml_io import parse_scalar
 
-__all__ = ["Strict", "error_at", "plugin_name", "check_number_fields", "refuse_non_number"]
+__all__ = [
+    "Strict",
+    "error_at",
+    "plugin_name",
+    "check_number_fields",
+    "refuse_non_number",
+    "is_utf8",
+]
 
 
 class Strict(BaseModel):
@@ -127,3 +134,12 @@ def plugin_name(kind: str) -> AfterValidator:
         return registry.normalize(name)
 
     return AfterValidator(check)
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (names read from non-UTF-8 bytes cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .checkpoint import atomic_write, load_weights
-from .config import load_config
+from .config_load import load_config
 from .errors import UserError
 from .network import build_network, num_classes_of
 from .run_files import ARCH, RUN_CONFIG, WEIGHTS

@@ -14,7 +14,8 @@ import torch
 
 from . import registry
 from .checkpoint import load_weights, save_checkpoint, write_json
-from .config import Config, PruneConfig, load_config, validate_data
+from .config import Config, PruneConfig
+from .config_load import load_config, validate_data
 from .console import say
 from .data import load_dataset
 from .device import resolve_device

@@ -89,7 +89,7 @@ def _show_architecture(run: Path, kind: str | None) -> None:
     """Print the run's architecture: its arch.yaml when that belongs to its config.yaml (else a
     warning, and the file is not shown), a config.yaml without open choices, or what a search's
     checkpoint would export now; or say why there is none."""
-    from .config import load_config
+    from .config_load import load_config
     from .space import SearchSpace
 
     config_path, arch_path = run / RUN_CONFIG, run / ARCH

@@ -19,7 +19,8 @@ import numpy as np
 
 from .cell_arch import Genotype, cell_fields, describe_cell, genotype
 from .cell_config import CELL_KINDS
-from .config import Choice, Config, load_config
+from .config import Choice, Config
+from .config_load import load_config
 
 __all__ = ["ChoicePoint", "SearchSpace", "load_space", "STEM_CHANNELS", "StagePaths"]
 

@@ -17,7 +17,8 @@ from conftest import SPACES, run_cli, signal_at_first_checkpoint
 import nasframe.latency
 from nasframe import build_network, load_space, validate_data
 from nasframe.cli import main
-from nasframe.config import LatencyConfig, load_config
+from nasframe.config import LatencyConfig
+from nasframe.config_load import load_config
 from nasframe.cost import ArchitectureCost
 from nasframe.distributed import Group
 from nasframe.errors import UserError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nasframe.cli import main
-from nasframe.config import load_config, validate_data
+from nasframe.config_load import load_config, validate_data
 from nasframe.config_source import ConfigSource
 from nasframe.yaml_io import LineMap, load_yaml
 

@@ -14,7 +14,8 @@ from conftest import SPACES
 from nasframe.cell_ops import FactorizedReduce
 from nasframe.cells import CellSupernet
 from nasframe.cli import main
-from nasframe.config import DataConfig, LatencyConfig, load_config
+from nasframe.config import DataConfig, LatencyConfig
+from nasframe.config_load import load_config
 from nasframe.data import check_root, load_dataset, split_train_valid
 from nasframe.errors import ConfigError, UserError
 from nasframe.latency import LatencyTable, latency_device

@@ -1,0 +1,200 @@
+"""Reading a config: the YAML file, ``--set`` overrides, then validation against the schema of
+:mod:`nasframe.config`, with every problem reported as ``file:line: where: what`` (or
+``--set item: where: what`` for a value from the command line; see
+:class:`nasframe.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Config
+from .config_base import is_utf8
+from .config_source import ConfigSource, item_index, override_of
+from .errors import ConfigError, Problem, UserError, did_you_mean
+from .yaml_io import LineMap, load_yaml, parse_scalar
+
+__all__ = ["load_config", "validate_data"]
+
+_TAGS = {"const", "choice", "chain_space", "cell_space"}
+
+
+def _pretty_loc(loc: tuple[Any, ...], raw: Any) -> str:
+    """Dotted path, with stages named by their name (``space.stages.s1.width``)."""
+    parts: list[str] = []
+    node = raw
+    for i, key in enumerate(loc):
+        shown = str(key)
+        if isinstance(key, int) and i > 0 and loc[i - 1] == "stages" and isinstance(node, list):
+            item = node[key] if key < len(node) else None
+            shown = str(item.get("name") or f"s{key + 1}") if isinstance(item, dict) else shown
+        parts.append(shown)
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            node = None
+    return ".".join(parts)
+
+
+def _problems(
+    err: ValidationError,
+    raw: Any,
+    lines: LineMap,
+    file: str,
+    overridden: dict[tuple[Any, ...], str] | None = None,
+) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for e in err.errors(include_url=False):
+        loc = tuple(k for k in e["loc"] if k not in _TAGS)
+        ctx = e.get("ctx") or {}
+        if e["type"] == "unknown_key" and "key" in ctx:
+            loc = (*loc, ctx["key"])
+        elif isinstance(ctx.get("at"), tuple):  # a model validator pointing below its model
+            loc = (*loc, *ctx["at"])
+        given = override_of(loc, overridden or {}, lines.known_prefix(loc) == loc)
+        msg = e["msg"] + _hint(e, loc, lines, given)
+        if e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if given is not None:  # the value came from the command line, not from the file
+            problem = Problem(f"--set {given}", None, _pretty_loc(loc, raw), msg)
+        else:
+            shown = _pretty_loc(lines.known_prefix(loc) if e["type"] != "missing" else loc, raw)
+            problem = Problem(file, lines.line(loc), shown, msg)
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            out.append(problem)
+    return out
+
+
+def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> str:
+    """A fix for a value of the wrong kind: quotes for a text field given what YAML reads as a
+    boolean, number or date (``name: no``), the plain integer for a whole number written another
+    way in a strict integer field (``width: 1e3``, ``width: 1_000``); '' otherwise."""
+    value = e.get("input")
+    if e["type"] == "int_type" and isinstance(value, float | str):
+        try:
+            number = float(value)  # 1e3 -> 1000.0, "1_000" -> 1000.0
+        except ValueError:
+            return ""
+        whole = number.is_integer() and 0 <= number < 2**53  # exact, and no sign to refuse
+        return f"; write {int(number)}" if whole else ""
+    if e["type"] != "string_type" or not isinstance(value, bool | int | float | datetime.date):
+        return ""
+    if given is not None:
+        path, _, written = given.partition("=")
+        if path.strip().split(".")[-1] == str(loc[-1]):  # the --set value is this field's
+            return f"; quote it: --set '{path}=\"{written.strip()}\"'"
+        return f"; quote that item inside the value of --set {path}"
+    written = lines.text(loc) or str(value)
+    key = f"{loc[-1]}: " if loc and isinstance(loc[-1], str) else ""
+    return f'; quote it: {key}"{written}"'
+
+
+def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[Any, ...], str]]:
+    """Apply ``key.path=value`` overrides (stages may be named: ``space.stages.s1.width=64``);
+    also where each override landed (list items by index)."""
+    raw = _unshared(raw)
+    landed: dict[tuple[Any, ...], str] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item}: expected key.path=value")
+        if not is_utf8(item):
+            shown = item.encode("unicode_escape").decode("ascii")
+            raise UserError(f"--set {shown}: not valid UTF-8; type the key and value again")
+        path, _, text = item.partition("=")
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise UserError(f"--set {item}: an empty key in '{path}'; write key.path=value")
+        node: Any = raw
+        loc: list[Any] = []
+        for j, key in enumerate(keys):
+            last = j == len(keys) - 1
+            if isinstance(node, list):
+                idx = _list_index(node, key, item)
+                loc.append(idx)
+                if last:
+                    node[idx] = parse_scalar(text)
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                loc.append(key)
+                if last:
+                    node[key] = parse_scalar(text)
+                else:
+                    if node.get(key) is None:  # absent, or null: a section left at its default
+                        node[key] = {}
+                    node = node[key]
+            else:
+                raise UserError(f"--set {item}: '{'.'.join(keys[:j])}' is not a mapping")
+        landed[tuple(loc)] = item
+    return raw, landed
+
+
+def _unshared(data: Any) -> Any:
+    """A copy of ``data`` in which no two places share a mapping or list (YAML aliases and merge
+    keys share them, and ``copy.deepcopy`` keeps them shared): an override changes one place."""
+    if isinstance(data, dict):
+        return {key: _unshared(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_unshared(value) for value in data]
+    return data
+
+
+def _list_index(node: list, key: str, item: str) -> int:
+    index = item_index(node, key)
+    if index is not None:
+        return index
+    names = [str(el.get("name")) for el in node if isinstance(el, dict) and el.get("name")]
+    raise UserError(f"--set {item}: no list item '{key}'{did_you_mean(key, names)}")
+
+
+def validate_data(
+    raw: Any,
+    lines: LineMap | None = None,
+    file: str = "<config>",
+    overridden: dict[tuple[Any, ...], str] | None = None,
+) -> Config:
+    """Validate already-loaded YAML data; problems raise :class:`ConfigError` (those in values
+    that ``overridden`` says came from ``--set`` items name the item instead of a line)."""
+    lines = lines or LineMap()
+    if not isinstance(raw, dict):
+        what = f"expected a mapping of sections (version, space, search, ...), got {type(raw).__name__}"
+        raise ConfigError([Problem(file, lines.line(()), "", what)])
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_problems(e, raw, lines, file, overridden)) from None
+    except UserError as e:  # a broken plugin met during validation
+        raise ConfigError([Problem(file, None, "", str(e))]) from None
+
+
+def load_config(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    adjust: Callable[[dict], dict] | None = None,
+) -> tuple[Config, dict]:
+    """Read, override and validate a config file; returns the config and the raw mapping.
+    ``adjust`` changes the raw mapping after the overrides (a setting a command fixes, which no
+    error message then attributes to a ``--set`` item)."""
+    raw, lines = load_yaml(path)
+    landed: dict[tuple[Any, ...], str] = {}
+    if overrides:
+        if not isinstance(raw, dict):
+            validate_data(raw, lines, str(path))
+        raw, landed = _apply_overrides(raw, overrides)
+    if adjust is not None and isinstance(raw, dict):
+        raw = adjust(raw)
+    config = validate_data(raw, lines, str(path), landed)
+    config._source = ConfigSource(str(path), raw, lines, landed, frozenset(Config.model_fields))
+    return config, raw
