@@ -16,6 +16,7 @@ from .config_load import load_config, validate_data
 from .datasets import Dataset
 from .distributed import Group, join_group
 from .errors import ConfigError, Problem, UserError
+from .macs import count_macs
 from .network import Supernet, build_network, count_parameters, make_supernet
 from .ops import LAYOUTS, Op, layer_types
 from .random_search import RandomSearch
@@ -50,6 +51,7 @@ __all__ = [
     "Supernet",
     "UserError",
     "build_network",
+    "count_macs",
     "count_parameters",
     "join_group",
     "l2_penalty",

@@ -80,7 +80,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     (
         "Utilities",
         "Small helpers the run loops use that plugins may want too.",
-        ["count_parameters", "l2_penalty", "__version__"],
+        ["count_parameters", "count_macs", "l2_penalty", "__version__"],
     ),
 ]
 

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from conftest import SPACES
 
-from nasframe import CellNetwork, build_network, load_space, validate_data
+from nasframe import CellNetwork, build_network, count_macs, load_space, validate_data
 from nasframe.cell_network import main_parameters
 from nasframe.cli import main
 from nasframe.cost import ArchitectureCost
-from nasframe.macs import count_macs
 
 
 @pytest.mark.parametrize(

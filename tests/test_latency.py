@@ -15,7 +15,7 @@ import yaml
 from conftest import SPACES, run_cli, signal_at_first_checkpoint
 
 import nasframe.latency
-from nasframe import build_network, load_space, validate_data
+from nasframe import build_network, count_macs, load_space, validate_data
 from nasframe.cli import main
 from nasframe.config import LatencyConfig
 from nasframe.config_load import load_config
@@ -23,7 +23,6 @@ from nasframe.cost import ArchitectureCost
 from nasframe.distributed import Group
 from nasframe.errors import UserError
 from nasframe.latency import LATENCY_TABLE, LatencyTable, measure_ms, open_latency_table
-from nasframe.macs import count_macs
 from nasframe.parts import Part
 
 CHAINS = [("mnist1d.yaml", (1, 40)), ("mlp.yaml", (1, 8, 8)), ("digits.yaml", (1, 8, 8))]

@@ -1,7 +1,7 @@
 """Parameter and MAC counts (multiply-accumulates of Linear and convolution layers).
 
 One MAC is one multiply-add (a FLOP counter counts it as 2 FLOPs); the totals equal what
-``nasframe.macs.count_macs`` (``search.cost: macs``) counts, here with forward hooks on the
+``nasframe.count_macs`` (``search.cost: macs``) counts, here with forward hooks on the
 model as given.
 """
 
