@@ -127,9 +127,11 @@ class RunState:
         values no run writes (damaged or tampered), is refused with one line."""
         ckpt = load_checkpoint(self.path)
         self._check_identity(ckpt)
+        where, plugin = "position", ""  # what is being read, for the message
         try:
             pos = {k: type(v)(ckpt["pos"][k]) for k, v in self.pos.items()}
             _check_positions(ckpt["pos"], pos)
+            where = "metrics"
             metrics = dict(ckpt["metrics"])
             if not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):
                 raise DamagedState("metrics are not all names of numbers")
@@ -137,12 +139,16 @@ class RunState:
             if environment is not None and not isinstance(environment, dict):
                 raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
             for name in ("model", "optimizer"):
+                where = name
                 bad = first_non_finite(learned_state(ckpt[name], self.parts.get(name)))
                 if bad is not None:
                     raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
             for name, part in self.parts.items():
+                where, plugin = name, _plugin_class(part)
                 part.load_state_dict(ckpt[name])
+            where, plugin = "random number generators' state", ""
             set_rng_state(ckpt["rng"])
+            where = "running metrics"
             self.meter.load_state_dict(ckpt["meter"])
         except DamagedState as e:
             raise UserError(
@@ -157,10 +163,11 @@ class RunState:
             RuntimeError,
             AttributeError,
         ) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise UserError(
-                f"{self.path}: this checkpoint does not fit this {self.kind} "
-                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}); "
-                "it may be damaged or from another version"
+                f"{self.path}: this checkpoint does not fit this {self.kind}: its {where} "
+                f"({type(e).__name__}: {first}); it may be damaged or from another version"
+                + (f", or {plugin} cannot load it" if plugin else "")
             ) from None
         self.pos.update(pos)
         self.metrics, self.saved_environment = metrics, environment
@@ -199,6 +206,15 @@ class RunState:
                 f"this config's is {self.space_hash}); resume it with the config it was started "
                 "with"
             )
+
+
+def _plugin_class(part: Any) -> str:
+    """The class and module of a part that a plugin made (whose own code may be at fault when it
+    cannot load its state); '' for nasframe's and PyTorch's own."""
+    cls = type(part)
+    if cls.__module__.split(".")[0] in ("nasframe", "torch"):
+        return ""
+    return f"{cls.__qualname__} (from {cls.__module__})"
 
 
 def _is_number(value: Any) -> bool:

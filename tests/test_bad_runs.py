@@ -31,8 +31,8 @@ class Evil:
     "payload, expected",
     [
         ([1, 2, 3], "not a nasframe checkpoint (no mapping of its parts)"),
-        ("parts", "this checkpoint does not fit this search (KeyError"),
-        ("pos", "this checkpoint does not fit this search (ValueError"),
+        ("parts", "this checkpoint does not fit this search: its position (KeyError: 'pos')"),
+        ("pos", "this checkpoint does not fit this search: its position (ValueError"),
         ("evil", "holds Python objects other than tensors and plain containers, refused"),
     ],
 )

@@ -18,7 +18,9 @@ import torch
 
 from nasframe import ASNG
 from nasframe.cli import main
+from nasframe.errors import UserError
 from nasframe.random_search import RandomSearch
+from nasframe.runstate import RunState
 from nasframe.strategy_common import DamagedState
 
 DAMAGED = "this checkpoint is damaged"
@@ -147,7 +149,7 @@ def test_a_damaged_training_checkpoint_is_refused(digits_runs, tmp_path, capsys,
 
 def test_a_number_no_float_holds_is_refused(digits_runs, tmp_path, capsys):
     err = _resume(digits_runs, tmp_path, capsys, "search", _set("strategy", "Delta", value=10**400))
-    assert "does not fit this search (OverflowError: int too large to convert to float)" in err
+    assert "does not fit this search: its strategy (OverflowError: int too large to convert" in err
 
 
 def _weights(ckpt: dict, run: Path) -> object:
@@ -239,3 +241,27 @@ def test_a_damaged_random_search_state_is_refused():
         RandomSearch([3, 4]).load_state_dict({**state, "rng": {**state["rng"], "pos": -5}})
     with pytest.raises(DamagedState, match="rng keys"):
         RandomSearch([3, 4]).load_state_dict({**state, "rng": {**state["rng"], "keys": [1]}})
+
+
+class _PluginPart:
+    """A part from outside nasframe (as a plugin strategy is) that cannot load its state."""
+
+    def state_dict(self) -> dict:
+        return {"step": 1}
+
+    def load_state_dict(self, state: dict) -> None:
+        raise ValueError(f"no field {sorted(state)[0]!r} in this version")
+
+
+def test_a_part_that_cannot_load_is_named_with_its_plugin_class(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    parts = {"model": model, "optimizer": optimizer, "strategy": _PluginPart()}
+    RunState("search", "h", tmp_path, **parts).save()
+    with pytest.raises(UserError) as e:
+        RunState("search", "h", tmp_path, **parts).resume()
+    assert str(e.value) == (
+        f"{tmp_path / 'checkpoint.pt'}: this checkpoint does not fit this search: its strategy "
+        "(ValueError: no field 'step' in this version); it may be damaged or from another "
+        f"version, or _PluginPart (from {__name__}) cannot load it"
+    )
