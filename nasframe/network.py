@@ -141,7 +141,9 @@ def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
     return int(sample_shape[0])
 
 
-def _op_class(name: str, layout: str, where: str) -> Any:
+def op_class(name: str, layout: str, where: str) -> Any:
+    """The registered op class ``name`` for ``layout``; a plugin that is not an Op, or an op
+    without that layout, is a UserError located at ``where``."""
     cls = registry.get("op", name)
     if not callable(getattr(cls, "build", None)):
         raise UserError(
@@ -176,7 +178,7 @@ def _checked_op(
     """The op class ``name`` at ``slot``, refused at its config path when it does not support
     ``layout`` or (with ``preserving``) keeps its width while ``ins`` and ``out_w`` can differ."""
     where = op_option_location(slot, name)
-    cls = _op_class(name, layout, where)
+    cls = op_class(name, layout, where)
     if preserving:
         _check_preserving(cls, name, ins, out_w, where)
     return cls

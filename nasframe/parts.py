@@ -178,9 +178,9 @@ class _ChainHead(nn.Module):
 
 
 def _chain_op(name: str, c_in: int, c_out: int, stride: int, layout: str) -> nn.Module:
-    from .network import _op_class
+    from .network import op_class
 
-    return nn.Sequential(*_op_class(name, layout, name).build(c_in, c_out, stride, layout))
+    return nn.Sequential(*op_class(name, layout, name).build(c_in, c_out, stride, layout))
 
 
 _BUILDERS = {
