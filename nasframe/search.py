@@ -191,275 +191,430 @@ def run_search(
     if group is None:
         group, spec = join_group(config.device)
         config = config.model_copy(update={"device": spec})
-    tell = say if group.main else _silent
-    device = resolve_device(config.device)
-    data = load_dataset(config.data)
-    space = SearchSpace(config)
-    if not space.choices:
-        raise UserError(
-            "space: nothing to search (every field is a constant); use `nasframe train`"
-        )
-    S = config.search
-    check_augment(S.augment, data.sample_shape, "search.augment")
-    torch.manual_seed(config.seed)
-    classes = num_classes_of(config, data.num_classes)
-    net = make_supernet(space, data.sample_shape, classes).to(device)
-    split = split_train_valid(data.x_train, data.y_train, config.data.valid_fraction, config.seed)
-    xtr, ytr, xva, yva = (t.to(device) for t in split)
-    xte, yte = data.x_test.to(device), data.y_test.to(device)
-    bs = min(S.batch_size, xtr.shape[0])
-    vbs = min(S.batch_size, xva.shape[0])
-    group.check_batch(bs, "search.batch_size")
-    group.check_batch(vbs, "search.batch_size (valid split)")
-    steps = max(1, xtr.shape[0] // bs)
-    strategy = make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
-    if S.stop_when_converged is not None and not hasattr(strategy, "converged"):
-        raise UserError(
-            f"search.stop_when_converged: strategy '{S.strategy}' has no converged(); remove "
-            "the option or use asng"
-        )
-
-    def converged() -> bool:
-        return S.stop_when_converged is not None and strategy.converged(S.stop_when_converged)
-
-    has_mle = hasattr(strategy, "mle")
-    select = S.select or (None if has_mle else SelectConfig())
-
-    optimizer = build_optimizer(net.parameters(), S.optimizer, "search.optimizer")
-    schedule = build_schedule(optimizer, S.optimizer, S.epochs * steps)
-    latency = None
-    if S.cost == "latency":  # (a dry run checks the options and writes nothing)
-        where = None if dry_run else Path(run_dir)
-        say_it = _silent if dry_run else tell
-        latency = open_latency_table(S.latency_options, device, where, resume, group, say_it)
-    cost = ArchitectureCost(space, data.sample_shape, classes, S.cost, latency=latency)
+    run = _SearchRun(config, run_dir, group, resume=resume, progress=progress, dry_run=dry_run)
     if dry_run:
-        return {"kind": "search", "data": data.name, "train": xtr.shape[0], "valid": xva.shape[0]}
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = RunState(
-        "search",
-        space.hash,
-        run_dir,
-        model=net,
-        optimizer=optimizer,
-        schedule=schedule,
-        strategy=strategy,
-    )
-    note = state.start(device, resume, on_ready)
-    pos = state.pos
-    if resume:
-        tell(f"resuming {run_dir} at epoch {pos['epoch'] + 1}, step {pos['step']}")
-        if note:
-            tell(note)
-    else:
+        return run.dry_run_summary()
+    run.start(on_ready)
+    try:
+        with stop_on_signals() as stop:
+            while run.epochs_left():
+                run.epoch(stop)
+            selection = run.finish(stop)
+        run.logger.hparams(flat_params(config), run.state.metrics)
+    finally:
+        run.logger.close()
+    return run.results(selection)
+
+
+class _SearchRun:
+    """The state of one :func:`run_search`, and its steps.
+
+    Set up by the constructor (data, supernet, strategy, optimizer, cost: everything a dry run
+    checks), then :meth:`start` (the run directory, checkpoint and logger), :meth:`epoch` until
+    :meth:`epochs_left` says no, :meth:`finish` (the final selection) and :meth:`results`. ``S``
+    is the config's ``search`` section; ``pos`` the checkpointed position (epoch, step,
+    global_step).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | Path | None,
+        group: Group,
+        *,
+        resume: bool,
+        progress: bool,
+        dry_run: bool,
+    ) -> None:
+        self.config, self.S, self.group = config, config.search, group
+        self.run_dir, self.resume, self.progress = run_dir, resume, progress
+        self.tell = say if group.main else _silent
+        self.device = resolve_device(config.device)
+        self.data = load_dataset(config.data)
+        self.space = SearchSpace(config)
+        if not self.space.choices:
+            raise UserError(
+                "space: nothing to search (every field is a constant); use `nasframe train`"
+            )
+        check_augment(self.S.augment, self.data.sample_shape, "search.augment")
+        torch.manual_seed(config.seed)
+        self.classes = num_classes_of(config, self.data.num_classes)
+        self.net = make_supernet(self.space, self.data.sample_shape, self.classes).to(self.device)
+        self._set_up_data()
+        self._set_up_strategy()
+        self._set_up_cost(dry_run)
+
+    def _set_up_data(self) -> None:
+        """The train and valid halves and the test split on the device; batch sizes and steps."""
+        config, S, group = self.config, self.S, self.group
+        data = self.data
+        split = split_train_valid(
+            data.x_train, data.y_train, config.data.valid_fraction, config.seed
+        )
+        self.xtr, self.ytr, self.xva, self.yva = (t.to(self.device) for t in split)
+        self.xte, self.yte = data.x_test.to(self.device), data.y_test.to(self.device)
+        self.bs = min(S.batch_size, self.xtr.shape[0])
+        self.vbs = min(S.batch_size, self.xva.shape[0])
+        group.check_batch(self.bs, "search.batch_size")
+        group.check_batch(self.vbs, "search.batch_size (valid split)")
+        self.steps = max(1, self.xtr.shape[0] // self.bs)
+
+    def _set_up_strategy(self) -> None:
+        """The strategy, the final selection (if any), the optimizer and its schedule."""
+        config, S = self.config, self.S
+        self.strategy = make_strategy(
+            S.strategy, self.space, S.lam, config.seed, S.strategy_options
+        )
+        if S.stop_when_converged is not None and not hasattr(self.strategy, "converged"):
+            raise UserError(
+                f"search.stop_when_converged: strategy '{S.strategy}' has no converged(); remove "
+                "the option or use asng"
+            )
+        self.has_mle = hasattr(self.strategy, "mle")
+        # a strategy without a most likely architecture (random) ends by selection
+        self.select = S.select or (None if self.has_mle else SelectConfig())
+        self.optimizer = build_optimizer(self.net.parameters(), S.optimizer, "search.optimizer")
+        self.schedule = build_schedule(self.optimizer, S.optimizer, S.epochs * self.steps)
+
+    def _set_up_cost(self, dry_run: bool) -> None:
+        """What ``search.cost`` counts; a latency table is opened (a new run's: written) here,
+        except by a dry run, which only checks its options."""
+        S = self.S
+        self.latency = None
+        if S.cost == "latency":
+            where = None if dry_run else Path(self.run_dir)
+            say_it = _silent if dry_run else self.tell
+            self.latency = open_latency_table(
+                S.latency_options, self.device, where, self.resume, self.group, say_it
+            )
+        self.cost = ArchitectureCost(
+            self.space, self.data.sample_shape, self.classes, S.cost, latency=self.latency
+        )
+        self.measures = (
+            ("parameters", "macs", "latency") if self.latency else ("parameters", "macs")
+        )
+
+    def dry_run_summary(self) -> dict[str, Any]:
+        """What ``nasframe validate --data`` reports of a search it set up."""
+        return {
+            "kind": "search",
+            "data": self.data.name,
+            "train": self.xtr.shape[0],
+            "valid": self.xva.shape[0],
+        }
+
+    def start(self, on_ready: Callable[[], None] | None) -> None:
+        """Make the run directory, start or restore the checkpointed state, say what the run is
+        (a new run) or where it resumes, and open the TensorBoard logger."""
+        self.run_dir = Path(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state = RunState(
+            "search",
+            self.space.hash,
+            self.run_dir,
+            model=self.net,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            strategy=self.strategy,
+        )
+        note = self.state.start(self.device, self.resume, on_ready)
+        self.pos = self.state.pos
+        if self.resume:
+            self.tell(
+                f"resuming {self.run_dir} at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
+            )
+            if note:
+                self.tell(note)
+        else:
+            self._new_run_notes()
+        self.logger = RunLogger(
+            self.run_dir,
+            self.config.log.tensorboard and self.group.main,
+            purge_step=self.pos["global_step"] + 1 if self.resume else None,
+        )
+        self.params = list(self.net.parameters())
+
+    def _new_run_notes(self) -> None:
+        """A new run's first lines: device, data, space, and what in the config to look out for."""
+        S, space, tell = self.S, self.space, self.tell
+        data = self.data
         tell(
-            f"device: {device}{_processes(group)}   data: {data.name} {tuple(data.sample_shape)}, "
-            f"{xtr.shape[0]} train / {xva.shape[0]} valid"
+            f"device: {self.device}{_processes(self.group)}   data: {data.name} "
+            f"{tuple(data.sample_shape)}, {self.xtr.shape[0]} train / {self.xva.shape[0]} valid"
         )
         tell(
             f"space: {len(space.choices)} choices, {space.size:,} architectures   "
-            f"strategy: {S.strategy}   run: {run_dir}"
+            f"strategy: {S.strategy}   run: {self.run_dir}"
         )
-        if select is not None and S.select is None:
+        if self.select is not None and S.select is None:
             tell(
                 f"strategy '{S.strategy}' has no most likely architecture: the search ends by "
-                f"scoring {select.candidates} drawn candidates (search.select)"
+                f"scoring {self.select.candidates} drawn candidates (search.select)"
             )
-        if S.warmup_epochs >= S.epochs and hasattr(strategy, "mle"):
+        if S.warmup_epochs >= S.epochs and hasattr(self.strategy, "mle"):
             tell(
                 f"note: all {S.epochs} epochs are warm-up (search.warmup_epochs: "
                 f"{S.warmup_epochs}): the architecture distribution will not move, and the "
                 "search ends where it started"
                 + ("" if S.select else "; lower warmup_epochs, or add search.select")
             )
-        if space.ordinal and S.lam == 2 and hasattr(strategy, "ordinal_mean"):
+        if space.ordinal and S.lam == 2 and hasattr(self.strategy, "ordinal_mean"):
             tell(
                 "note: with search.lam: 2 the ordinal choices' spread learns only from "
                 "second-order drift (mirrored pairs); search.lam: 4 converges them (docs/asng.md)"
             )
 
-    logger = RunLogger(
-        run_dir,
-        config.log.tensorboard and group.main,
-        purge_step=pos["global_step"] + 1 if resume else None,
-    )
-    params = list(net.parameters())
-    lam = S.lam
-    measures = ("parameters", "macs", "latency") if latency else ("parameters", "macs")
-    try:
-        with stop_on_signals() as stop:
-            while pos["epoch"] < S.epochs and not converged():
-                epoch = pos["epoch"]
-                tr_order = epoch_order(xtr.shape[0], config.seed, epoch, 0, device)
-                va_order = epoch_order(xva.shape[0], config.seed, epoch, 1, device)
-                bar = EpochProgress(
-                    epoch,
-                    S.epochs,
-                    steps,
-                    pos["step"],
-                    enabled=progress and config.log.progress and group.main,
-                )
-                t_epoch = time.perf_counter()
-                first_step = pos["step"]
-                net.train()
-                while pos["step"] < steps:
-                    i = pos["step"]
-                    xb, yb = batch_at(xtr, ytr, tr_order, i, bs)
-                    xb, yb = group.shard(augment_at(xb, S.augment, config.seed, epoch, i, 0), yb)
-                    xv, yv = batch_at(xva, yva, va_order, i, vbs)
-                    xv, yv = group.shard(augment_at(xv, S.augment, config.seed, epoch, i, 1), yv)
-                    host, archs, varchs = search_iteration(
-                        net,
-                        optimizer,
-                        strategy,
-                        (xb, yb),
-                        (xv, yv),
-                        lam,
-                        S.grad_clip,
-                        params,
-                        S.precision,
-                        group,
-                        bool(stop),
-                    )
-                    schedule.step()
-                    f = host[:lam]
-                    if not all(math.isfinite(v) for v in host[: lam + 1]):
-                        raise TrainingDiverged(
-                            f"non-finite loss at epoch {epoch + 1}, step {i} (iteration "
-                            f"{pos['global_step']}): {_diverged(space, host, archs, varchs)}; "
-                            "try a smaller search.optimizer.lr or grad_clip"
-                        )
-                    if epoch >= S.warmup_epochs:
-                        if S.cost_penalty:
-                            f = [
-                                v + S.cost_penalty * cost(a) for v, a in zip(f, varchs, strict=True)
-                            ]
-                        strategy.update(varchs, f)
-                    state.meter.add("train/loss", host[lam])
-                    state.meter.add("train/acc", host[lam + 1] / (lam * bs))
-                    state.meter.add("valid/loss", sum(host[:lam]) / lam)
-                    state.meter.add("valid/acc", host[lam + 2] / (lam * vbs))
-                    pos["step"] += 1
-                    pos["global_step"] += 1
-                    bar.step(bs * lam, loss=host[lam], acc=state.meter.mean("train/acc"))
-                    halt = group.stopping if group.distributed else bool(stop)
-                    if group.main and (
-                        halt
-                        or (S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0)
-                    ):
-                        state.save()
-                    if halt:
-                        raise Interrupted(
-                            f"stopped by signal {stop.signal or 'on another process'} after iteration "
-                            f"{pos['global_step']}; checkpoint written; continue with: "
-                            f"nasframe search --resume {run_dir}"
-                        )
-                gstep = pos["global_step"]
-                metrics = {
-                    k: state.meter.mean(k)
-                    for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")
-                }
-                mle = strategy.mle() if has_mle else None
-                if mle is not None:
-                    with torch.no_grad():
-                        metrics["test/acc"] = _accuracy(net, xte, yte, mle, vbs, S.precision)
-                    for measure in measures:
-                        logger.scalar(
-                            f"arch/{measure}_most_likely", cost.count(mle, measure), gstep
-                        )
-                logger.scalars(metrics, gstep)
-                image = evenly_due(epoch, S.epochs, config.log.theta_images)
-                log_distribution(logger, space, strategy, gstep, image)
-                done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
-                log_speed(logger, device, done, elapsed, bs * lam, gstep)
-                if mle is not None:
-                    logger.text("arch/most_likely", _markdown(space.describe(mle)), gstep)
-                bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
-                if group.distributed:
-                    group.same_everywhere(_fingerprint(strategy, params), "the search state")
-                state.end_epoch(metrics)
-                if group.main:
-                    state.save()
-                logger.flush()
-            if converged() and pos["epoch"] < S.epochs:
-                tell(
-                    f"converged after epoch {pos['epoch']} of {S.epochs}: every choice's most "
-                    f"likely option holds {S.stop_when_converged} of its cap "
-                    "(search.stop_when_converged)"
-                )
-            selection = None
-            if select is not None:
-                net.train()
-                selection = run_selection(
-                    select,
-                    strategy,
-                    space,
-                    net,
-                    (xva, yva),
-                    vbs,
-                    seed=config.seed,
-                    penalty=(lambda a: S.cost_penalty * cost(a)) if S.cost_penalty else None,
-                    precision=S.precision,
-                    group=group,
-                    stopped=lambda: bool(stop),
-                    tell=tell,
-                )
-                if selection is None:
-                    raise Interrupted(
-                        f"stopped by signal {stop.signal or 'on another process'} during the "
-                        "final selection (the search itself is checkpointed); select again "
-                        f"with: nasframe search --resume {run_dir}"
-                    )
-                _log_selection(logger, space, selection, pos["global_step"])
-        logger.hparams(flat_params(config), state.metrics)
-    finally:
-        logger.close()
+    def converged(self) -> bool:
+        """Whether ``search.stop_when_converged`` (if set) ends the search now."""
+        S = self.S
+        return S.stop_when_converged is not None and self.strategy.converged(S.stop_when_converged)
 
-    mle = strategy.mle() if has_mle else None
-    chosen = mle if selection is None else selection.chosen
-    if not group.main:
-        return {}
-    dump_yaml(space.freeze(chosen), run_dir / ARCH)
-    summary = {
-        "kind": "search",
-        "name": config.name,
-        "space_hash": space.hash,
-        "device": str(device),
-        "processes": group.world,
-        "epochs": S.epochs,
-        "epochs_run": pos["epoch"],
-        "iterations": pos["global_step"],
-        "wall_time_s": state.wall_s(),
-        "environment": state.environment,
-        "final": dict(state.metrics),
-        "categories": space.categories,
-        "paths": space.paths,
-        "theta": np.asarray(strategy.theta).tolist(),
-        "ordinal": ordinal_gaussians(space, strategy),
-        "most_likely": None if mle is None else space.decode(mle),
-        "most_likely_parameters": None if mle is None else cost.count(mle, "parameters"),
-        "most_likely_macs": None if mle is None else cost.count(mle, "macs"),
-        "most_likely_latency_ms": None
-        if mle is None or not latency
-        else cost.count(mle, "latency"),
-        "selection": None,
-        "arch": ARCH,
-    }
-    if selection is not None:
-        with torch.no_grad():
-            test_acc = _accuracy(net, xte, yte, chosen, vbs, S.precision)
-        summary["selection"] = _selection_summary(space, selection, cost, test_acc)
-        tell(
-            f"selected candidate {selection.best + 1} of {len(selection.candidates)}: valid loss "
-            f"{selection.losses[selection.best]:.4f}, valid acc "
-            f"{selection.accuracies[selection.best]:.4f} on {selection.samples} samples"
+    def epochs_left(self) -> bool:
+        """Whether another epoch runs: not all done, and not converged."""
+        return self.pos["epoch"] < self.S.epochs and not self.converged()
+
+    def epoch(self, stop: Any) -> None:
+        """One epoch (or the rest of a resumed one): its iterations, then its logs and checkpoint.
+        ``stop`` is the signal flag of :func:`stop_on_signals`."""
+        S, pos, seed = self.S, self.pos, self.config.seed
+        epoch = pos["epoch"]
+        tr_order = epoch_order(self.xtr.shape[0], seed, epoch, 0, self.device)
+        va_order = epoch_order(self.xva.shape[0], seed, epoch, 1, self.device)
+        bar = EpochProgress(
+            epoch,
+            S.epochs,
+            self.steps,
+            pos["step"],
+            enabled=self.progress and self.config.log.progress and self.group.main,
         )
-    write_json(summary, run_dir / SUMMARY)
-    tell("found architecture:\n" + _indent(space.describe(chosen)))
-    tell(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
-    tell(f"retrain it with: nasframe train {run_dir / ARCH}")
-    return summary
+        t_epoch = time.perf_counter()
+        first_step = pos["step"]
+        self.net.train()
+        while pos["step"] < self.steps:
+            self._iteration(epoch, tr_order, va_order, bar, stop)
+        self._end_epoch(epoch, bar, first_step, t_epoch)
+
+    def _iteration(
+        self,
+        epoch: int,
+        tr_order: torch.Tensor,
+        va_order: torch.Tensor,
+        bar: EpochProgress,
+        stop: Any,
+    ) -> None:
+        """One search iteration at ``pos``: step the weights, rank the valid losses (after the
+        warm-up), meter, count, and checkpoint or stop when due."""
+        S, pos, lam = self.S, self.pos, self.S.lam
+        i = pos["step"]
+        train_batch, valid_batch = self._batches(epoch, i, tr_order, va_order)
+        host, archs, varchs = search_iteration(
+            self.net,
+            self.optimizer,
+            self.strategy,
+            train_batch,
+            valid_batch,
+            lam,
+            S.grad_clip,
+            self.params,
+            S.precision,
+            self.group,
+            bool(stop),
+        )
+        self.schedule.step()
+        if not all(math.isfinite(v) for v in host[: lam + 1]):
+            raise TrainingDiverged(
+                f"non-finite loss at epoch {epoch + 1}, step {i} (iteration "
+                f"{pos['global_step']}): {_diverged(self.space, host, archs, varchs)}; "
+                "try a smaller search.optimizer.lr or grad_clip"
+            )
+        if epoch >= S.warmup_epochs:
+            self._update_strategy(host[:lam], varchs)
+        self._meter(host)
+        pos["step"] += 1
+        pos["global_step"] += 1
+        bar.step(self.bs * lam, loss=host[lam], acc=self.state.meter.mean("train/acc"))
+        self._checkpoint_or_halt(stop)
+
+    def _batches(
+        self, epoch: int, i: int, tr_order: torch.Tensor, va_order: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Iteration ``i``'s train and valid batches, augmented, and this rank's shard of each."""
+        S, seed, group = self.S, self.config.seed, self.group
+        xb, yb = batch_at(self.xtr, self.ytr, tr_order, i, self.bs)
+        xb, yb = group.shard(augment_at(xb, S.augment, seed, epoch, i, 0), yb)
+        xv, yv = batch_at(self.xva, self.yva, va_order, i, self.vbs)
+        xv, yv = group.shard(augment_at(xv, S.augment, seed, epoch, i, 1), yv)
+        return (xb, yb), (xv, yv)
+
+    def _update_strategy(self, losses: list[float], varchs: Any) -> None:
+        """Update the distribution with the valid losses, plus the cost penalty if any."""
+        S = self.S
+        if S.cost_penalty:
+            losses = [
+                v + S.cost_penalty * self.cost(a) for v, a in zip(losses, varchs, strict=True)
+            ]
+        self.strategy.update(varchs, losses)
+
+    def _meter(self, host: list[float]) -> None:
+        """Add an iteration's read values to the epoch's means: λ valid losses, the mean train
+        loss, the train and the valid correct counts."""
+        lam, meter = self.S.lam, self.state.meter
+        meter.add("train/loss", host[lam])
+        meter.add("train/acc", host[lam + 1] / (lam * self.bs))
+        meter.add("valid/loss", sum(host[:lam]) / lam)
+        meter.add("valid/acc", host[lam + 2] / (lam * self.vbs))
+
+    def _checkpoint_or_halt(self, stop: Any) -> None:
+        """Save every ``search.checkpoint_every`` iterations; on a signal (under torchrun: any
+        rank's), save and raise :class:`Interrupted`."""
+        S, pos, group = self.S, self.pos, self.group
+        halt = group.stopping if group.distributed else bool(stop)
+        if group.main and (
+            halt or (S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0)
+        ):
+            self.state.save()
+        if halt:
+            raise Interrupted(
+                f"stopped by signal {stop.signal or 'on another process'} after iteration "
+                f"{pos['global_step']}; checkpoint written; continue with: "
+                f"nasframe search --resume {self.run_dir}"
+            )
+
+    def _end_epoch(self, epoch: int, bar: EpochProgress, first_step: int, t_epoch: float) -> None:
+        """The epoch's metrics and logs, the ranks' agreement check, the checkpoint."""
+        metrics, mle = self._epoch_metrics()
+        self._log_epoch(epoch, metrics, mle, first_step, t_epoch)
+        bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
+        if self.group.distributed:
+            self.group.same_everywhere(_fingerprint(self.strategy, self.params), "the search state")
+        self.state.end_epoch(metrics)
+        if self.group.main:
+            self.state.save()
+        self.logger.flush()
+
+    def _epoch_metrics(self) -> tuple[dict[str, float], Any]:
+        """The epoch's mean train and valid loss and accuracy, and the most likely architecture
+        (None without one) with its test accuracy (monitoring only)."""
+        meter = self.state.meter
+        metrics = {k: meter.mean(k) for k in ("train/loss", "train/acc", "valid/loss", "valid/acc")}
+        mle = self.strategy.mle() if self.has_mle else None
+        if mle is not None:
+            with torch.no_grad():
+                metrics["test/acc"] = _accuracy(
+                    self.net, self.xte, self.yte, mle, self.vbs, self.S.precision
+                )
+        return metrics, mle
+
+    def _log_epoch(
+        self, epoch: int, metrics: dict[str, float], mle: Any, first_step: int, t_epoch: float
+    ) -> None:
+        """TensorBoard at the epoch's end: the most likely architecture's costs, the metrics, the
+        distribution, the speed, the most likely architecture."""
+        logger, gstep = self.logger, self.pos["global_step"]
+        if mle is not None:
+            for measure in self.measures:
+                logger.scalar(f"arch/{measure}_most_likely", self.cost.count(mle, measure), gstep)
+        logger.scalars(metrics, gstep)
+        image = evenly_due(epoch, self.S.epochs, self.config.log.theta_images)
+        log_distribution(logger, self.space, self.strategy, gstep, image)
+        done, elapsed = self.pos["step"] - first_step, time.perf_counter() - t_epoch
+        log_speed(logger, self.device, done, elapsed, self.bs * self.S.lam, gstep)
+        if mle is not None:
+            logger.text("arch/most_likely", _markdown(self.space.describe(mle)), gstep)
+
+    def finish(self, stop: Any) -> Selection | None:
+        """After the epochs: say if the search converged early, and run the final selection (if
+        any; a signal during it raises :class:`Interrupted`)."""
+        S, pos = self.S, self.pos
+        if self.converged() and pos["epoch"] < S.epochs:
+            self.tell(
+                f"converged after epoch {pos['epoch']} of {S.epochs}: every choice's most "
+                f"likely option holds {S.stop_when_converged} of its cap "
+                "(search.stop_when_converged)"
+            )
+        if self.select is None:
+            return None
+        self.net.train()
+        cost_penalty = (lambda a: S.cost_penalty * self.cost(a)) if S.cost_penalty else None
+        selection = run_selection(
+            self.select,
+            self.strategy,
+            self.space,
+            self.net,
+            (self.xva, self.yva),
+            self.vbs,
+            seed=self.config.seed,
+            penalty=cost_penalty,
+            precision=S.precision,
+            group=self.group,
+            stopped=lambda: bool(stop),
+            tell=self.tell,
+        )
+        if selection is None:
+            raise Interrupted(
+                f"stopped by signal {stop.signal or 'on another process'} during the "
+                "final selection (the search itself is checkpointed); select again "
+                f"with: nasframe search --resume {self.run_dir}"
+            )
+        _log_selection(self.logger, self.space, selection, pos["global_step"])
+        return selection
+
+    def results(self, selection: Selection | None) -> dict[str, Any]:
+        """Write ``arch.yaml`` (the selected or the most likely architecture) and
+        ``summary.json``, say what was found; the summary (``{}`` on ranks other than 0)."""
+        mle = self.strategy.mle() if self.has_mle else None
+        chosen = mle if selection is None else selection.chosen
+        if not self.group.main:
+            return {}
+        space, run_dir, tell = self.space, self.run_dir, self.tell
+        dump_yaml(space.freeze(chosen), run_dir / ARCH)
+        summary = self._summary(mle)
+        if selection is not None:
+            with torch.no_grad():
+                test_acc = _accuracy(
+                    self.net, self.xte, self.yte, chosen, self.vbs, self.S.precision
+                )
+            summary["selection"] = _selection_summary(space, selection, self.cost, test_acc)
+            tell(
+                f"selected candidate {selection.best + 1} of {len(selection.candidates)}: valid "
+                f"loss {selection.losses[selection.best]:.4f}, valid acc "
+                f"{selection.accuracies[selection.best]:.4f} on {selection.samples} samples"
+            )
+        write_json(summary, run_dir / SUMMARY)
+        tell("found architecture:\n" + _indent(space.describe(chosen)))
+        tell(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
+        tell(f"retrain it with: nasframe train {run_dir / ARCH}")
+        return summary
+
+    def _summary(self, mle: Any) -> dict[str, Any]:
+        """``summary.json`` but the final selection: the run, its final metrics, the
+        distribution and the most likely architecture (None without one)."""
+        space, cost, pos = self.space, self.cost, self.pos
+        return {
+            "kind": "search",
+            "name": self.config.name,
+            "space_hash": space.hash,
+            "device": str(self.device),
+            "processes": self.group.world,
+            "epochs": self.S.epochs,
+            "epochs_run": pos["epoch"],
+            "iterations": pos["global_step"],
+            "wall_time_s": self.state.wall_s(),
+            "environment": self.state.environment,
+            "final": dict(self.state.metrics),
+            "categories": space.categories,
+            "paths": space.paths,
+            "theta": np.asarray(self.strategy.theta).tolist(),
+            "ordinal": ordinal_gaussians(space, self.strategy),
+            "most_likely": None if mle is None else space.decode(mle),
+            "most_likely_parameters": None if mle is None else cost.count(mle, "parameters"),
+            "most_likely_macs": None if mle is None else cost.count(mle, "macs"),
+            "most_likely_latency_ms": None
+            if mle is None or not self.latency
+            else cost.count(mle, "latency"),
+            "selection": None,
+            "arch": ARCH,
+        }
 
 
 def _log_selection(logger: RunLogger, space: SearchSpace, selection: Selection, step: int) -> None:

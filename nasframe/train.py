@@ -136,210 +136,330 @@ def run_train(
     ``dry_run`` sets up what the training needs (data, network, growth, optimizer), raising what a
     run would raise at its start, and returns before writing anything (``nasframe validate
     --data``). ``on_ready``: as for :func:`~nasframe.search.run_search`."""
-    device = resolve_device(config.device)
-    data = load_dataset(config.data)
-    T = config.train
-    check_augment(T.augment, data.sample_shape, "train.augment")
-    if config.space.type == "cells":
-        for key, part in (("train.growth", T.growth), ("prune", config.prune)):
-            if part is not None:
-                raise UserError(f"{key}: works on chain spaces only, not on cell spaces")
-    torch.manual_seed(config.seed)
-    classes = num_classes_of(config, data.num_classes)
-    model = build_network(config, data.sample_shape, classes)
-    cell_size = getattr(model, "retrain_size", None)  # cell networks: cells, width, budget
-    model = model.to(device)
-    space_hash = config.space_hash or SearchSpace(config).hash
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    xt, yt = data.x_test.to(device), data.y_test.to(device)
-    bs = min(T.batch_size, x.shape[0])
-    steps = max(1, x.shape[0] // bs)
-    target_params = count_parameters(model)
-    growth = _growth_controller(model, T.growth) if T.growth else None  # before the optimizer
-    if growth is not None:
-        _check_growth_fits(growth, T.epochs * steps, T.epochs, steps)
-    optimizer = build_optimizer(model.parameters(), T.optimizer, "train.optimizer")
-    schedule = build_schedule(optimizer, T.optimizer, T.epochs * steps)
-    if config.search.cost == "latency":  # how the trained network will be timed
-        latency_device(config.search.latency_options, device)
+    run = _TrainRun(config, run_dir, resume=resume, progress=progress)
     if dry_run:
-        return {"kind": "train", "data": data.name, "train": x.shape[0], "test": xt.shape[0]}
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    parts = {"growth": growth} if growth is not None else {}  # resized first on resume
-    state = RunState(  # keyed to this architecture: another one from the space is refused
-        "train",
-        SearchSpace(config).network_hash,
-        run_dir,
-        **parts,
-        model=model,
-        optimizer=optimizer,
-        schedule=schedule,
-    )
-    note = state.start(device, resume, on_ready)
-    pos = state.pos
-    if resume:
-        if note:
-            say(note)
-    else:
-        say(
-            f"device: {device}   data: {data.name}, {x.shape[0]} train / {xt.shape[0]} test   "
-            f"parameters: {count_parameters(model):,}   run: {run_dir}"
-        )
-        if cell_size is not None:
-            say(cell_size.describe())
-        if config.prune is not None:
-            _warn_prune_setup(config, model, optimizer)
-    logger = RunLogger(
-        run_dir, config.log.tensorboard, purge_step=pos["global_step"] + 1 if resume else None
-    )
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no host sync per step
-    counted = 0
-
-    def add_sums() -> None:
-        """Move the on-device running sums into the meter (one host synchronisation)."""
-        nonlocal counted
-        if counted:
-            tl, tc, bad = torch.stack([loss_sum, correct.float(), first_bad.double()]).tolist()
-            if not math.isfinite(tl):
-                raise TrainingDiverged(
-                    f"non-finite training loss at epoch {pos['epoch'] + 1}, iteration {int(bad)}; "
-                    "try a smaller train.optimizer.lr or set train.grad_clip"
-                )
-            state.meter.add("train/loss", tl / counted, counted)
-            state.meter.add("train/acc", tc / (counted * bs), counted)
-        loss_sum.zero_()
-        correct.zero_()
-        counted = 0
-
+        return run.dry_run_summary()
+    run.start(on_ready)
     try:
         with stop_on_signals() as stop:
-            while pos["epoch"] < T.epochs:
-                epoch = pos["epoch"]
-                order = epoch_order(x.shape[0], config.seed, epoch, 2, device)
-                bar = EpochProgress(
-                    epoch, T.epochs, steps, pos["step"], enabled=progress and config.log.progress
-                )
-                t_epoch, first_step = time.perf_counter(), pos["step"]
-                model.train()
-                if hasattr(model, "start_epoch"):  # cell networks: the drop-path schedule
-                    model.start_epoch(epoch, T.epochs)
-                while pos["step"] < steps:
-                    xb, yb = batch_at(x, y, order, pos["step"], bs)
-                    xb = augment_at(xb, T.augment, config.seed, epoch, pos["step"], 2)
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocast(device, T.precision):
-                        out, loss, aux_loss = _training_loss(model, xb, yb)
-                    data_loss = loss.detach()  # what train/loss shows: without penalties
-                    if T.l2:
-                        loss = loss + l2_penalty(model, T.l2)
-                    (loss if aux_loss is None else loss + aux_loss).backward()
-                    if T.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), T.grad_clip)
-                    optimizer.step()
-                    schedule.step()
-                    loss_sum += data_loss
-                    first_bad = torch.where(
-                        (first_bad < 0) & ~torch.isfinite(loss.detach()),
-                        pos["global_step"] + 1,
-                        first_bad,
-                    )
-                    correct += (out.argmax(1) == yb).sum()
-                    counted += 1
-                    pos["step"] += 1
-                    pos["global_step"] += 1
-                    bar.step(xb.shape[0])
-                    if growth is not None:
-                        info = growth.maybe_grow(
-                            pos["global_step"],
-                            lambda xb=xb, yb=yb: F.cross_entropy(model(xb), yb),
-                            optimizer,
-                        )
-                        if info is not None:
-                            logger.scalars(info["scalars"], pos["global_step"])
-                    if stop:
-                        add_sums()
-                        state.save()
-                        raise Interrupted(
-                            f"stopped by signal {stop.signal}; checkpoint written; continue with: "
-                            f"nasframe train --resume {run_dir}"
-                        )
-                add_sums()
-                done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
-                test_loss, test_acc = evaluate(model, xt, yt, precision=T.precision)
-                metrics = {
-                    "train/loss": state.meter.mean("train/loss"),
-                    "train/acc": state.meter.mean("train/acc"),
-                    "test/loss": test_loss,
-                    "test/acc": test_acc,
-                }
-                logger.scalars(metrics, pos["global_step"])
-                log_speed(logger, device, done, elapsed, bs, pos["global_step"])
-                bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
-                state.end_epoch(metrics)
-                state.save()
-                logger.flush()
-        logger.hparams(flat_params(config, ("seed", "train", "data")), state.metrics)
+            while run.pos["epoch"] < config.train.epochs:
+                run.epoch(stop)
+        run.logger.hparams(flat_params(config, ("seed", "train", "data")), run.state.metrics)
     finally:
-        logger.close()
-    metrics = state.metrics
-    save_checkpoint(model.state_dict(), run_dir / WEIGHTS)
-    extra: dict[str, Any] = {}
-    if growth is not None:
-        extra["growth"] = {
-            "strategy": T.growth.strategy,
+        run.logger.close()
+    return run.results()
+
+
+class _TrainRun:
+    """The state of one :func:`run_train`, and its steps.
+
+    Set up by the constructor (data, network, growth, optimizer: everything a dry run checks),
+    then :meth:`start` (the run directory, checkpoint and logger), :meth:`epoch` for each epoch
+    left, and :meth:`results` (weights, ``summary.json``, the growth baseline, pruning). ``T`` is
+    the config's ``train`` section; ``pos`` the checkpointed position (epoch, step, global_step).
+    """
+
+    def __init__(
+        self, config: Config, run_dir: str | Path | None, *, resume: bool, progress: bool
+    ) -> None:
+        self.config, self.T = config, config.train
+        self.run_dir, self.resume, self.progress = run_dir, resume, progress
+        self.device = resolve_device(config.device)
+        self.data = load_dataset(config.data)
+        T, data = self.T, self.data
+        check_augment(T.augment, data.sample_shape, "train.augment")
+        if config.space.type == "cells":
+            for key, part in (("train.growth", T.growth), ("prune", config.prune)):
+                if part is not None:
+                    raise UserError(f"{key}: works on chain spaces only, not on cell spaces")
+        torch.manual_seed(config.seed)
+        self.classes = num_classes_of(config, data.num_classes)
+        model = build_network(config, data.sample_shape, self.classes)
+        self.cell_size = getattr(model, "retrain_size", None)  # cell networks: cells, width, budget
+        self.model = model.to(self.device)
+        self.space_hash = config.space_hash or SearchSpace(config).hash
+        self._set_up_data()
+        self._set_up_training()
+
+    def _set_up_data(self) -> None:
+        """The whole training data and the test split on the device; batch size and steps."""
+        data, device = self.data, self.device
+        self.x, self.y = data.x_train.to(device), data.y_train.to(device)
+        self.xt, self.yt = data.x_test.to(device), data.y_test.to(device)
+        self.bs = min(self.T.batch_size, self.x.shape[0])
+        self.steps = max(1, self.x.shape[0] // self.bs)
+
+    def _set_up_training(self) -> None:
+        """Growth (which shrinks the network, so before the optimizer), the optimizer and its
+        schedule, and a check of ``search.latency``'s device when the network will be timed."""
+        T, config, model = self.T, self.config, self.model
+        self.target_params = count_parameters(model)
+        self.growth = _growth_controller(model, T.growth) if T.growth else None
+        if self.growth is not None:
+            _check_growth_fits(self.growth, T.epochs * self.steps, T.epochs, self.steps)
+        self.optimizer = build_optimizer(model.parameters(), T.optimizer, "train.optimizer")
+        self.schedule = build_schedule(self.optimizer, T.optimizer, T.epochs * self.steps)
+        if config.search.cost == "latency":  # how the trained network will be timed
+            latency_device(config.search.latency_options, self.device)
+
+    def dry_run_summary(self) -> dict[str, Any]:
+        """What ``nasframe validate --data`` reports of a training it set up."""
+        return {
+            "kind": "train",
+            "data": self.data.name,
+            "train": self.x.shape[0],
+            "test": self.xt.shape[0],
+        }
+
+    def start(self, on_ready: Callable[[], None] | None) -> None:
+        """Make the run directory, start or restore the checkpointed state, say what the run is
+        (a new run), and open the TensorBoard logger and the on-device running sums."""
+        self.run_dir = Path(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # the growth controller first: on resume it resizes the model before the model loads
+        parts = {"growth": self.growth} if self.growth is not None else {}
+        self.state = RunState(  # keyed to this architecture: another one from the space is refused
+            "train",
+            SearchSpace(self.config).network_hash,
+            self.run_dir,
+            **parts,
+            model=self.model,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+        )
+        note = self.state.start(self.device, self.resume, on_ready)
+        self.pos = self.state.pos
+        if self.resume:
+            if note:
+                say(note)
+        else:
+            self._new_run_notes()
+        self.logger = RunLogger(
+            self.run_dir,
+            self.config.log.tensorboard,
+            purge_step=self.pos["global_step"] + 1 if self.resume else None,
+        )
+        self.sums = _RunningSums(self.device)
+
+    def _new_run_notes(self) -> None:
+        """A new run's first lines: device, data, size, and warnings for a later ``prune:``."""
+        say(
+            f"device: {self.device}   data: {self.data.name}, {self.x.shape[0]} train / "
+            f"{self.xt.shape[0]} test   parameters: {count_parameters(self.model):,}   "
+            f"run: {self.run_dir}"
+        )
+        if self.cell_size is not None:
+            say(self.cell_size.describe())
+        if self.config.prune is not None:
+            _warn_prune_setup(self.config, self.model, self.optimizer)
+
+    def epoch(self, stop: Any) -> None:
+        """One epoch (or the rest of a resumed one): its steps, then its test, logs and
+        checkpoint. ``stop`` is the signal flag of :func:`stop_on_signals`."""
+        T, pos, model = self.T, self.pos, self.model
+        epoch = pos["epoch"]
+        order = epoch_order(self.x.shape[0], self.config.seed, epoch, 2, self.device)
+        bar = EpochProgress(
+            epoch,
+            T.epochs,
+            self.steps,
+            pos["step"],
+            enabled=self.progress and self.config.log.progress,
+        )
+        t_epoch, first_step = time.perf_counter(), pos["step"]
+        model.train()
+        if hasattr(model, "start_epoch"):  # cell networks: the drop-path schedule
+            model.start_epoch(epoch, T.epochs)
+        while pos["step"] < self.steps:
+            self._step(epoch, order, bar, stop)
+        self._end_epoch(bar, first_step, t_epoch)
+
+    def _step(self, epoch: int, order: torch.Tensor, bar: EpochProgress, stop: Any) -> None:
+        """One optimizer step at ``pos``, then growth when due; on a signal, save and raise
+        :class:`Interrupted`."""
+        T, pos, model, optimizer = self.T, self.pos, self.model, self.optimizer
+        xb, yb = batch_at(self.x, self.y, order, pos["step"], self.bs)
+        xb = augment_at(xb, T.augment, self.config.seed, epoch, pos["step"], 2)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, T.precision):
+            out, loss, aux_loss = _training_loss(model, xb, yb)
+        data_loss = loss.detach()  # what train/loss shows: without penalties
+        if T.l2:
+            loss = loss + l2_penalty(model, T.l2)
+        (loss if aux_loss is None else loss + aux_loss).backward()
+        if T.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), T.grad_clip)
+        optimizer.step()
+        self.schedule.step()
+        self.sums.add(data_loss, loss, out, yb, pos["global_step"] + 1)
+        pos["step"] += 1
+        pos["global_step"] += 1
+        bar.step(xb.shape[0])
+        if self.growth is not None:
+            info = self.growth.maybe_grow(
+                pos["global_step"],
+                lambda xb=xb, yb=yb: F.cross_entropy(model(xb), yb),
+                optimizer,
+            )
+            if info is not None:
+                self.logger.scalars(info["scalars"], pos["global_step"])
+        if stop:
+            self._add_sums()
+            self.state.save()
+            raise Interrupted(
+                f"stopped by signal {stop.signal}; checkpoint written; continue with: "
+                f"nasframe train --resume {self.run_dir}"
+            )
+
+    def _add_sums(self) -> None:
+        """Move the running sums into the epoch's meter (one host synchronisation)."""
+        self.sums.move_to(self.state.meter, self.bs, self.pos["epoch"])
+
+    def _end_epoch(self, bar: EpochProgress, first_step: int, t_epoch: float) -> None:
+        """The epoch's train means and test loss and accuracy: logged, shown, checkpointed."""
+        pos, logger = self.pos, self.logger
+        self._add_sums()
+        done, elapsed = pos["step"] - first_step, time.perf_counter() - t_epoch
+        test_loss, test_acc = evaluate(self.model, self.xt, self.yt, precision=self.T.precision)
+        metrics = {
+            "train/loss": self.state.meter.mean("train/loss"),
+            "train/acc": self.state.meter.mean("train/acc"),
+            "test/loss": test_loss,
+            "test/acc": test_acc,
+        }
+        logger.scalars(metrics, pos["global_step"])
+        log_speed(logger, self.device, done, elapsed, self.bs, pos["global_step"])
+        bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
+        self.state.end_epoch(metrics)
+        self.state.save()
+        logger.flush()
+
+    def results(self) -> dict[str, Any]:
+        """Write the weights and ``summary.json`` (with growth's and the latency's results), then
+        prune if the config says so; the summary."""
+        metrics = self.state.metrics
+        save_checkpoint(self.model.state_dict(), self.run_dir / WEIGHTS)
+        extra: dict[str, Any] = {}
+        if self.growth is not None:
+            extra["growth"] = self._growth_summary()
+        if self.config.search.cost == "latency":  # an arch.yaml of a latency-aware search
+            extra.update(self._latency())
+        summary = self._summary(metrics, extra)
+        write_json(summary, self.run_dir / SUMMARY)
+        say(f"test accuracy: {summary['test_acc']:.4f}   weights: {self.run_dir / WEIGHTS}")
+        if self.config.prune is not None:
+            from .prune_run import run_prune
+
+            summary["prune"] = run_prune(self.run_dir, config=self.config)
+            write_json(summary, self.run_dir / SUMMARY)
+        return summary
+
+    def _growth_summary(self) -> dict[str, Any]:
+        """What growth did: events, widths at the start, end and target; with ``baseline``, the
+        test accuracy of the same network trained at full width (a second run, in
+        ``full_width/``)."""
+        growth = self.growth
+        summary = {
+            "strategy": self.T.growth.strategy,
             "events": growth.events_done,
             "start_widths": {k: plan[0] for k, plan in growth.plans.items()},
             "final_widths": growth.widths,
             "target_widths": dict(growth.targets),
-            "parameters_full_width": target_params,
+            "parameters_full_width": self.target_params,
         }
-        if T.growth.baseline:
-            full = config.model_copy(deep=True)
+        if self.T.growth.baseline:
+            full = self.config.model_copy(deep=True)
             full.train.growth = None
             say("training the same architecture at full width from the start, for comparison")
+            base_dir = self.run_dir / "full_width"
             base = run_train(
                 full,
-                run_dir / "full_width",
-                resume=resume and (run_dir / "full_width" / CHECKPOINT).exists(),
-                progress=progress,
+                base_dir,
+                resume=self.resume and (base_dir / CHECKPOINT).exists(),
+                progress=self.progress,
             )
-            extra["growth"]["full_width_test_acc"] = base["test_acc"]
-    if config.search.cost == "latency":  # an arch.yaml of a latency-aware search
-        extra.update(
-            network_latency_ms(model, data.sample_shape, config.search.latency_options, device)
+            summary["full_width_test_acc"] = base["test_acc"]
+        return summary
+
+    def _latency(self) -> dict[str, Any]:
+        """The trained network's latency, timed as ``search.latency`` says, and said."""
+        measured = network_latency_ms(
+            self.model, self.data.sample_shape, self.config.search.latency_options, self.device
         )
         say(
-            f"latency: {extra['latency_ms']:.3f} ms per batch of {extra['latency_batch_size']} "
-            f"on {extra['latency_device']} (search.latency)"
+            f"latency: {measured['latency_ms']:.3f} ms per batch of "
+            f"{measured['latency_batch_size']} on {measured['latency_device']} (search.latency)"
         )
-    summary = {
-        "kind": "train",
-        "name": config.name,
-        "space_hash": space_hash,
-        "device": str(device),
-        "epochs": T.epochs,
-        "sample_shape": list(data.sample_shape),
-        "num_classes": classes,
-        "parameters": count_parameters(model),
-        "macs": count_macs(model, data.sample_shape),  # of one example, as search.cost counts
-        "wall_time_s": state.wall_s(),
-        "environment": state.environment,
-        "train_loss": metrics.get("train/loss"),
-        "train_acc": metrics.get("train/acc"),
-        "test_loss": metrics.get("test/loss"),
-        "test_acc": metrics.get("test/acc"),
-        "weights": WEIGHTS,
-        **(cell_size.summary() if cell_size is not None else {}),
-        **extra,
-    }
-    write_json(summary, run_dir / SUMMARY)
-    say(f"test accuracy: {summary['test_acc']:.4f}   weights: {run_dir / WEIGHTS}")
-    if config.prune is not None:
-        from .prune_run import run_prune
+        return measured
 
-        summary["prune"] = run_prune(run_dir, config=config)
-        write_json(summary, run_dir / SUMMARY)
-    return summary
+    def _summary(self, metrics: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+        """``summary.json``: the run, its final metrics, the network's size, and ``extra``."""
+        data, model = self.data, self.model
+        return {
+            "kind": "train",
+            "name": self.config.name,
+            "space_hash": self.space_hash,
+            "device": str(self.device),
+            "epochs": self.T.epochs,
+            "sample_shape": list(data.sample_shape),
+            "num_classes": self.classes,
+            "parameters": count_parameters(model),
+            "macs": count_macs(model, data.sample_shape),  # of one example, as search.cost counts
+            "wall_time_s": self.state.wall_s(),
+            "environment": self.state.environment,
+            "train_loss": metrics.get("train/loss"),
+            "train_acc": metrics.get("train/acc"),
+            "test_loss": metrics.get("test/loss"),
+            "test_acc": metrics.get("test/acc"),
+            "weights": WEIGHTS,
+            **(self.cell_size.summary() if self.cell_size is not None else {}),
+            **extra,
+        }
+
+
+class _RunningSums:
+    """The training loss and correct count of the steps since the last read, summed on the
+    device so that a step needs no host synchronisation, and the first iteration whose loss
+    (penalties included) was not finite (-1: none yet)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.counted = 0
+
+    def add(
+        self,
+        data_loss: torch.Tensor,
+        loss: torch.Tensor,
+        out: torch.Tensor,
+        yb: torch.Tensor,
+        iteration: int,
+    ) -> None:
+        """One step: its loss without penalties (``data_loss``), its minimised ``loss`` (checked
+        for divergence), its logits and labels."""
+        self.loss += data_loss
+        self.first_bad = torch.where(
+            (self.first_bad < 0) & ~torch.isfinite(loss.detach()), iteration, self.first_bad
+        )
+        self.correct += (out.argmax(1) == yb).sum()
+        self.counted += 1
+
+    def move_to(self, meter: Any, batch_size: int, epoch: int) -> None:
+        """Add the means to ``meter`` (train/loss, train/acc) and start again; raise
+        :class:`TrainingDiverged` if the loss was not finite (0-based ``epoch`` for the
+        message)."""
+        if self.counted:
+            tl, tc, bad = torch.stack(
+                [self.loss, self.correct.float(), self.first_bad.double()]
+            ).tolist()
+            if not math.isfinite(tl):
+                raise TrainingDiverged(
+                    f"non-finite training loss at epoch {epoch + 1}, iteration {int(bad)}; "
+                    "try a smaller train.optimizer.lr or set train.grad_clip"
+                )
+            meter.add("train/loss", tl / self.counted, self.counted)
+            meter.add("train/acc", tc / (self.counted * batch_size), self.counted)
+        self.loss.zero_()
+        self.correct.zero_()
+        self.counted = 0
