@@ -123,12 +123,14 @@ class CellSpace(Strict):
         16, le=1 << 16, description="channels of the first cells (doubled by each reduction)"
     )
     stem_multiplier: PositiveInt = Field(
-        3, description="the stem's 3x3 convolution outputs stem_multiplier x channels"
+        3, le=64, description="the stem's 3x3 convolution outputs stem_multiplier x channels"
     )
     reductions: list[NonNegativeInt] | None = Field(
         None, description="indices of the reduction cells (default: n//3 and 2n//3 of n cells)"
     )
-    classes: PositiveInt | None = Field(None, description="outputs (default: the data's classes)")
+    classes: PositiveInt | None = Field(
+        None, le=1 << 20, description="outputs (default: the data's classes)"
+    )
     normal: list[CellNode] | None = Field(
         None, description="a fixed normal cell, one entry per node (default: searched)"
     )
@@ -189,6 +191,16 @@ class CellSpace(Strict):
                         n=len(getattr(node, key)),
                         key=key,
                         m=self.node_inputs,
+                    )
+            for k, op in enumerate(node.ops):
+                if op not in self.ops:
+                    raise error_at(
+                        "cell_op",
+                        "op '{op}' is not one of space.ops ({ops}); add it to ops or use one of "
+                        "them",
+                        (kind, i, "ops", k),
+                        op=op,
+                        ops=", ".join(self.ops),
                     )
             for k, src in enumerate(node.inputs):
                 if src >= 2 + i:

@@ -13,7 +13,6 @@ import re
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -32,8 +31,8 @@ from pydantic_core import PydanticCustomError
 from . import registry
 from .cell_config import CellSpace
 from .config_base import (
+    NumbersOnly,
     Strict,
-    check_number_fields,
     error_at,
     is_utf8,
     plugin_name,
@@ -153,7 +152,7 @@ class StageConfig(Strict):
     name: str | None = Field(
         None, description="identifier used in choice paths (default s1, s2, ...)"
     )
-    stride: PositiveInt = Field(1, description="stride of the stage's transition")
+    stride: PositiveInt = Field(1, le=1024, description="stride of the stage's transition")
     transition: OpName = Field(
         "conv3", description="op that enters the stage: previous width -> stage width, with stride"
     )
@@ -188,7 +187,9 @@ class StageConfig(Strict):
 
 class HeadConfig(Strict):
     pool: Literal["avg", "max"] = Field("avg", description="global pooling before the classifier")
-    classes: PositiveInt | None = Field(None, description="outputs (default: the data's classes)")
+    classes: PositiveInt | None = Field(
+        None, le=MAX_WIDTH, description="outputs (default: the data's classes)"
+    )
 
 
 class ChainSpace(Strict):
@@ -236,7 +237,21 @@ Space = Annotated[
 ]
 
 
-class OptimizerConfig(BaseModel):
+#: the largest float32: an optimizer's hyperparameters become float32 tensors' scalars
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _refuse_beyond_float32(value: Any, where: tuple[Any, ...]) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > FLOAT32_MAX:
+        raise error_at(
+            "float32_range",
+            "{v} is beyond what a float32 holds (at most 3.4e38 in size)",
+            where,
+            v=str(value),
+        )
+
+
+class OptimizerConfig(NumbersOnly):
     """An optimizer by registry name; any other key is passed to it as a keyword argument."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
@@ -253,21 +268,11 @@ class OptimizerConfig(BaseModel):
         description="Gradient Centralization for any optimizer: all (dim > 1) or conv (dim > 3)",
     )
 
-    @model_validator(mode="before")
+    @field_validator("lr")
     @classmethod
-    def _numbers(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_number_fields(cls, data)
-            for key, value in data.items():  # the optimizer's own options
-                if key in cls.model_fields:
-                    continue
-                items = enumerate(value) if isinstance(value, list) else [(None, value)]
-                for i, item in items:
-                    number = parse_scalar(item) if isinstance(item, str) else None
-                    if isinstance(number, int | float) and not isinstance(number, bool):
-                        where = (key,) if i is None else (key, i)
-                        refuse_non_number(where, item)  # a number quoted by mistake
-        return data
+    def _float32_lr(cls, lr: float) -> float:
+        _refuse_beyond_float32(lr, ())
+        return lr
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the optimizer (everything but name, schedule and gc)."""
@@ -276,38 +281,51 @@ class OptimizerConfig(BaseModel):
     @model_validator(mode="after")
     def _known_kwargs(self) -> OptimizerConfig:
         extra = dict(self.model_extra or {})
-        if not extra:
-            return self
-        for key, value in extra.items():
-            numbers = value if isinstance(value, list) else [value]
-            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-                raise error_at("finite", "must be finite, got {v}", (key,), v=str(value).lower())
-        try:
-            cls = registry.get("optimizer", self.name)
-        except registry.PluginError:  # reported at the name
-            return self
-        takes = registry.keywords(cls, exclude=("params",))
-        if takes is None:
-            return self
-        accepted = sorted(takes)
         for key in extra:
-            if key not in accepted:
+            accepted = self._accepted_keys()
+            if accepted is not None and key not in accepted:
                 raise PydanticCustomError(
                     "unknown_key",
                     "unknown key '{key}' for optimizer '{opt}'{hint}",
                     {"key": key, "opt": self.name, "hint": did_you_mean(key, accepted)},
                 )
+        for key, value in extra.items():
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for i, item in items:
+                where = (key,) if i is None else (key, i)
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise error_at(
+                        "finite", "must be finite, got {v}", (key,), v=str(value).lower()
+                    )
+                number = parse_scalar(item) if isinstance(item, str) else None
+                if isinstance(number, int | float) and not isinstance(number, bool):
+                    refuse_non_number(where, item)  # a number quoted by mistake
+                _refuse_beyond_float32(item, where)
         return self
+
+    def _accepted_keys(self) -> list[str] | None:
+        """The keyword arguments the optimizer takes; None when unknown (a plugin that takes
+        ``**kwargs``, or one that is broken: reported at its name)."""
+        try:
+            cls = registry.get("optimizer", self.name)
+        except registry.PluginError:
+            return None
+        takes = registry.keywords(cls, exclude=("params",))
+        return None if takes is None else sorted(takes)
 
 
 class AugmentConfig(Strict):
     """Image augmentation of training batches, done on the device (crop, flip, cutout)."""
 
     crop_padding: NonNegativeInt = Field(
-        0, description="random crop from the image zero-padded by this many pixels (0: off)"
+        0,
+        le=4096,
+        description="random crop from the image zero-padded by this many pixels (0: off)",
     )
     flip: bool = Field(False, description="mirror left-right with probability 1/2")
-    cutout: NonNegativeInt = Field(0, description="zero a random square of this side (0: off)")
+    cutout: NonNegativeInt = Field(
+        0, le=1 << 16, description="zero a random square of this side (0: off)"
+    )
 
 
 class SelectConfig(Strict):

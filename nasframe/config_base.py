@@ -6,11 +6,21 @@ without importing the whole experiment schema.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from . import registry
@@ -18,16 +28,55 @@ from .errors import did_you_mean
 from .yaml_io import parse_scalar
 
 __all__ = [
+    "NumbersOnly",
     "Strict",
+    "NumberField",
+    "number_field",
     "error_at",
     "plugin_name",
-    "check_number_fields",
     "refuse_non_number",
     "is_utf8",
 ]
 
 
-class Strict(BaseModel):
+@dataclass(frozen=True)
+class NumberField:
+    """What a field that takes numbers accepts: ``whole`` numbers only or any, the ``words``
+    it also takes (``auto``), and whether its value is a list of them."""
+
+    whole: bool
+    words: frozenset[str] = frozenset()
+    items: bool = False
+
+    def check(self, value: Any) -> None:
+        """Refuse a boolean, or a text other than the field's words, in ``value``."""
+        if self.items:
+            for i, item in enumerate(value if isinstance(value, list) else []):
+                self._check_one(item, (i,))
+        else:
+            self._check_one(value, ())
+
+    def _check_one(self, value: Any, where: tuple[Any, ...]) -> None:
+        if isinstance(value, str) and value in self.words:
+            return
+        refuse_non_number(where, value, self.whole, sorted(self.words))
+
+
+class NumbersOnly(BaseModel):
+    """A field that takes numbers takes numbers only: pydantic would read ``yes`` as 1 and
+    ``"15"`` or ``1_000`` (text in YAML 1.2) as numbers, hiding what the file says."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is not None:
+            spec = _field_spec(cls, info.field_name)
+            if spec is not None:
+                spec.check(value)
+        return value
+
+
+class Strict(NumbersOnly):
     """Unknown keys are errors (they are usually typos), reported with the closest known key;
     numbers are finite (an infinite learning rate or penalty is never what was meant) and written
     as numbers (not ``"15"``, ``1_000`` or ``yes``)."""
@@ -46,71 +95,92 @@ class Strict(BaseModel):
                         "unknown key '{key}'{hint}",
                         {"key": str(key), "hint": did_you_mean(str(key), known)},
                     )
-            check_number_fields(cls, data)
         return data
 
 
-def check_number_fields(model: type[BaseModel], data: dict[Any, Any]) -> None:
-    """Refuse a boolean or text given to a field of ``model`` that takes only numbers."""
-    for key, value in data.items():
-        field = model.model_fields.get(key)
-        if field is not None and _numeric_only(field.annotation):
-            refuse_non_number((key,), value)
+@functools.cache
+def _field_spec(model: type[BaseModel], name: str) -> NumberField | None:
+    field = model.model_fields.get(name)
+    return None if field is None else number_field(field.annotation)
 
 
-def refuse_non_number(where: tuple[Any, ...], value: Any) -> None:
-    """Refuse a boolean or a text given to a number field: pydantic would read ``yes`` as 1 and
-    ``"15"`` or ``"1_000"`` (text in YAML 1.2) as numbers, hiding what the file says."""
+def refuse_non_number(
+    where: tuple[Any, ...], value: Any, whole: bool = False, words: Sequence[str] = ()
+) -> None:
+    """Refuse a boolean or a text given where a number (or one of ``words``) belongs; ``where``
+    is below the field."""
+    expected = "a number" + "".join(f" or '{w}'" for w in words)
     if isinstance(value, bool):
         raise error_at(
             "bool_number",
-            "expected a number, got the boolean {value}",
+            "expected {expected}, got the boolean {value}",
             where,
+            expected=expected,
             value=str(value).lower(),
         )
     if isinstance(value, str):
         raise error_at(
             "text_number",
-            "expected a number, got the text '{value}'{hint}",
+            "expected {expected}, got the text '{value}'{hint}",
             where,
+            expected=expected,
             value=value,
-            hint=_number_hint(value),
+            hint=_number_hint(value, whole),
         )
 
 
-def _number_hint(text: str) -> str:
-    """How to write as a number the text ``text`` that reads as one; '' if it does not."""
+def _number_hint(text: str, whole: bool) -> str:
+    """How to write as a number the text ``text`` that reads as one (a whole one if ``whole``);
+    '' if it does not."""
     as_yaml = parse_scalar(text)
     if isinstance(as_yaml, int | float) and not isinstance(as_yaml, bool):
+        if whole and not float(as_yaml).is_integer():
+            return ""
         return f"; write {text.strip()} without quotes"
     try:
         number = float(text)  # Python reads 1_000 as 1000; YAML 1.2 reads it as text
     except ValueError:
         return ""
-    if not math.isfinite(number):
+    if not math.isfinite(number) or (whole and not number.is_integer()):
         return ""
     shown = int(number) if number.is_integer() and abs(number) < 2**53 else number
     return f"; write {shown}"
 
 
-def _numeric_only(annotation: Any) -> bool:
-    """Whether a field takes numbers (int or float, possibly optional or constrained) and no
-    booleans."""
+def number_field(annotation: Any) -> NumberField | None:
+    """How a field of type ``annotation`` takes numbers (int, float, numeric literals,
+    constrained, optional, words such as ``Literal["auto"]`` beside them, or a list of those);
+    None for a field that does not take numbers only."""
     kinds: set[Any] = set()
+    words: set[str] = set()
+    items: list[Any] = []
 
     def walk(a: Any) -> None:
-        args = get_args(a)
-        if get_origin(a) is Annotated:
+        args, origin = get_args(a), get_origin(a)
+        if origin is Annotated:
             walk(args[0])
-        elif args and get_origin(a) in (Union, UnionType):
+        elif args and origin in (Union, UnionType):
             for arg in args:
                 walk(arg)
+        elif origin is Literal:
+            for v in args:
+                if isinstance(v, str):
+                    words.add(v)
+                else:
+                    kinds.add(bool if isinstance(v, bool) else type(v))
+        elif origin is list and args:
+            items.append(args[0])
         else:
             kinds.add(a)
 
     walk(annotation)
     kinds.discard(type(None))
-    return bool(kinds) and kinds <= {int, float}
+    if items:
+        inner = number_field(items[0]) if len(items) == 1 and not kinds and not words else None
+        return None if inner is None or inner.items else NumberField(inner.whole, inner.words, True)
+    if not kinds or not kinds <= {int, float}:
+        return None
+    return NumberField(whole=float not in kinds, words=frozenset(words))
 
 
 def error_at(kind: str, message: str, where: tuple[Any, ...], **ctx: Any) -> PydanticCustomError:

@@ -65,6 +65,8 @@ def _problems(
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] in ("model_type", "dict_type"):  # not "... instance of ChainSpace"
+            msg = f"expected a mapping of keys, got {_kind(e.get('input'))}"
         if given is not None:  # the value came from the command line, not from the file
             problem = Problem(f"--set {given}", None, _pretty_loc(loc, raw), msg)
         else:
@@ -74,6 +76,21 @@ def _problems(
             seen.add(str(problem))
             out.append(problem)
     return out
+
+
+def _kind(value: Any) -> str:
+    """What YAML value ``value`` is, in words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> str:

@@ -13,9 +13,10 @@ from conftest import SPACES
 from pydantic import BaseModel, ValidationError
 
 from nasframe import ConfigError, load_config
+from nasframe.cell_config import CellRetrain
 from nasframe.cli import main
 from nasframe.config import Config
-from nasframe.config_base import _numeric_only
+from nasframe.config_base import number_field
 from nasframe.yaml_io import dump_yaml, load_yaml, parse_scalar
 
 GOOD = (SPACES / "digits.yaml").read_text()
@@ -210,7 +211,7 @@ def _fields(takes: typing.Callable[[typing.Any], bool]) -> list[tuple[type[BaseM
 
 
 FLOAT_FIELDS = _fields(_takes_float)
-NUMBER_FIELDS = _fields(_numeric_only)
+NUMBER_FIELDS = _fields(lambda annotation: number_field(annotation) is not None)
 
 
 def test_the_schema_has_the_float_fields_the_next_test_covers():
@@ -231,7 +232,16 @@ def test_every_float_field_says_a_value_must_be_finite(model, name, value):
 
 def test_the_schema_has_the_number_fields_the_next_test_covers():
     names = {name for _, name in NUMBER_FIELDS}
-    assert {"seed", "epochs", "lam", "lr", "batch_size", "valid_fraction"} <= names
+    assert {"seed", "epochs", "lam", "lr", "batch_size", "valid_fraction", "version"} <= names
+    assert {"inputs", "reductions", "channels"} <= names  # lists of numbers; a number or 'auto'
+    assert not {"name", "device", "optimizer", "width"} & names  # text, sections, choices
+
+
+def _number_field_errors(model, name, value) -> list[dict]:
+    spec = number_field(model.model_fields[name].annotation)
+    with pytest.raises(ValidationError) as e:
+        model.model_validate({name: [value] if spec.items else value})
+    return [err for err in e.value.errors() if err["loc"][:1] == (name,)]
 
 
 @pytest.mark.parametrize(
@@ -239,11 +249,47 @@ def test_the_schema_has_the_number_fields_the_next_test_covers():
 )
 @pytest.mark.parametrize("text, fix", [("3", "write 3 without quotes"), ("3_0", "write 30")])
 def test_every_number_field_refuses_text_that_reads_as_a_number(model, name, text, fix):
-    with pytest.raises(ValidationError) as e:
-        model.model_validate({name: text})
-    (err,) = e.value.errors()
-    assert err["loc"] == () and err["ctx"]["at"] == (name,)  # located at the field
-    assert err["msg"] == f"expected a number, got the text '{text}'; {fix}"
+    spec = number_field(model.model_fields[name].annotation)
+    (err,) = _number_field_errors(model, name, text)
+    assert err["loc"] == (name,) and err["ctx"]["at"] == ((0,) if spec.items else ())
+    expected = "a number" + "".join(f" or '{w}'" for w in sorted(spec.words))
+    assert err["msg"] == f"expected {expected}, got the text '{text}'; {fix}"
+
+
+@pytest.mark.parametrize(
+    "model, name", NUMBER_FIELDS, ids=[f"{m.__name__}.{n}" for m, n in NUMBER_FIELDS]
+)
+def test_every_number_field_refuses_a_boolean(model, name):
+    (err,) = _number_field_errors(model, name, True)
+    assert err["type"] == "bool_number" and err["msg"].endswith(", got the boolean true")
+
+
+def test_a_number_field_takes_its_words_and_whole_numbers_written_as_floats(write_yaml):
+    retrain = CellRetrain.model_validate({"channels": "auto", "param_budget": 4.0e6})
+    assert retrain.channels == "auto"
+    config, _ = load_config(write_yaml(GOOD.replace("seed: 0", "seed: 1e3")))
+    assert config.seed == 1000 and type(config.seed) is int
+
+
+def test_every_problem_of_a_section_is_reported_beside_a_number_written_as_text(write_yaml):
+    text = GOOD.replace("seed: 0", 'seed: "7"').replace("  epochs: 15", '  epochs: "15"', 1)
+    text = text.replace("name: sgd", "name: sgdd", 1)
+    p = write_yaml(text)
+    got = problems(p)
+    assert len(got) == 3, got
+    assert got[0].endswith("seed: expected a number, got the text '7'; write 7 without quotes")
+    assert got[1].endswith(
+        "search.epochs: expected a number, got the text '15'; write 15 without quotes"
+    )
+    assert "search.optimizer.name: unknown optimizer 'sgdd'" in got[2]
+
+
+@pytest.mark.parametrize("written", ['"1.5"', "'2.5e0'"])
+def test_no_write_hint_for_a_fraction_in_an_integer_field(written, write_yaml):
+    text = GOOD.replace("  epochs: 15", f"  epochs: {written}", 1)
+    p = write_yaml(text)
+    (msg,) = problems(p)
+    assert msg.endswith(f"search.epochs: expected a number, got the text '{written[1:-1]}'")
 
 
 CELLS = "version: 1\ndata: {name: digits}\nspace:\n  type: cells\n  retrain: {drop_path: .nan}\n"
