@@ -163,9 +163,10 @@ class RunState:
             RuntimeError,
             AttributeError,
         ) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            first = _first_line(str(e))
             raise UserError(
-                f"{self.path}: this checkpoint does not fit this {self.kind}: its {where} "
+                f"{self.path}: this checkpoint does not fit this {_RUN_NAMES.get(self.kind, self.kind)}: "
+                f"its {where} "
                 f"({type(e).__name__}: {first}); it may be damaged or from another version"
                 + (f", or {plugin} cannot load it" if plugin else "")
             ) from None
@@ -206,6 +207,15 @@ class RunState:
                 f"this config's is {self.space_hash}); resume it with the config it was started "
                 "with"
             )
+
+
+def _first_line(text: str) -> str:
+    """The first line of an error's text, with the next one when the first only introduces it
+    (``Error(s) in loading state_dict for Linear:`` then the size mismatch)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def _plugin_class(part: Any) -> str:

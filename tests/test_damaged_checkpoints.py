@@ -265,3 +265,20 @@ def test_a_part_that_cannot_load_is_named_with_its_plugin_class(tmp_path):
         "(ValueError: no field 'step' in this version); it may be damaged or from another "
         f"version, or _PluginPart (from {__name__}) cannot load it"
     )
+
+
+def test_a_model_that_does_not_fit_says_which_tensor_and_shapes(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    RunState(
+        "train", "h", tmp_path, model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1)
+    ).save()
+    other = torch.nn.Linear(2, 3)
+    state = RunState(
+        "train", "h", tmp_path, model=other, optimizer=torch.optim.SGD(other.parameters(), lr=0.1)
+    )
+    with pytest.raises(UserError) as e:
+        state.resume()
+    assert (
+        "does not fit this training: its model (RuntimeError: Error(s) in loading state_dict for Linear: size mismatch for weight:"
+        in str(e.value)
+    )
