@@ -133,5 +133,12 @@ def conv3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
 
 def build_cell_op(name: str, channels: int, stride: int, affine: bool, track: bool) -> nn.Module:
     """One registered cell op: ``channels`` -> ``channels`` at ``stride`` (1, or 2 in reduction
-    cells)."""
-    return registry.get("cell_op", name)(channels, stride, affine, track)
+    cells). A cell op that raises, or returns something other than a module, is the plugin's bug:
+    a :class:`~nasframe.registry.PluginFailure` naming it."""
+    return registry.call(
+        "cell_op",
+        name,
+        registry.get("cell_op", name),
+        (channels, stride, affine, track),
+        returns=(lambda m: isinstance(m, nn.Module), "an nn.Module"),
+    )

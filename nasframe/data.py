@@ -28,21 +28,46 @@ __all__ = [
 ]
 
 
+# What a dataset reading data.root raises about the files there: the user's to fix.
+_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """The dataset named in the config, from the registry."""
+    """The dataset named in the config, from the registry.
+
+    The user's problems (an option the dataset does not take, or an error naming one, files
+    missing under ``data.root``) are located at ``data.options`` or ``data``; a dataset plugin
+    that fails otherwise, does not take the ``root`` nasframe passes or returns no
+    :class:`~nasframe.Dataset` is named as the one at fault (a
+    :class:`~nasframe.registry.PluginFailure`)."""
     factory = registry.get("dataset", cfg.name)
     check_root(cfg)
     _check_options(cfg.name, factory, cfg.options)
     try:
-        data = factory(root=cfg.root, **cfg.options)
-    except TypeError as e:  # a plugin's own problem with its options
-        raise UserError(f"data.options: {e}") from None
-    except FileNotFoundError as e:
+        data = registry.call(
+            "dataset",
+            cfg.name,
+            factory,
+            kwargs={"root": cfg.root, **cfg.options},
+            options=cfg.options,
+            where="data.options",
+            returns=(lambda d: isinstance(d, Dataset), "a nasframe.Dataset"),
+            passing=_FILE_ERRORS,
+        )
+    except _FILE_ERRORS as e:
         raise UserError(f"data: {e}") from None
     except MemoryError:
         raise UserError(
             f"data.options: dataset '{cfg.name}' does not fit in memory; ask it for less data"
         ) from None
+    for part in ("x_train", "y_train", "x_test", "y_test"):
+        value = getattr(data, part)
+        if not isinstance(value, torch.Tensor):
+            raise registry.failure(
+                "dataset",
+                cfg.name,
+                f"returned a Dataset whose {part} is {registry.shown(value)}, not a tensor",
+            )
     for split, x in (("train", data.x_train), ("test", data.x_test)):
         if x.shape[0] == 0:  # caught here, not as a crash after the first epoch
             raise UserError(f"data.options: dataset '{cfg.name}' gave an empty {split} split")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,12 @@ __all__ = [
     "Interrupted",
     "did_you_mean",
     "make_dir",
+    "traceback_wanted",
+    "cause_traceback",
 ]
+
+#: Set to 1 to see, above a plugin's failure, the traceback of the plugin's own exception.
+TRACEBACK_VARIABLE = "NASFRAME_TRACEBACK"
 
 
 class UserError(Exception):
@@ -82,3 +89,18 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     quoted = [f"'{c}'" for c in best]
     named = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
     return f"; did you mean {named}?"
+
+
+def traceback_wanted() -> bool:
+    """Whether the environment asks for the tracebacks behind errors (``NASFRAME_TRACEBACK=1``):
+    for a plugin's authors, whose plugin's exception nasframe reports in one line."""
+    return os.environ.get(TRACEBACK_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def cause_traceback(error: BaseException) -> str:
+    """The traceback of the exception behind ``error`` (its ``__cause__``, e.g. a plugin's own
+    exception), to print above ``error``'s one line when :func:`traceback_wanted`; '' otherwise."""
+    cause = error.__cause__
+    if cause is None or not traceback_wanted():
+        return ""
+    return "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))

@@ -33,6 +33,7 @@ __all__ = [
     "PlacedSlot",
     "build_network",
     "build_network_layout",
+    "build_op",
     "check_ops",
     "with_widths",
     "count_parameters",
@@ -142,22 +143,47 @@ def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
 
 
 def op_class(name: str, layout: str, where: str) -> Any:
-    """The registered op class ``name`` for ``layout``; a plugin that is not an Op, or an op
-    without that layout, is a UserError located at ``where``."""
+    """The registered op class ``name`` for ``layout``; an op without that layout is a UserError
+    located at ``where``, a plugin that is not an Op class a
+    :class:`~nasframe.registry.PluginFailure` naming where it comes from."""
     cls = registry.get("op", name)
-    if not callable(getattr(cls, "build", None)):
-        raise UserError(
-            f"{where}: op plugin '{name}' is {cls!r}, not an Op class with a build() classmethod; "
-            "fix or uninstall the plugin that registers it"
+    if not callable(getattr(cls, "build", None)):  # a plugin's bug, not the config's
+        raise registry.failure("op", name, f"is {registry.shown(cls)}, not {registry.WHAT['op']}")
+    layouts = getattr(cls, "layouts", None)
+    if not isinstance(layouts, (tuple, list)) or not all(isinstance(x, str) for x in layouts):
+        raise registry.failure(
+            "op", name, f"has layouts = {registry.shown(layouts)}, not a tuple of layout names"
         )
-    if layout not in getattr(cls, "layouts", ()):
+    if layout not in layouts:
         fits = _ops_for(layout)
         raise UserError(
             f"{where}: op '{name}' does not support layout '{layout}' (it supports "
-            f"{', '.join(cls.layouts)})"
-            + (f"; ops for '{layout}': {', '.join(fits)}" if fits else "")
+            f"{', '.join(layouts)})" + (f"; ops for '{layout}': {', '.join(fits)}" if fits else "")
         )
     return cls
+
+
+def _is_module_list(modules: Any) -> bool:
+    return isinstance(modules, (list, tuple, nn.Sequential, nn.ModuleList)) and all(
+        isinstance(m, nn.Module) for m in modules
+    )
+
+
+def build_op(
+    cls: Any, name: str, in_channels: int, out_channels: int, stride: int, layout: str
+) -> list[nn.Module]:
+    """The modules of op ``name`` (its class ``cls``): ``cls.build(in_channels, out_channels,
+    stride, layout)``. A build that raises, or returns something other than a list of torch
+    modules, is the plugin's bug: a :class:`~nasframe.registry.PluginFailure` naming it."""
+    modules = registry.call(
+        "op",
+        name,
+        cls.build,
+        (in_channels, out_channels, stride, layout),
+        label="build",
+        returns=(_is_module_list, "a list of torch modules"),
+    )
+    return list(modules)
 
 
 def _ops_for(layout: str) -> list[str]:
@@ -265,7 +291,9 @@ class Supernet(nn.Module):
             ops = nn.ModuleDict()
             for name in options(slot.op):
                 cls = _checked_op(slot, name, self.layout, reaching, slot.out)
-                modules = cls.build(max(reaching), max(options(slot.out)), slot.stride, self.layout)
+                modules = build_op(
+                    cls, name, max(reaching), max(options(slot.out)), slot.stride, self.layout
+                )
                 ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
         self.max_width = max(head)
@@ -335,7 +363,7 @@ def build_network_layout(
     for slot, name, out in executed_slots(space, slots(config), sample):
         cls = _checked_op(slot, name, layout, [prev], out)
         start = len(modules)
-        modules.extend(cls.build(prev, out, slot.stride, layout))
+        modules.extend(build_op(cls, name, prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))
         prev = out
     if dims > 0:

@@ -28,15 +28,49 @@ def build_optimizer(
     cls = registry.get("optimizer", cfg.name)
     kwargs = _checked_kwargs(cls, cfg.kwargs(), where)
     params = list(params)
-    try:
-        if cfg.gc:
-            wrapper = registry.get("optimizer", "gc")
-            return wrapper(params, base=cfg.name, mode=cfg.gc, **kwargs)
-        if "foreach" not in kwargs and _foreach_on_cpu(cls, params):
-            kwargs["foreach"] = True
-        return cls(params, **kwargs)
-    except (TypeError, ValueError) as e:  # torch's own checks: "Invalid momentum value: -1"
-        raise UserError(f"{_blamed(str(e), kwargs, where)}: optimizer '{cfg.name}': {e}") from None
+    torch_own = _from_torch(cls)
+
+    def blame(e: Exception) -> str | None:
+        """torch's own checks ("Invalid momentum value: -1") blame the user, as does a plugin's
+        error that names one of the user's options; any other error is the plugin's."""
+        at = _blamed(str(e), kwargs, where)
+        if torch_own or at != where:
+            return f"{at}: optimizer '{cfg.name}': {e}"
+        return None
+
+    returns = (lambda o: isinstance(o, torch.optim.Optimizer), "a torch.optim.Optimizer")
+    options = {k: v for k, v in kwargs.items() if k != "lr"}  # the user's (lr: every optimizer's)
+    if cfg.gc:
+        return registry.call(
+            "optimizer",
+            "gc",
+            registry.get("optimizer", "gc"),
+            (params,),
+            {"base": cfg.name, "mode": cfg.gc, **kwargs},
+            options=options,
+            where=where,
+            blame=blame,
+            returns=returns,
+        )
+    if "foreach" not in kwargs and _foreach_on_cpu(cls, params):
+        kwargs["foreach"] = True
+    return registry.call(
+        "optimizer",
+        cfg.name,
+        cls,
+        (params,),
+        kwargs,
+        label=cfg.name,
+        options=options,
+        where=where,
+        blame=blame,
+        returns=returns,
+    )
+
+
+def _from_torch(cls: Any) -> bool:
+    """Whether ``cls`` is one of torch's own optimizers (whose errors are about their options)."""
+    return isinstance(cls, type) and (cls.__module__ or "").startswith("torch.optim")
 
 
 def _checked_kwargs(cls: Any, kwargs: dict[str, Any], where: str) -> dict[str, Any]:

@@ -178,9 +178,9 @@ class _ChainHead(nn.Module):
 
 
 def _chain_op(name: str, c_in: int, c_out: int, stride: int, layout: str) -> nn.Module:
-    from .network import op_class
+    from .network import build_op, op_class
 
-    return nn.Sequential(*op_class(name, layout, name).build(c_in, c_out, stride, layout))
+    return nn.Sequential(*build_op(op_class(name, layout, name), name, c_in, c_out, stride, layout))
 
 
 _BUILDERS = {

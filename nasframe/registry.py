@@ -7,12 +7,14 @@ requested, so one broken plugin never breaks the others or the CLI.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from .errors import UserError, did_you_mean
+from .errors import UserError, did_you_mean, traceback_wanted
 
 __all__ = [
     "KINDS",
@@ -43,6 +45,35 @@ class PluginError(UserError):
     """An unknown, ambiguous or broken plugin."""
 
 
+class PluginFailure(PluginError):
+    """A plugin that loaded but failed when nasframe used it: it raised something other than
+    nasframe's :class:`~nasframe.UserError`, or returned the wrong kind of thing. A bug in the
+    plugin, not in the user's input; the plugin's own exception is its ``__cause__``."""
+
+
+#: Plugin kind -> what its entry point must name (for plugins that name something else).
+WHAT: dict[str, str] = {
+    "op": "an Op class with a build() classmethod",
+    "cell_op": "a function (channels, stride, affine, track_running_stats) -> nn.Module",
+    "strategy": "a strategy class",
+    "optimizer": "an optimizer class or function",
+    "growth": "a growth strategy class",
+    "pruner": "a pruner class",
+    "dataset": "a function (root=None, **options) -> nasframe.Dataset",
+}
+
+#: Plugin kind -> how nasframe calls it (for plugins that cannot be called so).
+CALLS: dict[str, str] = {
+    "op": "build(in_channels, out_channels, stride, layout) -> list of torch modules",
+    "cell_op": "(channels, stride, affine, track_running_stats) -> nn.Module",
+    "strategy": "(categories, *, lam, seed, **search.strategy_options)",
+    "optimizer": "(params, lr=..., **options) -> torch.optim.Optimizer",
+    "growth": "(**train.growth.options)",
+    "pruner": "(threshold=...)",
+    "dataset": "(root=None, **data.options) -> nasframe.Dataset",
+}
+
+
 def normalize(name: str) -> str:
     """Registry names are case-insensitive and treat '-' as '_'."""
     return str(name).strip().lower().replace("-", "_")
@@ -70,12 +101,164 @@ class PluginInfo:
                 self.obj = self.entry_point.load()
             except Exception as e:  # a plugin's bug must not look like ours
                 raise PluginError(
-                    f"{self.kind} plugin '{self.name}' (entry point '{self.value}' in group "
-                    f"{KINDS[self.kind]}, distribution {self.source} {self.version}) failed to "
-                    f"load: {type(e).__name__}: {e}"
+                    f"{self.kind} plugin '{self.name}' ({_origin(self)}) failed to load: "
+                    f"{type(e).__name__}: {e}"
                 ) from e
             self.loaded = True
         return self.obj
+
+
+def _origin(info: PluginInfo) -> str:
+    """Where a plugin comes from: its entry point and distribution, or the code that registered
+    it."""
+    if info.entry_point is None:
+        return f"registered in code as {info.value}"
+    return (
+        f"entry point '{info.value}' in group {KINDS[info.kind]}, distribution {info.source} "
+        f"{info.version}"
+    )
+
+
+def _advice(info: PluginInfo) -> str:
+    if info.entry_point is None:
+        return "a bug in that plugin: fix it, or report it to its authors"
+    if info.source == "nasframe":
+        return "a bug in nasframe: please report it"
+    return f"a bug in that plugin: report it to its authors, or uninstall {info.source}"
+
+
+def failure(kind: str, name: str, what: str, error: BaseException | None = None) -> PluginFailure:
+    """The error for plugin ``name`` of ``kind`` having done ``what`` (``"returned None from
+    build(...)"``): one line naming the plugin, where it comes from and what to do. With
+    ``error`` (the plugin's exception, to chain as the cause), it says how to see its traceback."""
+    info = _discover().get(kind, {}).get(normalize(name))
+    if info is None:  # not (or no longer) registered: called through a monkeypatched lookup
+        origin, advice = "origin unknown", "a bug in that plugin: report it to its authors"
+    else:
+        origin, advice = _origin(info), _advice(info)
+    message = f"{kind} plugin '{name}' ({origin}) {what}; this is {advice}"
+    if error is not None and not traceback_wanted():
+        message += " (NASFRAME_TRACEBACK=1 shows its traceback)"
+    return PluginFailure(message)
+
+
+def _first_line(e: BaseException) -> str:
+    """``TypeError: what it says`` (its first line, at most 300 characters)."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def shown(value: Any, width: int = 40) -> str:
+    """``value`` for a message: its repr when short, else what it is (``a dict``)."""
+    text = repr(value)
+    if len(text) <= width and "\n" not in text:
+        return text
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def _call_text(label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    if label.endswith(")") and not args and not kwargs:  # shown as the caller wrote it
+        return label
+    parts = [shown(a, 20) for a in args] + [f"{k}={shown(v, 20)}" for k, v in kwargs.items()]
+    text = ", ".join(parts)
+    return f"{label}({text if len(text) <= 100 else text[:97] + '...'})"
+
+
+def _ours(e: BaseException) -> bool:
+    """Whether ``e`` is no bug of a plugin's: nasframe's own exception (a UserError the plugin
+    raised or met, a stop signal), or memory running out (the user's sizes)."""
+    if isinstance(e, (UserError, MemoryError)):
+        return True
+    module = type(e).__module__ or ""
+    if module == "nasframe" or module.startswith("nasframe."):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and any(
+        m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError")
+    )
+
+
+def _binds(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether ``fn`` can take ``args`` and ``kwargs`` (any arguments not given, allowed)."""
+    try:
+        inspect.signature(fn).bind_partial(*args, **kwargs)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read
+        return True
+    return True
+
+
+def named_option(message: str, options: Mapping[str, Any]) -> str | None:
+    """The first key of ``options`` that ``message`` names as a word, or None."""
+    found = [
+        (m.start(), key)
+        for key in options
+        if (m := re.search(rf"\b{re.escape(str(key))}\b", message, re.IGNORECASE))
+    ]
+    return min(found)[1] if found else None
+
+
+def call(
+    kind: str,
+    name: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    label: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    where: str = "",
+    blame: Callable[[Exception], str | None] | None = None,
+    returns: tuple[Callable[[Any], bool], str] | None = None,
+    passing: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """``fn(*args, **kwargs)``, a call into plugin ``name`` of ``kind``, with its failures told
+    apart.
+
+    The user's: a :class:`~nasframe.UserError` (or another nasframe error) the plugin raised, memory
+    running out, an exception of ``passing`` (left to the caller), options the plugin's signature
+    does not fit; and a TypeError or ValueError that ``blame`` turns into a message (by default,
+    one that names a key of ``options``, the user's keyword arguments among ``kwargs``, reported
+    as ``where: what``). Any other exception, arguments nasframe passes itself that the
+    plugin does not take, or a result that ``returns`` (a check and what it expects) refuses, is
+    the plugin's: a :class:`PluginFailure` naming it, where it comes from and what went wrong,
+    with the plugin's exception as its cause. ``label``: how the call is shown (``build``).
+    """
+    kwargs = dict(kwargs or {})
+    options = dict(options or {})
+    label = label or getattr(fn, "__name__", None) or name
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as e:
+        if _ours(e) or isinstance(e, passing):
+            raise
+        said = f"{_call_text(label, args, kwargs)}: {_first_line(e)}"
+        if isinstance(e, TypeError) and not _binds(fn, args, kwargs):
+            own = {k: v for k, v in kwargs.items() if k not in options}
+            if _binds(fn, args, own):  # the plugin cannot take the user's options
+                raise UserError(f"{where}: {kind.replace('_', ' ')} '{name}': {e}") from e
+            raise failure(
+                kind, name, f"failed in {said}; nasframe calls it as {CALLS[kind]}", e
+            ) from e
+        if isinstance(e, (TypeError, ValueError)):
+            if blame is not None:
+                told = blame(e)
+            else:
+                told = f"{where}: {e}" if named_option(str(e), options) else None
+            if told is not None:
+                raise UserError(told) from e
+        raise failure(kind, name, f"failed in {said}", e) from e
+    if returns is not None and not returns[0](result):
+        raise failure(
+            kind,
+            name,
+            f"returned {shown(result)} from {_call_text(label, args, kwargs)}, not {returns[1]}",
+        )
+    return result
 
 
 _entries: dict[str, dict[str, PluginInfo]] = {}
@@ -119,7 +302,10 @@ def register(kind: str, name: str | None = None, *, override: bool = False) -> C
     def deco(obj: Any) -> Any:
         key = normalize(name or getattr(obj, "__name__", ""))
         table = _discover()[kind]
-        qual = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+        if hasattr(obj, "__qualname__"):  # a class or function: where it is defined
+            qual = f"{getattr(obj, '__module__', '?')}:{obj.__qualname__}"
+        else:  # an instance: the module that registers it
+            qual = f"{sys._getframe(1).f_globals.get('__name__', '?')}:{shown(obj)}"
         old = table.get(key)
         if old is not None and not override:
             raise PluginError(
@@ -159,7 +345,11 @@ def unknown_message(kind: str, name: str) -> str:
 
 def get(kind: str, name: str) -> Any:
     """The plugin object registered as ``name`` for ``kind`` (imported on first use)."""
-    return _info(kind, name).load()
+    info = _info(kind, name)
+    obj = info.load()
+    if not callable(obj):  # every kind is a class or a function
+        raise failure(kind, info.name, f"is {shown(obj)}, not {WHAT[kind]}")
+    return obj
 
 
 def keywords(factory: Callable[..., Any], exclude: tuple[str, ...] = ()) -> set[str] | None:

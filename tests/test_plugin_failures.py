@@ -1,0 +1,496 @@
+"""A plugin that loads but fails when nasframe calls it (its op build, cell op, dataset, optimizer or
+strategy raises, has the wrong signature or returns the wrong kind of thing) is reported in one line
+naming the plugin, where it comes from and what it did, with exit status 2 and no traceback; the
+user's own mistakes (an option the plugin does not take) are still located in the config."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import textwrap
+from importlib import metadata
+
+import pytest
+import torch
+from conftest import SPACES, run_cli
+from torch import nn
+
+import nasframe.cli
+import nasframe.search
+from nasframe import Dataset, Op, UserError, registry
+from nasframe.cli import main
+from nasframe.config import DataConfig
+from nasframe.data import load_dataset
+from nasframe.errors import cause_traceback
+from nasframe.registry import PluginFailure
+
+FAST = ["--set", "search.epochs=1", "--quiet"]
+ADVICE = "this is a bug in that plugin: fix it, or report it to its authors"
+
+# A fixed chain (no choices) on digits' vectors: `nasframe train` takes it as it is.
+ARCH = """\
+version: 1
+name: fixed
+data: {name: digits}
+space:
+  layout: linear
+  stem: {op: linear, channels: 16}
+  stages:
+    - name: s1
+      transition: linear
+      depth: 1
+      width: 16
+      layer: {op: OP}
+train:
+  epochs: 1
+  batch_size: 64
+log: {tensorboard: false, progress: false}
+"""
+
+
+def _one_line(args: list[str], capsys) -> str:
+    """The one line of stderr of a refused command (exit status 2, no traceback)."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def plugin():
+    """Register a plugin in code for one test: ``plugin(kind, name, obj)``."""
+    added: list[tuple[str, str]] = []
+
+    def add(kind: str, name: str, obj: object) -> None:
+        registry.register(kind, name, override=True)(obj)
+        added.append((kind, name))
+
+    yield add
+    for kind, name in added:
+        registry._discover()[kind].pop(name, None)
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """An installed distribution 'acme-bad-plugins 0.1' in-process: ``installed(kind, name,
+    "attr", source)`` makes ``name`` the entry point ``acme_bad:attr`` of module ``source``."""
+    added: list[tuple[str, str]] = []
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def add(kind: str, name: str, attr: str, source: str) -> None:
+        (tmp_path / "acme_bad.py").write_text(textwrap.dedent(source))
+        sys.modules.pop("acme_bad", None)
+        ep = metadata.EntryPoint(name, f"acme_bad:{attr}", registry.KINDS[kind])
+        info = registry.PluginInfo(kind, name, "acme-bad-plugins", "0.1", ep.value, ep)
+        registry._discover()[kind][name] = info
+        added.append((kind, name))
+
+    yield add
+    for kind, name in added:
+        registry._discover()[kind].pop(name, None)
+    sys.modules.pop("acme_bad", None)
+
+
+def _search(tmp_path, text: str) -> list[str]:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    return ["search", str(cfg), "--out", str(tmp_path / "run"), *FAST]
+
+
+def _train(tmp_path, op: str) -> list[str]:
+    cfg = tmp_path / "arch.yaml"
+    cfg.write_text(ARCH.replace("OP", op))
+    return ["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]
+
+
+def _mlp(old: str, new: str) -> str:
+    text = (SPACES / "mlp.yaml").read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def _cells(ops: str) -> str:
+    text = (SPACES / "cells_digits.yaml").read_text()
+    old = "ops: [identity, avg_pool3, max_pool3, sep_conv3, sep_conv5]"
+    assert old in text
+    return text.replace(old, f"ops: [identity, {ops}]")
+
+
+# ------------------------------------------------------------------------------------------ ops
+class BadBuild(Op):
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels):  # forgot the other arguments
+        return [nn.Linear(in_channels, in_channels)]
+
+
+class NoneBuild(Op):
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        nn.Linear(in_channels, out_channels)  # forgot to return it
+
+
+def test_an_op_whose_build_has_the_wrong_signature(tmp_path, capsys, plugin):
+    plugin("op", "test_bad_build", BadBuild)
+    expected = (
+        "op plugin 'test_bad_build' (registered in code as test_plugin_failures:BadBuild) failed "
+        "in build(64, 128, 1, 'linear'): TypeError: BadBuild.build() takes 2 positional "
+        "arguments but 5 were given; nasframe calls it as build(in_channels, out_channels, "
+        f"stride, layout) -> list of torch modules; {ADVICE} (NASFRAME_TRACEBACK=1 shows its "
+        "traceback)"
+    )
+    line = _one_line(_search(tmp_path, _mlp("[linear, identity]", "[test_bad_build]")), capsys)
+    assert line == expected.replace("(64, 128", "(256, 256")  # the widest
+    assert not (tmp_path / "run" / "arch.yaml").exists()
+    line = _one_line(_train(tmp_path, "test_bad_build"), capsys)  # the frozen network
+    assert line == expected.replace("(64, 128", "(16, 16")
+
+
+def test_an_op_whose_build_returns_none(tmp_path, capsys, plugin):
+    plugin("op", "test_none_build", NoneBuild)
+    line = _one_line(_search(tmp_path, _mlp("[linear, identity]", "[test_none_build]")), capsys)
+    assert line == (
+        "op plugin 'test_none_build' (registered in code as test_plugin_failures:NoneBuild) "
+        "returned None from build(256, 256, 1, 'linear'), not a list of torch modules; "
+        f"{ADVICE}"
+    )
+    line = _one_line(_train(tmp_path, "test_none_build"), capsys)
+    assert (
+        "op plugin 'test_none_build' (registered in code as test_plugin_failures:NoneBuild)" in line
+    )
+    assert "returned None from build(16, 16, 1, 'linear')" in line
+
+
+def test_an_op_whose_build_raises_names_the_plugin_not_the_config(plugin):
+    class Raising(Op):
+        layouts = ("linear",)
+
+        @classmethod
+        def build(cls, in_channels, out_channels, stride, layout):
+            return {}["missing"]
+
+    plugin("op", "test_raising_op", Raising)
+    from nasframe.network import build_op
+
+    with pytest.raises(PluginFailure) as e:
+        build_op(Raising, "test_raising_op", 4, 8, 1, "linear")
+    message = str(e.value)
+    assert message.startswith("op plugin 'test_raising_op' (registered in code as ")
+    assert "failed in build(4, 8, 1, 'linear'): KeyError: 'missing'; " in message
+    assert isinstance(e.value.__cause__, KeyError)  # kept for the plugin's authors
+
+
+def test_an_op_entry_point_that_is_not_an_op_names_its_distribution(tmp_path, capsys, installed):
+    installed("op", "test_forty_two", "NUMBER", "NUMBER = 42\n")
+    line = _one_line(_search(tmp_path, _mlp("[linear, identity]", "[test_forty_two]")), capsys)
+    assert line.endswith(
+        "op plugin 'test_forty_two' (entry point 'acme_bad:NUMBER' in group nasframe.ops, "
+        "distribution acme-bad-plugins 0.1) is 42, not an Op class with a build() classmethod; "
+        "this is a bug in that plugin: report it to its authors, or uninstall acme-bad-plugins"
+    )
+    assert line.startswith(f"{tmp_path / 'c.yaml'}:")  # at the line that names it
+
+
+def test_an_op_class_without_build_or_layouts_is_the_plugin_s_fault(plugin):
+    from nasframe.network import op_class
+
+    plugin("op", "test_no_build", lambda: None)
+    with pytest.raises(PluginFailure, match=r"^op plugin 'test_no_build' \(registered in code"):
+        op_class("test_no_build", "linear", "space.stem.op")
+    plugin("op", "test_no_layouts", type("NoLayouts", (), {"build": classmethod(lambda c: [])}))
+    with pytest.raises(PluginFailure, match=r"has layouts = None, not a tuple of layout names"):
+        op_class("test_no_layouts", "linear", "space.stem.op")
+
+
+# ------------------------------------------------------------------------------------- cell ops
+def cell_bad_sig(c):
+    return nn.Identity()
+
+
+def cell_five(c, stride, affine, track):
+    return 5
+
+
+def test_a_cell_op_with_the_wrong_signature(tmp_path, capsys, plugin):
+    plugin("cell_op", "test_cell_bad_sig", cell_bad_sig)
+    line = _one_line(_search(tmp_path, _cells("test_cell_bad_sig")), capsys)
+    assert line.startswith(
+        "cell_op plugin 'test_cell_bad_sig' (registered in code as "
+        "test_plugin_failures:cell_bad_sig) failed in cell_bad_sig("
+    )
+    assert (
+        "TypeError: cell_bad_sig() takes 1 positional argument but 4 were given; nasframe calls "
+        "it as (channels, stride, affine, track_running_stats) -> nn.Module; " + ADVICE
+    ) in line
+
+
+def test_a_cell_op_returning_a_number(tmp_path, capsys, plugin):
+    plugin("cell_op", "test_cell_five", cell_five)
+    line = _one_line(_search(tmp_path, _cells("test_cell_five")), capsys)
+    assert line.startswith(
+        "cell_op plugin 'test_cell_five' (registered in code as test_plugin_failures:cell_five) "
+        "returned 5 from cell_five("
+    )
+    assert line.endswith(f"not an nn.Module; {ADVICE}")
+
+
+# ------------------------------------------------------------------------------------- datasets
+def dataset_raising(root=None):
+    raise ValueError("the plugin's own bug")
+
+
+def dataset_dict(root=None):
+    return {"x_train": torch.zeros(2, 4)}
+
+
+def dataset_without_root():
+    raise AssertionError("not called: nasframe passes root")
+
+
+def dataset_of_lists(root=None):
+    return Dataset("lists", [[0.0]], [0], [[0.0]], [0], 2)
+
+
+def _digits_to(name: str) -> str:
+    return _mlp("data: {name: digits, valid_fraction: 0.5}", f"data: {{name: {name}}}")
+
+
+@pytest.mark.parametrize(
+    "factory, expected",
+    [
+        (
+            dataset_raising,
+            "failed in dataset_raising(root=None): ValueError: the plugin's own bug; " + ADVICE,
+        ),
+        (
+            dataset_dict,
+            "returned a dict from dataset_dict(root=None), not a nasframe.Dataset; " + ADVICE,
+        ),
+        (
+            dataset_without_root,
+            "failed in dataset_without_root(root=None): TypeError: dataset_without_root() got an "
+            "unexpected keyword argument 'root'; nasframe calls it as (root=None, "
+            "**data.options) -> nasframe.Dataset; " + ADVICE,
+        ),
+        (
+            dataset_of_lists,
+            "returned a Dataset whose x_train is [[0.0]], not a tensor; " + ADVICE,
+        ),
+    ],
+)
+def test_a_failing_dataset_plugin_is_named(tmp_path, capsys, plugin, factory, expected):
+    plugin("dataset", "test_bad_data", factory)
+    line = _one_line(_search(tmp_path, _digits_to("test_bad_data")), capsys)
+    origin = f"registered in code as test_plugin_failures:{factory.__name__}"
+    assert line.startswith(f"dataset plugin 'test_bad_data' ({origin}) "), line
+    assert expected in line
+    assert "data.options" not in line.split(";")[0]  # nothing blamed on the user's config
+
+
+def test_a_dataset_option_the_user_gave_is_still_the_user_s(tmp_path, capsys, plugin):
+    def takes_n(root=None, n=2):
+        raise AssertionError("not called: the option is refused first")
+
+    plugin("dataset", "test_takes_n", takes_n)
+    text = _digits_to("test_takes_n").replace(
+        "{name: test_takes_n}", "{name: test_takes_n, options: {m: 3}}"
+    )
+    line = _one_line(_search(tmp_path, text), capsys)
+    assert "data.options.m: unknown option of dataset 'test_takes_n'; it takes n" in line
+
+    def checks_n(root=None, **options):
+        if options.get("n", 0) < 0:
+            raise ValueError(f"n must be positive, got {options['n']}")
+        raise TypeError(f"unexpected option(s) {sorted(options)}")
+
+    plugin("dataset", "test_checks_n", checks_n)
+    with pytest.raises(UserError, match=r"^data\.options: n must be positive, got -1$") as e:
+        load_dataset(DataConfig(name="test_checks_n", options={"n": -1}))
+    assert not isinstance(e.value, PluginFailure)
+    with pytest.raises(UserError, match=r"^data\.options: unexpected option\(s\) \['k'\]$"):
+        load_dataset(DataConfig(name="test_checks_n", options={"k": 1}))
+    with pytest.raises(PluginFailure, match=r"failed in checks_n\(root=None\): TypeError: "):
+        load_dataset(DataConfig(name="test_checks_n"))  # no option of the user's named
+
+
+def test_a_plugin_refusing_with_a_user_error_keeps_its_message(plugin):
+    def refusing(root=None):
+        raise UserError("data.root: give the folder of the images")
+
+    plugin("dataset", "test_refusing", refusing)
+    with pytest.raises(UserError) as e:
+        load_dataset(DataConfig(name="test_refusing"))
+    assert str(e.value) == "data.root: give the folder of the images"
+    assert not isinstance(e.value, PluginFailure)
+
+
+# ------------------------------------------------------------------------ optimizers, strategies
+@pytest.mark.parametrize(
+    "kind, field, old, new",
+    [
+        ("optimizer", "search.optimizer.name", "{name: sgd,", "{name: test_text,"),
+        ("strategy", "search.strategy", "search:\n", "search:\n  strategy: test_text\n"),
+    ],
+)
+def test_an_entry_point_that_is_text_names_its_distribution(
+    tmp_path, capsys, installed, kind, field, old, new
+):
+    installed(kind, "test_text", "NAME", "NAME = 'sgd'\n")
+    line = _one_line(_search(tmp_path, _mlp(old, new)), capsys)
+    assert line.endswith(
+        f"{field}: {kind} plugin 'test_text' (entry point 'acme_bad:NAME' in group "
+        f"{registry.KINDS[kind]}, distribution acme-bad-plugins 0.1) is 'sgd', not "
+        f"{registry.WHAT[kind]}; this is a bug in that plugin: report it to its authors, or "
+        "uninstall acme-bad-plugins"
+    ), line
+
+
+def test_an_optimizer_plugin_that_fails_or_returns_no_optimizer(tmp_path, capsys, plugin):
+    def crashing(params, lr=0.1, momentum=0.0, weight_decay=0.0):
+        raise RuntimeError("CUDA kernel missing")
+
+    def nothing(params, lr=0.1, momentum=0.0, weight_decay=0.0):
+        return None
+
+    def refusing(params, lr=0.1, momentum=0.0, weight_decay=0.0):
+        raise ValueError(f"momentum {momentum} is out of range")
+
+    plugin("optimizer", "test_crashing", crashing)
+    text = _mlp("{name: sgd,", "{name: test_crashing,")
+    line = _one_line(_search(tmp_path, text), capsys)
+    assert line.startswith("optimizer plugin 'test_crashing' (registered in code as ")
+    assert ": RuntimeError: CUDA kernel missing; " + ADVICE in line
+    plugin("optimizer", "test_nothing", nothing)
+    text = _mlp("{name: sgd,", "{name: test_nothing,")
+    line = _one_line(_search(tmp_path, text), capsys)
+    assert "returned None from test_nothing(" in line and "not a torch.optim.Optimizer" in line
+    plugin("optimizer", "test_refusing_opt", refusing)  # an error naming the user's option
+    text = _mlp("{name: sgd,", "{name: test_refusing_opt,")
+    line = _one_line(_search(tmp_path, text), capsys)
+    assert "search.optimizer.momentum: optimizer 'test_refusing_opt': momentum 0.9 is out" in line
+
+
+_STRATEGIES_CALLED_THROUGH_REGISTRY = "registry.call(" in inspect.getsource(
+    nasframe.search.make_strategy
+)
+
+
+class CrashingStrategy:
+    def __init__(self, categories, *, lam, seed, alpha=1.0):
+        if alpha < 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.counts = [0] * len(categories)
+        self.counts[len(categories)]  # an off-by-one
+
+
+class NoLamStrategy:
+    def __init__(self, categories, seed=0):
+        pass
+
+
+@pytest.mark.skipif(
+    not _STRATEGIES_CALLED_THROUGH_REGISTRY, reason="make_strategy does not call registry.call yet"
+)
+def test_a_strategy_plugin_that_fails_is_named(tmp_path, capsys, plugin):
+    plugin("strategy", "test_crashing", CrashingStrategy)
+    plugin("strategy", "test_no_lam", NoLamStrategy)
+    search = "search:\n  strategy: test_crashing\n"
+    line = _one_line(_search(tmp_path, _mlp("search:\n", search)), capsys)
+    assert line.startswith(
+        "strategy plugin 'test_crashing' (registered in code as "
+        "test_plugin_failures:CrashingStrategy) failed in CrashingStrategy("
+    )
+    assert "IndexError: list index out of range; " + ADVICE in line
+    text = _mlp("search:\n", search + "  strategy_options: {alpha: -1}\n")
+    line = _one_line(_search(tmp_path, text), capsys)  # the user's option, named by the plugin
+    assert line.endswith("search.strategy_options: alpha must be positive, got -1")
+    line = _one_line(
+        _search(tmp_path, _mlp("search:\n", "search:\n  strategy: test_no_lam\n")), capsys
+    )
+    assert "TypeError: NoLamStrategy.__init__() got an unexpected keyword argument 'lam'" in line
+    assert "nasframe calls it as (categories, *, lam, seed, **search.strategy_options)" in line
+
+
+# ----------------------------------------------------------------- an installed plugin, for real
+BAD_OPS = """
+from torch import nn
+from nasframe import Op
+
+
+class BadBuild(Op):
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels):
+        return [nn.Linear(in_channels, in_channels)]
+"""
+
+
+@pytest.fixture
+def distribution(tmp_path):
+    """A distribution 'acme-bad-ops 2.0' on PYTHONPATH, with an op whose build is wrong."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_bad_ops.py").write_text(BAD_OPS)
+    dist = site / "acme_bad_ops-2.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-bad-ops\nVersion: 2.0\n")
+    (dist / "entry_points.txt").write_text("[nasframe.ops]\nbad_build = acme_bad_ops:BadBuild\n")
+    return {"PYTHONPATH": str(site)}
+
+
+def test_an_installed_plugin_s_failure_names_its_entry_point_and_distribution(
+    tmp_path, distribution
+):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(_mlp("[linear, identity]", "[bad_build]"))
+    res = run_cli("search", str(cfg), "--out", str(tmp_path / "run"), *FAST, env=distribution)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "op plugin 'bad_build' (entry point 'acme_bad_ops:BadBuild' in group nasframe.ops, "
+        "distribution acme-bad-ops 2.0) failed in build(256, 256, 1, 'linear'): TypeError: "
+        "BadBuild.build() takes 2 positional arguments but 5 were given; nasframe calls it as "
+        "build(in_channels, out_channels, stride, layout) -> list of torch modules; this is a "
+        "bug in that plugin: report it to its authors, or uninstall acme-bad-ops "
+        "(NASFRAME_TRACEBACK=1 shows its traceback)"
+    ]
+
+
+# ----------------------------------------------------------------------------- NASFRAME_TRACEBACK
+def test_the_plugin_s_traceback_is_kept_for_its_authors(monkeypatch, plugin):
+    plugin("dataset", "test_raising_data", dataset_raising)
+    with pytest.raises(PluginFailure) as e:
+        load_dataset(DataConfig(name="test_raising_data"))
+    assert isinstance(e.value.__cause__, ValueError)
+    assert cause_traceback(e.value) == ""  # not asked for
+    monkeypatch.setenv("NASFRAME_TRACEBACK", "1")
+    shown = cause_traceback(e.value)
+    assert shown.startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("the plugin\'s own bug")' in shown
+    assert shown.rstrip().endswith("ValueError: the plugin's own bug")
+    with pytest.raises(PluginFailure) as e:  # no hint about the variable once it is set
+        load_dataset(DataConfig(name="test_raising_data"))
+    assert "NASFRAME_TRACEBACK" not in str(e.value)
+
+
+_CLI_PRINTS_CAUSES = "cause_traceback" in inspect.getsource(nasframe.cli)
+
+
+@pytest.mark.skipif(not _CLI_PRINTS_CAUSES, reason="cli.main does not print causes yet")
+def test_nasframe_traceback_prints_the_plugin_s_traceback_above_the_line(
+    tmp_path, capsys, monkeypatch, plugin
+):
+    plugin("dataset", "test_raising_data", dataset_raising)
+    monkeypatch.setenv("NASFRAME_TRACEBACK", "1")
+    assert main(_search(tmp_path, _digits_to("test_raising_data"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "in dataset_raising" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("dataset plugin 'test_raising_data' (registered in code as ")
