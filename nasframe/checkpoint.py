@@ -19,6 +19,7 @@ from .errors import UserError
 
 __all__ = [
     "atomic_write",
+    "CannotWrite",
     "save_checkpoint",
     "load_checkpoint",
     "load_weights",
@@ -33,20 +34,34 @@ __all__ = [
 _LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 
 
+class CannotWrite(UserError):
+    """A file that could not be written: ``path: cannot write it (why)``; nothing of it left."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(f"{path}: cannot write it ({why})")
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through ``write(file)`` into a temporary file renamed over it: a reader
-    never sees half a file, and a crash leaves the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    never sees half a file, and a crash leaves the old one. A failure to write (no space, no
+    permission, a directory in the way) is a :class:`CannotWrite` naming the path and why; the
+    temporary file is removed whatever happens."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise CannotWrite(path, e.strerror or str(e)) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:

@@ -20,9 +20,9 @@ from . import __version__, registry
 from .config import PruneConfig, json_schema
 from .config_load import load_config
 from .distributed import world_size
-from .errors import ConfigError, UserError, make_dir
-from .run_files import CHECKPOINT, LATENCY_TABLE, RUN_CONFIG
-from .yaml_io import dump_yaml
+from .errors import ConfigError, Problem, UserError, cause_traceback, make_dir
+from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
+from .yaml_io import dump_yaml, is_a_directory
 
 __all__ = ["main"]
 
@@ -173,6 +173,8 @@ def _new_dir(path: Path) -> Path:
 
 
 def _load_for_run(args: argparse.Namespace):
+    if args.config is not None and args.command == "search":
+        _refuse_run_directory(Path(args.config))
     if not args.resume:
         if args.config is None:
             raise UserError(f"nasframe {args.command}: give a CONFIG file (or --resume DIR)")
@@ -181,10 +183,45 @@ def _load_for_run(args: argparse.Namespace):
     if not saved.exists():
         raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
     config, raw = load_config(saved, args.set)
+    _refuse_other_kind(args, _config_kind(saved, config, bool(args.set)))
     if args.config is not None:
         _check_same_config(args, config, saved)
         args.config = None  # from here on, as if only --resume had been given
     return config, raw
+
+
+def _refuse_run_directory(path: Path) -> None:
+    """A directory given to ``nasframe search`` as its config: a run's ``config.yaml`` is the
+    search's config (``nasframe train`` takes its ``arch.yaml``, as :func:`load_yaml` says)."""
+    if path.is_dir() and (path / RUN_CONFIG).is_file():
+        raise ConfigError([Problem(str(path), None, "", is_a_directory(path, (RUN_CONFIG,)))])
+
+
+_RUN_KINDS = {"search": "search", "train": "training"}  # the kinds of run that resume
+
+
+def _config_kind(saved: Path, config, changed: bool) -> str | None:
+    """The kind of run a run directory's config makes (``saved`` as written, when ``--set``
+    ``changed`` it), told before either command refuses the other's config: a search has choices
+    open (``nasframe search`` refuses a config without), a training none (``nasframe train``
+    refuses one with). A checkpoint of another kind is for the resumed run to refuse, as such."""
+    from .space import SearchSpace
+
+    try:
+        if changed:
+            config, _ = load_config(saved)
+        return "search" if SearchSpace(config).open_paths else "train"
+    except UserError:  # the run itself says what is wrong with its config
+        return None
+
+
+def _refuse_other_kind(args: argparse.Namespace, kind: str | None) -> None:
+    """Refuse to resume a run of another kind, naming the command that resumes it."""
+    if kind is not None and kind != args.command:
+        raise UserError(
+            f"{args.resume}: this is a {_RUN_KINDS[kind]} run; resume it with "
+            f"nasframe {kind} --resume {args.resume}"
+        )
 
 
 def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> None:
@@ -270,11 +307,9 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
     from .train import run_train
 
     refuse_open_choices(SearchSpace(config))  # before a run directory is made for nothing
-    run_dir, record, made = _prepare_run_dir(args, config, raw)
+    run_dir, resume, record, made = _prepare_run_dir(args, config, raw)
     try:
-        run_train(
-            config, run_dir, resume=bool(args.resume), progress=not args.quiet, on_ready=record
-        )
+        run_train(config, run_dir, resume=resume, progress=not args.quiet, on_ready=record)
     except BaseException:  # refused, interrupted or failed while setting up: nothing left behind
         _remove_if_empty(made)
         raise
@@ -283,18 +318,22 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
 
 def _prepare_run_dir(
     args: argparse.Namespace, config, raw: dict
-) -> tuple[Path, Callable[[], None] | None, list[Path]]:
-    """The run's directory, created; what writes its ``config.yaml`` (for a new run, and for a
-    run resumed with ``--set``); and the directories this made, deepest first. The run calls the
-    writer once it is set up (and resumed), before it writes anything else: a run refused while
-    it sets up leaves what was made empty, to be removed, and a change a resumed run refuses
-    leaves the config it can resume with."""
+) -> tuple[Path, bool, Callable[[], None] | None, list[Path]]:
+    """The run's directory, created; whether the run resumes from its checkpoint; what writes its
+    ``config.yaml`` (for a new run, and for a run resumed with ``--set``); and the directories
+    this made, deepest first. The run calls the writer once it is set up (and resumed), before it
+    writes anything else: a run refused while it sets up leaves what was made empty, to be
+    removed, and a change a resumed run refuses leaves the config it can resume with.
+
+    ``--resume`` of a run stopped before its first checkpoint (its ``config.yaml`` only) starts
+    it from the beginning in its directory: nothing was saved, so this is exact."""
     if args.resume:
         run_dir = _run_dir(args, config.name)
-        if not (run_dir / CHECKPOINT).exists():
-            raise UserError(f"--resume {run_dir}: no checkpoint.pt here; nothing to resume")
+        resume = (run_dir / CHECKPOINT).exists()
+        if not resume:
+            _restart_note(run_dir)
         make_dir(run_dir, "--resume")
-        return run_dir, (lambda: _write_config(raw, run_dir)) if args.set else None, []
+        return run_dir, resume, (lambda: _write_config(raw, run_dir)) if args.set else None, []
     if args.out is None:
         made = _missing(Path("runs"))
         run_dir = _run_dir(args, config.name)  # made there, to reserve the name
@@ -303,7 +342,24 @@ def _prepare_run_dir(
         run_dir = _run_dir(args, config.name)
         made = _missing(run_dir)
         make_dir(run_dir, "--out")
-    return run_dir, lambda: _write_config(raw, run_dir), made
+    return run_dir, False, lambda: _write_config(raw, run_dir), made
+
+
+def _restart_note(run_dir: Path) -> None:
+    """Say that a run without a checkpoint starts from its beginning; refused when the run has
+    results (they would be overwritten) though its checkpoint is gone."""
+    results = [name for name in (SUMMARY, WEIGHTS, ARCH) if (run_dir / name).exists()]
+    if results:
+        raise UserError(
+            f"--resume {run_dir}: no {CHECKPOINT} here, but the run's results are "
+            f"({', '.join(results)}); nothing to resume"
+        )
+    from .console import say
+
+    say(
+        f"{run_dir}: no checkpoint yet (the run stopped before its first); starting it from "
+        "the beginning"
+    )
 
 
 def _missing(path: Path) -> list[Path]:
@@ -327,10 +383,7 @@ def _remove_if_empty(made: list[Path]) -> None:
 
 
 def _write_config(raw: dict, run_dir: Path) -> None:
-    try:
-        dump_yaml(raw, run_dir / RUN_CONFIG)
-    except OSError as e:
-        raise UserError(f"{run_dir}: cannot write {RUN_CONFIG}: {e.strerror or e}") from None
+    dump_yaml(raw, run_dir / RUN_CONFIG)  # a failure names the file and why
 
 
 def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
@@ -341,22 +394,22 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
     group, device = join_group(config.device)
     made: list[Path] = []
     try:
-        outcome: tuple[str, str] = ("", "")
+        outcome: tuple[str, str, bool] = ("", "", False)
         record = None  # the main process writes the config and removes what a refused run made
         if group.main:
             try:
-                run_dir, record, made = _prepare_run_dir(args, config, raw)
-                outcome = ("ok", str(run_dir))
+                run_dir, resume, record, made = _prepare_run_dir(args, config, raw)
+                outcome = ("ok", str(run_dir), resume)
             except UserError as e:
-                outcome = ("error", str(e))
-        kind, text = group.broadcast(outcome)
+                outcome = ("error", str(e), False)
+        kind, text, resume = group.broadcast(outcome)  # every process resumes, or none
         if kind == "error":
             raise UserError(text if group.main else "")
         config = config.model_copy(update={"device": device})
         run_search(
             config,
             Path(text),
-            resume=bool(args.resume),
+            resume=resume,
             progress=not args.quiet,
             group=group,
             on_ready=record,
@@ -503,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UserError as e:
+        if shown := cause_traceback(e):  # NASFRAME_TRACEBACK=1: a plugin's own traceback
+            print(shown, end="", file=sys.stderr)
         if str(e):
             print(_rank_prefix() + str(e), file=sys.stderr)
         return e.exit_code
@@ -525,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except _Terminated:
         runs = args.command in ("search", "train")
-        note = " before a run's loop started; nothing to resume" if runs else ""
+        note = " before a run's loop started; no checkpoint written" if runs else ""
         print(f"terminated (SIGTERM){note}", file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write, load_weights
+from .checkpoint import CannotWrite, atomic_write, load_weights
 from .config_load import load_config
 from .errors import UserError
 from .network import build_network, num_classes_of
-from .run_files import ARCH, RUN_CONFIG, WEIGHTS
+from .run_files import ARCH, RUN_CONFIG, SUMMARY, WEIGHTS
 
 __all__ = ["export_run", "largest_difference", "EXPORTED"]
 
@@ -31,12 +31,22 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
     returns where, its input shape and parameters, and the largest difference between the
     loaded program's outputs and the network's."""
     run = Path(run_dir)
+    path, shown = (run / EXPORTED, str(run / EXPORTED)) if out is None else _out_path(out)
+    if out is None and path.is_dir():  # before the export, which takes a while
+        raise UserError(f"{path}: a directory is in the way; export elsewhere with --out FILE.pt2")
     weights = run / WEIGHTS
     config_path = next((run / n for n in (RUN_CONFIG, ARCH) if (run / n).exists()), None)
     if config_path is None or not weights.exists():
+        kind = _kind_of(run)
+        config_name = ARCH if kind == "prune" else RUN_CONFIG  # a pruning writes its arch.yaml
+        missing = [n for n in (WEIGHTS, config_name) if not (run / n).exists()]
+        search = kind == "search" and (run / ARCH).exists()
+        hint = (
+            f"; this is a search run: train its architecture first with nasframe train {run / ARCH}"
+        )
         raise UserError(
-            f"{run}: no {WEIGHTS} and {RUN_CONFIG} here; export a finished `nasframe train` run "
-            "(or its pruned/ directory)"
+            f"{run}: no {' and '.join(missing)} here; export a finished `nasframe train` run "
+            f"(or its pruned/ directory){hint if search else ''}"
         )
     config, _ = load_config(config_path)
     shape, classes = _input_of(run, config)
@@ -52,11 +62,10 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    path = Path(out) if out is not None else run / EXPORTED
     try:
         atomic_write(path, lambda f: torch.export.save(program, f))
-    except OSError as e:
-        raise UserError(f"--out {path}: cannot write the exported network: {e}") from None
+    except CannotWrite as e:
+        raise UserError(f"{shown}: cannot write the exported network ({e.why})") from None
     loaded = torch.export.load(path).module()
     diff = 0.0
     with torch.no_grad():
@@ -70,6 +79,34 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
         "parameters": sum(p.numel() for p in model.parameters()),
         "max_abs_difference": diff,
     }
+
+
+def _out_path(out: str | Path) -> tuple[Path, str]:
+    """``--out`` as a path, and as messages name it; refused unless it names a ``.pt2`` file
+    (what torch.export writes): a config, a run's own file or any other file is never
+    overwritten by an export, while a ``.pt2`` is (a re-export)."""
+    text = str(out)
+    if not text.strip():
+        raise UserError("--out: empty; give a .pt2 file, e.g. --out model.pt2")
+    path = Path(text)
+    if path.is_dir():
+        raise UserError(
+            f"--out {text}: a directory; an export is a .pt2 file; write --out {path / EXPORTED}"
+        )
+    if path.suffix != ".pt2":
+        suggested = path.with_name(path.stem + ".pt2") if path.stem else path / EXPORTED
+        raise UserError(f"--out {text}: an export is a .pt2 file; write --out {suggested}")
+    return path, f"--out {text}"
+
+
+def _kind_of(run: Path) -> str | None:
+    """The kind of run (``search``, ``train``, ``prune``) its summary.json names, if it has one."""
+    from .show import read_summary
+
+    try:
+        return read_summary(run).get("kind") if (run / SUMMARY).exists() else None
+    except UserError:
+        return None
 
 
 def largest_difference(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, UserError
+from .run_files import ARCH, RUN_CONFIG
 
 __all__ = ["LineMap", "Loader", "Dumper", "load_yaml", "dump_yaml", "parse_scalar"]
 
@@ -161,9 +162,7 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
     except FileNotFoundError:
         raise ConfigError([Problem(shown, None, "", "file not found")]) from None
     except IsADirectoryError:
-        raise ConfigError(
-            [Problem(shown, None, "", "is a directory, expected a YAML file")]
-        ) from None
+        raise ConfigError([Problem(shown, None, "", is_a_directory(path))]) from None
     except OSError as e:
         raise ConfigError([Problem(shown, None, "", f"cannot read: {e}")]) from None
     try:
@@ -202,6 +201,14 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
     if data is None:
         raise ConfigError([Problem(shown, 1, "", "the file is empty; expected a nasframe config")])
     return data, LineMap.from_node(node)
+
+
+def is_a_directory(path: Path, names: Sequence[str] = (ARCH, RUN_CONFIG)) -> str:
+    """What to say of a directory given as a YAML file: the first of ``names`` it holds is
+    suggested (a run directory given for its ``arch.yaml``)."""
+    found = next((path / n for n in names if (path / n).is_file()), None)
+    hint = f"; did you mean {found}?" if found is not None else ""
+    return f"is a directory, expected a YAML file{hint}"
 
 
 MAX_NODES = 100_000  # a config is a few hundred; aliases can multiply a short file past any size
@@ -280,9 +287,22 @@ def parse_scalar(text: str) -> Any:
 
 
 def dump_yaml(data: Any, path: str | os.PathLike) -> None:
-    """Write YAML atomically (temporary file, then rename)."""
+    """Write YAML atomically (temporary file, then rename). A failure to write (no space, no
+    permission, a directory in the way) is a :class:`UserError` naming the path and why; the
+    temporary file is removed whatever happens."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=None)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write it ({e.strerror or e})") from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -479,10 +479,6 @@ def test_the_plugin_s_traceback_is_kept_for_its_authors(monkeypatch, plugin):
     assert "NASFRAME_TRACEBACK" not in str(e.value)
 
 
-_CLI_PRINTS_CAUSES = "cause_traceback" in inspect.getsource(nasframe.cli)
-
-
-@pytest.mark.skipif(not _CLI_PRINTS_CAUSES, reason="cli.main does not print causes yet")
 def test_nasframe_traceback_prints_the_plugin_s_traceback_above_the_line(
     tmp_path, capsys, monkeypatch, plugin
 ):
