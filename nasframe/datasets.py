@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint import CannotWrite, atomic_write
 from .errors import UserError
 
 __all__ = [
@@ -108,12 +109,9 @@ def _mnist1d_arrays() -> dict[str, np.ndarray]:
         np.random.set_state(state)
     arrays = {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # caching is an optimisation only
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except CannotWrite:
+        pass  # caching is an optimisation only (and leaves no temporary file)
     return arrays
 
 

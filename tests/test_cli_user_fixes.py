@@ -260,3 +260,17 @@ def test_a_run_directory_given_as_a_config(digits_runs, capsys):
     assert _err(capsys).endswith(f"did you mean {search / 'arch.yaml'}?")
     assert main(["train", str(SPACES.parent / "docs")]) == 2
     assert _err(capsys) == f"{SPACES.parent / 'docs'}: is a directory, expected a YAML file"
+
+
+def test_a_data_cache_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from nasframe import datasets
+
+    (tmp_path / "mnist1d-v1.npz").mkdir()  # a directory in the cache file's way
+    monkeypatch.setenv("NASFRAME_CACHE", str(tmp_path))
+    datasets._mnist1d_arrays.cache_clear()
+    try:
+        arrays = datasets._mnist1d_arrays()
+    finally:
+        datasets._mnist1d_arrays.cache_clear()
+    assert arrays["x"].shape == (4000, 40)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist1d-v1.npz"]
