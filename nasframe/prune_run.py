@@ -40,11 +40,21 @@ def prune_model(
     threshold: float,
 ) -> tuple[torch.nn.Sequential, dict[str, Any], dict[str, Any]]:
     """Prune ``model``; returns the network rebuilt from the reduced arch, the arch and a summary."""
-    try:
-        pruner = registry.get("pruner", method)(threshold=threshold)
-        pruned, report = pruner.prune(model, x_test[:2])
-    except ValueError as e:  # e.g. a threshold that would empty a layer
-        raise UserError(f"prune: {e}") from None
+
+    def told(e: Exception) -> str | None:  # a ValueError is the user's: a threshold that
+        return f"prune: {e}" if isinstance(e, ValueError) else None  # would empty a layer
+
+    factory = registry.get("pruner", method)
+    pruner = registry.call("pruner", method, factory, kwargs={"threshold": threshold}, blame=told)
+    pruned, report = registry.call(
+        "pruner",
+        method,
+        pruner.prune,
+        (model, x_test[:2]),
+        label="prune",
+        blame=told,
+        returns=(lambda r: isinstance(r, tuple) and len(r) == 2, "a (network, report) pair"),
+    )
     arch = with_widths(config, pruned, placed)
     rebuilt = build_network(validate_data(arch), tuple(x_test.shape[1:]), _classes(model))
     rebuilt = rebuilt.to(x_test.device)

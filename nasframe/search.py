@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import registry
 from .checkpoint import write_json
-from .config import Config, SelectConfig
+from .config import Config, SearchConfig, SelectConfig
 from .console import EpochProgress, say
 from .cost import ArchitectureCost
 from .data import (
@@ -33,11 +33,12 @@ from .data import (
     load_dataset,
     split_train_valid,
 )
+from .datasets import Dataset
 from .device import resolve_device
 from .distributed import Group, join_group
 from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
-from .interrupt import stop_on_signals
-from .latency import open_latency_table
+from .interrupt import StopFlag, stop_on_signals
+from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
@@ -47,6 +48,7 @@ from .runstate import RunState
 from .selection import Selection, run_selection
 from .space import SearchSpace
 from .tblog import RunLogger, evenly_due, flat_params, log_speed
+from .train import written_summary
 from .yaml_io import dump_yaml
 
 __all__ = [
@@ -167,6 +169,23 @@ def _forward(
         return out, F.cross_entropy(out, y)
 
 
+class _ReadBack(NamedTuple):
+    """An iteration's values read back from the device (:func:`search_iteration`'s first result;
+    under torchrun the losses are averaged over the ranks and the counts summed)."""
+
+    valid_losses: list[float]  # one per valid architecture (λ)
+    train_loss: float  # the mean of the λ train architectures' losses
+    train_correct: float  # correct predictions of the λ train architectures, together
+    valid_correct: float  # correct predictions of the λ valid architectures, together
+
+    @classmethod
+    def of(cls, host: list[float], lam: int) -> _ReadBack:
+        return cls(host[:lam], host[lam], host[lam + 1], host[lam + 2])
+
+    def losses_finite(self) -> bool:
+        return all(math.isfinite(v) for v in (*self.valid_losses, self.train_loss))
+
+
 def run_search(
     config: Config,
     run_dir: str | Path | None,
@@ -186,7 +205,8 @@ def run_search(
     called once the run is set up (a resumed run's checkpoint restored), before it writes anything
     but a new run's latency table: the command line writes ``config.yaml`` there, so that a run
     refused while it sets up leaves no run behind and a refused change leaves a resumed run as it
-    was.
+    was. A resumed search that had finished (no epoch left, its results written) says so in one
+    line and returns its ``summary.json``, writing nothing (``on_ready`` is not called).
     """
     if group is None:
         group, spec = join_group(config.device)
@@ -195,26 +215,67 @@ def run_search(
     if dry_run:
         return run.dry_run_summary()
     run.start(on_ready)
+    if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
+        return run.finished
     try:
         with stop_on_signals() as stop:
             while run.epochs_left():
                 run.epoch(stop)
-            selection = run.finish(stop)
-        run.logger.hparams(flat_params(config), run.state.metrics)
+            selection = run.select_final(stop)
+        run.log_hparams()
     finally:
-        run.logger.close()
-    return run.results(selection)
+        run.close()
+    return run.write_results(selection)
 
 
 class _SearchRun:
     """The state of one :func:`run_search`, and its steps.
 
-    Set up by the constructor (data, supernet, strategy, optimizer, cost: everything a dry run
-    checks), then :meth:`start` (the run directory, checkpoint and logger), :meth:`epoch` until
-    :meth:`epochs_left` says no, :meth:`finish` (the final selection) and :meth:`results`. ``S``
-    is the config's ``search`` section; ``pos`` the checkpointed position (epoch, step,
-    global_step).
+    Set up by the constructor (everything a dry run checks), then :meth:`start` (the run
+    directory, checkpoint and logger; or, for a resumed search that had finished, a line that says
+    so), :meth:`epoch` until :meth:`epochs_left` says no, :meth:`select_final`, :meth:`log_hparams`
+    and :meth:`close`, and :meth:`write_results`.
     """
+
+    # set up by the constructor: what a dry run checks
+    config: Config
+    S: SearchConfig  # the config's search section
+    group: Group
+    run_dir: Path | None  # None: a dry run
+    resume: bool
+    progress: bool
+    tell: Callable[[str], None]  # say on rank 0, silent on the others
+    device: torch.device
+    data: Dataset
+    space: SearchSpace
+    classes: int
+    net: torch.nn.Module  # the supernet
+    # ... the data on the device (by _set_up_data)
+    xtr: torch.Tensor  # the train half
+    ytr: torch.Tensor
+    xva: torch.Tensor  # the valid half
+    yva: torch.Tensor
+    xte: torch.Tensor  # the test split (monitoring only)
+    yte: torch.Tensor
+    bs: int  # train batch size
+    vbs: int  # valid batch size
+    steps: int  # iterations an epoch
+    # ... the strategy and the optimizer (by _set_up_strategy)
+    strategy: Any
+    has_mle: bool  # whether the strategy has a most likely architecture
+    select: SelectConfig | None  # the final selection (None: the most likely architecture)
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    # ... what search.cost counts (by _set_up_cost)
+    latency: LatencyTable | None
+    cost: ArchitectureCost
+    measures: tuple[str, ...]  # the costs logged of the most likely architecture
+    # set by start()
+    state: RunState
+    pos: dict[str, Any]  # the checkpointed position: epoch, step, global_step (state.pos)
+    finished: dict[str, Any] | None  # resumed after it finished: its summary ({} off rank 0)
+    logger: RunLogger  # (from here on: not for a finished search)
+    params: list[torch.nn.Parameter]
 
     def __init__(
         self,
@@ -226,8 +287,11 @@ class _SearchRun:
         progress: bool,
         dry_run: bool,
     ) -> None:
+        if run_dir is None and not dry_run:
+            raise TypeError("run_search: run_dir is None, but only a dry run has no directory")
         self.config, self.S, self.group = config, config.search, group
-        self.run_dir, self.resume, self.progress = run_dir, resume, progress
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.resume, self.progress = resume, progress
         self.tell = say if group.main else _silent
         self.device = resolve_device(config.device)
         self.data = load_dataset(config.data)
@@ -282,7 +346,7 @@ class _SearchRun:
         S = self.S
         self.latency = None
         if S.cost == "latency":
-            where = None if dry_run else Path(self.run_dir)
+            where = None if dry_run else self.run_dir
             say_it = _silent if dry_run else self.tell
             self.latency = open_latency_table(
                 S.latency_options, self.device, where, self.resume, self.group, say_it
@@ -304,9 +368,10 @@ class _SearchRun:
         }
 
     def start(self, on_ready: Callable[[], None] | None) -> None:
-        """Make the run directory, start or restore the checkpointed state, say what the run is
-        (a new run) or where it resumes, and open the TensorBoard logger."""
-        self.run_dir = Path(self.run_dir)
+        """Make the run directory, start or restore the checkpointed state; a resumed search that
+        had finished says so and stops there (``finished``: nothing written, ``on_ready`` not
+        called); else call ``on_ready``, say what the run is (a new run) or where it resumes, and
+        open the TensorBoard logger."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = RunState(
             "search",
@@ -317,8 +382,13 @@ class _SearchRun:
             schedule=self.schedule,
             strategy=self.strategy,
         )
-        note = self.state.start(self.device, self.resume, on_ready)
         self.pos = self.state.pos
+        note = self.state.start(self.device, self.resume, None)
+        self.finished = self._finished() if self.resume else None
+        if self.finished is not None:
+            return
+        if on_ready is not None:
+            on_ready()
         if self.resume:
             self.tell(
                 f"resuming {self.run_dir} at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
@@ -333,6 +403,33 @@ class _SearchRun:
             purge_step=self.pos["global_step"] + 1 if self.resume else None,
         )
         self.params = list(self.net.parameters())
+
+    def _finished(self) -> dict[str, Any] | None:
+        """For a resumed search with no epoch left: its summary, if it wrote its results (its
+        arch.yaml, and a summary.json of this very position) and so has nothing to do, said in
+        one line ({} on ranks other than 0); None for a search with something left to do (epochs,
+        or the final selection and results that a stop during it left unwritten)."""
+        if self.epochs_left():
+            return None
+        summary = None
+        if self.group.main:  # rank 0's files decide, for every rank
+            summary = written_summary(self.run_dir, "search", (ARCH,))
+            if summary is not None and summary.get("iterations") != self.pos["global_step"]:
+                summary = None  # the results of an earlier end, before a resume to search longer
+        if not self.group.broadcast(summary is not None):
+            return None
+        S, done = self.S, self.pos["epoch"]
+        if done < S.epochs:  # stopped early by search.stop_when_converged
+            how = f"converged after {done} of {S.epochs} epochs"
+            longer = f"--set search.stop_when_converged=null, or above {S.stop_when_converged}"
+        else:
+            how = f"{done} of {S.epochs} epochs" if done == S.epochs else f"{done} epochs"
+            longer = f"--set search.epochs=N, N above {done}"
+        self.tell(
+            f"{self.run_dir}: this search has finished ({how}); nothing to resume (to search "
+            f"longer: {longer})"
+        )
+        return summary or {}
 
     def _new_run_notes(self) -> None:
         """A new run's first lines: device, data, space, and what in the config to look out for."""
@@ -351,7 +448,7 @@ class _SearchRun:
                 f"strategy '{S.strategy}' has no most likely architecture: the search ends by "
                 f"scoring {self.select.candidates} drawn candidates (search.select)"
             )
-        if S.warmup_epochs >= S.epochs and hasattr(self.strategy, "mle"):
+        if S.warmup_epochs >= S.epochs and self.has_mle:
             tell(
                 f"note: all {S.epochs} epochs are warm-up (search.warmup_epochs: "
                 f"{S.warmup_epochs}): the architecture distribution will not move, and the "
@@ -373,9 +470,9 @@ class _SearchRun:
         """Whether another epoch runs: not all done, and not converged."""
         return self.pos["epoch"] < self.S.epochs and not self.converged()
 
-    def epoch(self, stop: Any) -> None:
+    def epoch(self, stop: StopFlag) -> None:
         """One epoch (or the rest of a resumed one): its iterations, then its logs and checkpoint.
-        ``stop`` is the signal flag of :func:`stop_on_signals`."""
+        ``stop`` is set by a signal (:func:`stop_on_signals`)."""
         S, pos, seed = self.S, self.pos, self.config.seed
         epoch = pos["epoch"]
         tr_order = epoch_order(self.xtr.shape[0], seed, epoch, 0, self.device)
@@ -400,7 +497,7 @@ class _SearchRun:
         tr_order: torch.Tensor,
         va_order: torch.Tensor,
         bar: EpochProgress,
-        stop: Any,
+        stop: StopFlag,
     ) -> None:
         """One search iteration at ``pos``: step the weights, rank the valid losses (after the
         warm-up), meter, count, and checkpoint or stop when due."""
@@ -421,18 +518,19 @@ class _SearchRun:
             bool(stop),
         )
         self.schedule.step()
-        if not all(math.isfinite(v) for v in host[: lam + 1]):
+        read = _ReadBack.of(host, lam)
+        if not read.losses_finite():
             raise TrainingDiverged(
                 f"non-finite loss at epoch {epoch + 1}, step {i} (iteration "
                 f"{pos['global_step']}): {_diverged(self.space, host, archs, varchs)}; "
                 "try a smaller search.optimizer.lr or grad_clip"
             )
         if epoch >= S.warmup_epochs:
-            self._update_strategy(host[:lam], varchs)
-        self._meter(host)
+            self._update_strategy(read.valid_losses, varchs)
+        self._meter(read)
         pos["step"] += 1
         pos["global_step"] += 1
-        bar.step(self.bs * lam, loss=host[lam], acc=self.state.meter.mean("train/acc"))
+        bar.step(self.bs * lam, loss=read.train_loss, acc=self.state.meter.mean("train/acc"))
         self._checkpoint_or_halt(stop)
 
     def _batches(
@@ -455,16 +553,16 @@ class _SearchRun:
             ]
         self.strategy.update(varchs, losses)
 
-    def _meter(self, host: list[float]) -> None:
-        """Add an iteration's read values to the epoch's means: λ valid losses, the mean train
-        loss, the train and the valid correct counts."""
+    def _meter(self, read: _ReadBack) -> None:
+        """Add an iteration's read values to the epoch's means (train and valid loss and
+        accuracy)."""
         lam, meter = self.S.lam, self.state.meter
-        meter.add("train/loss", host[lam])
-        meter.add("train/acc", host[lam + 1] / (lam * self.bs))
-        meter.add("valid/loss", sum(host[:lam]) / lam)
-        meter.add("valid/acc", host[lam + 2] / (lam * self.vbs))
+        meter.add("train/loss", read.train_loss)
+        meter.add("train/acc", read.train_correct / (lam * self.bs))
+        meter.add("valid/loss", sum(read.valid_losses) / lam)
+        meter.add("valid/acc", read.valid_correct / (lam * self.vbs))
 
-    def _checkpoint_or_halt(self, stop: Any) -> None:
+    def _checkpoint_or_halt(self, stop: StopFlag) -> None:
         """Save every ``search.checkpoint_every`` iterations; on a signal (under torchrun: any
         rank's), save and raise :class:`Interrupted`."""
         S, pos, group = self.S, self.pos, self.group
@@ -522,9 +620,9 @@ class _SearchRun:
         if mle is not None:
             logger.text("arch/most_likely", _markdown(self.space.describe(mle)), gstep)
 
-    def finish(self, stop: Any) -> Selection | None:
+    def select_final(self, stop: StopFlag) -> Selection | None:
         """After the epochs: say if the search converged early, and run the final selection (if
-        any; a signal during it raises :class:`Interrupted`)."""
+        any; None without one); a signal during it raises :class:`Interrupted`."""
         S, pos = self.S, self.pos
         if self.converged() and pos["epoch"] < S.epochs:
             self.tell(
@@ -559,7 +657,15 @@ class _SearchRun:
         _log_selection(self.logger, self.space, selection, pos["global_step"])
         return selection
 
-    def results(self, selection: Selection | None) -> dict[str, Any]:
+    def log_hparams(self) -> None:
+        """The run's settings and final metrics in TensorBoard's hparams (a run that got here)."""
+        self.logger.hparams(flat_params(self.config), self.state.metrics)
+
+    def close(self) -> None:
+        """Close the TensorBoard logger (however the run ended)."""
+        self.logger.close()
+
+    def write_results(self, selection: Selection | None) -> dict[str, Any]:
         """Write ``arch.yaml`` (the selected or the most likely architecture) and
         ``summary.json``, say what was found; the summary (``{}`` on ranks other than 0)."""
         mle = self.strategy.mle() if self.has_mle else None
@@ -706,21 +812,26 @@ def make_strategy(
                 f"search.strategy_options.{key}: strategy '{name}' takes no option '{key}' "
                 f"(it takes {', '.join(sorted(accepted)) or 'none'}){did_you_mean(key, accepted)}"
             )
-    try:
-        return factory(space.categories, lam=lam, seed=seed, **extra, **options)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"search.strategy_options: {e}") from None
+    return registry.call(
+        "strategy",
+        name,
+        factory,
+        (space.categories,),
+        {"lam": lam, "seed": seed, **extra, **options},
+        options=options,
+        where="search.strategy_options",
+    )
 
 
 def _diverged(space: SearchSpace, host: list[float], archs: Any, varchs: Any) -> str:
-    """Which architectures gave a non-finite loss: a valid one by name, or the λ whose mean train
-    loss it was."""
-    lam = len(varchs)
-    if not math.isfinite(host[lam]):
+    """Which architectures gave a non-finite loss (``host``: :func:`search_iteration`'s read
+    values): a valid one by name, or the λ whose mean train loss it was."""
+    read = _ReadBack.of(host, len(varchs))
+    if not math.isfinite(read.train_loss):
         named = "; ".join(str(space.decode(a)) for a in archs)
-        return f"mean train loss {host[lam]} of the architectures {named}"
-    k = next(k for k in range(lam) if not math.isfinite(host[k]))
-    return f"valid loss {host[k]} of the architecture {space.decode(varchs[k])}"
+        return f"mean train loss {read.train_loss} of the architectures {named}"
+    k, loss = next((k, v) for k, v in enumerate(read.valid_losses) if not math.isfinite(v))
+    return f"valid loss {loss} of the architecture {space.decode(varchs[k])}"
 
 
 def _fingerprint(strategy: Any, params: list[torch.nn.Parameter]) -> torch.Tensor:

@@ -6,6 +6,7 @@ report accuracy.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -18,12 +19,13 @@ from torch import nn
 
 from . import registry
 from .checkpoint import save_checkpoint, write_json
-from .config import Config
+from .config import Config, TrainConfig
 from .console import EpochProgress, say
 from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
+from .datasets import Dataset
 from .device import resolve_device
 from .errors import Interrupted, TrainingDiverged, UserError
-from .interrupt import stop_on_signals
+from .interrupt import StopFlag, stop_on_signals
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
@@ -31,7 +33,7 @@ from .optim import build_optimizer, build_schedule
 from .precision import autocast
 from .regularize import l2_penalty
 from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
-from .runstate import RunState
+from .runstate import Meter, RunState
 from .space import SearchSpace
 from .tblog import RunLogger, flat_params, log_speed
 
@@ -66,17 +68,21 @@ def evaluate(
 def _growth_controller(model: nn.Module, cfg: Any) -> Any:
     """The growth plugin's controller for ``train.growth`` (it shrinks ``model`` to start)."""
     strategy = registry.get("growth", cfg.strategy)
-    try:
-        return strategy.controller(
-            model,
-            every=cfg.every,
-            steps=cfg.steps,
-            start_fraction=cfg.start_fraction,
-            layers=cfg.layers,
-            options=dict(cfg.options),  # apart: a strategy may have its own `steps`
-        )
-    except (ValueError, TypeError) as e:
-        raise growth_error(e) from None
+    return registry.call(
+        "growth",
+        cfg.strategy,
+        strategy.controller,
+        (model,),
+        {
+            "every": cfg.every,
+            "steps": cfg.steps,
+            "start_fraction": cfg.start_fraction,
+            "layers": cfg.layers,
+            "options": dict(cfg.options),  # apart: a strategy may have its own `steps`
+        },
+        label="controller",
+        blame=lambda e: str(growth_error(e)),  # its refusals of the user's settings
+    )
 
 
 def growth_error(e: Exception) -> UserError:
@@ -135,35 +141,80 @@ def run_train(
 
     ``dry_run`` sets up what the training needs (data, network, growth, optimizer), raising what a
     run would raise at its start, and returns before writing anything (``nasframe validate
-    --data``). ``on_ready``: as for :func:`~nasframe.search.run_search`."""
-    run = _TrainRun(config, run_dir, resume=resume, progress=progress)
+    --data``). ``on_ready``: as for :func:`~nasframe.search.run_search`. A resumed training that
+    had finished (no epoch left, its results written) says so in one line and returns its
+    ``summary.json``, writing nothing (``on_ready`` is not called)."""
+    run = _TrainRun(config, run_dir, resume=resume, progress=progress, dry_run=dry_run)
     if dry_run:
         return run.dry_run_summary()
     run.start(on_ready)
+    if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
+        return run.finished
     try:
         with stop_on_signals() as stop:
-            while run.pos["epoch"] < config.train.epochs:
+            while run.epochs_left():
                 run.epoch(stop)
-        run.logger.hparams(flat_params(config, ("seed", "train", "data")), run.state.metrics)
+        run.log_hparams()
     finally:
-        run.logger.close()
-    return run.results()
+        run.close()
+    return run.write_results()
 
 
 class _TrainRun:
     """The state of one :func:`run_train`, and its steps.
 
-    Set up by the constructor (data, network, growth, optimizer: everything a dry run checks),
-    then :meth:`start` (the run directory, checkpoint and logger), :meth:`epoch` for each epoch
-    left, and :meth:`results` (weights, ``summary.json``, the growth baseline, pruning). ``T`` is
-    the config's ``train`` section; ``pos`` the checkpointed position (epoch, step, global_step).
+    Set up by the constructor (everything a dry run checks), then :meth:`start` (the run
+    directory, checkpoint and logger; or, for a resumed training that had finished, a line that
+    says so), :meth:`epoch` until :meth:`epochs_left` says no, :meth:`log_hparams` and
+    :meth:`close`, and :meth:`write_results` (weights, ``summary.json``, the growth baseline,
+    pruning).
     """
 
+    # set up by the constructor: what a dry run checks
+    config: Config
+    T: TrainConfig  # the config's train section
+    run_dir: Path | None  # None: a dry run
+    resume: bool
+    progress: bool
+    device: torch.device
+    data: Dataset
+    classes: int
+    cell_size: Any  # cell networks: their cells, width and budget (RetrainSize); else None
+    model: nn.Module
+    space_hash: str  # of the search space the architecture came from
+    # ... the data on the device (by _set_up_data)
+    x: torch.Tensor  # the whole training data
+    y: torch.Tensor
+    xt: torch.Tensor  # the test split
+    yt: torch.Tensor
+    bs: int  # batch size
+    steps: int  # optimizer steps an epoch
+    # ... growth and the optimizer (by _set_up_training)
+    target_params: int  # the network's parameters at full width
+    growth: Any  # the growth plugin's controller (None: no train.growth)
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    # set by start()
+    state: RunState
+    pos: dict[str, Any]  # the checkpointed position: epoch, step, global_step (state.pos)
+    finished: dict[str, Any] | None  # resumed after it finished: its summary
+    logger: RunLogger  # (from here on: not for a finished training)
+    sums: _RunningSums
+
     def __init__(
-        self, config: Config, run_dir: str | Path | None, *, resume: bool, progress: bool
+        self,
+        config: Config,
+        run_dir: str | Path | None,
+        *,
+        resume: bool,
+        progress: bool,
+        dry_run: bool,
     ) -> None:
+        if run_dir is None and not dry_run:
+            raise TypeError("run_train: run_dir is None, but only a dry run has no directory")
         self.config, self.T = config, config.train
-        self.run_dir, self.resume, self.progress = run_dir, resume, progress
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.resume, self.progress = resume, progress
         self.device = resolve_device(config.device)
         self.data = load_dataset(config.data)
         T, data = self.T, self.data
@@ -212,9 +263,10 @@ class _TrainRun:
         }
 
     def start(self, on_ready: Callable[[], None] | None) -> None:
-        """Make the run directory, start or restore the checkpointed state, say what the run is
-        (a new run), and open the TensorBoard logger and the on-device running sums."""
-        self.run_dir = Path(self.run_dir)
+        """Make the run directory, start or restore the checkpointed state; a resumed training
+        that had finished says so and stops there (``finished``: nothing written, ``on_ready`` not
+        called); else call ``on_ready``, say what the run is (a new run), and open the TensorBoard
+        logger and the on-device running sums."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # the growth controller first: on resume it resizes the model before the model loads
         parts = {"growth": self.growth} if self.growth is not None else {}
@@ -227,8 +279,13 @@ class _TrainRun:
             optimizer=self.optimizer,
             schedule=self.schedule,
         )
-        note = self.state.start(self.device, self.resume, on_ready)
         self.pos = self.state.pos
+        note = self.state.start(self.device, self.resume, None)
+        self.finished = self._finished() if self.resume else None
+        if self.finished is not None:
+            return
+        if on_ready is not None:
+            on_ready()
         if self.resume:
             if note:
                 say(note)
@@ -240,6 +297,31 @@ class _TrainRun:
             purge_step=self.pos["global_step"] + 1 if self.resume else None,
         )
         self.sums = _RunningSums(self.device)
+
+    def _finished(self) -> dict[str, Any] | None:
+        """For a resumed training with no epoch left: its summary, if it wrote its results (its
+        weights, and a summary.json of as many epochs, with the pruning if the config prunes) and
+        so has nothing to do, said in one line; None for a training with something left to do
+        (epochs, or the results that a stop while writing them left unwritten)."""
+        if self.epochs_left():
+            return None
+        summary = written_summary(self.run_dir, "train", (WEIGHTS,))
+        done = self.pos["epoch"]
+        if summary is None or summary.get("epochs") != done:
+            return None  # not written, or the results of an earlier end (before a longer resume)
+        if self.config.prune is not None and "prune" not in summary:
+            return None
+        epochs = self.T.epochs
+        how = f"{done} of {epochs} epochs" if done == epochs else f"{done} epochs"
+        say(
+            f"{self.run_dir}: this training has finished ({how}); nothing to resume (to train "
+            f"longer: --set train.epochs=N, N above {done})"
+        )
+        return summary
+
+    def epochs_left(self) -> bool:
+        """Whether another epoch runs."""
+        return self.pos["epoch"] < self.T.epochs
 
     def _new_run_notes(self) -> None:
         """A new run's first lines: device, data, size, and warnings for a later ``prune:``."""
@@ -253,9 +335,9 @@ class _TrainRun:
         if self.config.prune is not None:
             _warn_prune_setup(self.config, self.model, self.optimizer)
 
-    def epoch(self, stop: Any) -> None:
+    def epoch(self, stop: StopFlag) -> None:
         """One epoch (or the rest of a resumed one): its steps, then its test, logs and
-        checkpoint. ``stop`` is the signal flag of :func:`stop_on_signals`."""
+        checkpoint. ``stop`` is set by a signal (:func:`stop_on_signals`)."""
         T, pos, model = self.T, self.pos, self.model
         epoch = pos["epoch"]
         order = epoch_order(self.x.shape[0], self.config.seed, epoch, 2, self.device)
@@ -274,7 +356,7 @@ class _TrainRun:
             self._step(epoch, order, bar, stop)
         self._end_epoch(bar, first_step, t_epoch)
 
-    def _step(self, epoch: int, order: torch.Tensor, bar: EpochProgress, stop: Any) -> None:
+    def _step(self, epoch: int, order: torch.Tensor, bar: EpochProgress, stop: StopFlag) -> None:
         """One optimizer step at ``pos``, then growth when due; on a signal, save and raise
         :class:`Interrupted`."""
         T, pos, model, optimizer = self.T, self.pos, self.model, self.optimizer
@@ -312,8 +394,9 @@ class _TrainRun:
             )
 
     def _add_sums(self) -> None:
-        """Move the running sums into the epoch's meter (one host synchronisation)."""
-        self.sums.move_to(self.state.meter, self.bs, self.pos["epoch"])
+        """Check the running sums for divergence and move them into the epoch's meter (one host
+        synchronisation)."""
+        self.sums.check_and_move_to(self.state.meter, self.bs, self.pos["epoch"])
 
     def _end_epoch(self, bar: EpochProgress, first_step: int, t_epoch: float) -> None:
         """The epoch's train means and test loss and accuracy: logged, shown, checkpointed."""
@@ -334,7 +417,15 @@ class _TrainRun:
         self.state.save()
         logger.flush()
 
-    def results(self) -> dict[str, Any]:
+    def log_hparams(self) -> None:
+        """The run's settings and final metrics in TensorBoard's hparams (a run that got here)."""
+        self.logger.hparams(flat_params(self.config, ("seed", "train", "data")), self.state.metrics)
+
+    def close(self) -> None:
+        """Close the TensorBoard logger (however the run ended)."""
+        self.logger.close()
+
+    def write_results(self) -> dict[str, Any]:
         """Write the weights and ``summary.json`` (with growth's and the latency's results), then
         prune if the config says so; the summary."""
         metrics = self.state.metrics
@@ -417,6 +508,19 @@ class _TrainRun:
         }
 
 
+def written_summary(run_dir: Path, kind: str, results: tuple[str, ...]) -> dict[str, Any] | None:
+    """``run_dir``'s ``summary.json``, if it is a ``kind`` run's and the run's other ``results``
+    (file names) are there too; None if any is missing or the summary unreadable: the run has not
+    (all) written its results."""
+    if not all((run_dir / name).exists() for name in (SUMMARY, *results)):
+        return None
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("kind") == kind else None
+
+
 class _RunningSums:
     """The training loss and correct count of the steps since the last read, summed on the
     device so that a step needs no host synchronisation, and the first iteration whose loss
@@ -445,10 +549,10 @@ class _RunningSums:
         self.correct += (out.argmax(1) == yb).sum()
         self.counted += 1
 
-    def move_to(self, meter: Any, batch_size: int, epoch: int) -> None:
-        """Add the means to ``meter`` (train/loss, train/acc) and start again; raise
-        :class:`TrainingDiverged` if the loss was not finite (0-based ``epoch`` for the
-        message)."""
+    def check_and_move_to(self, meter: Meter, batch_size: int, epoch: int) -> None:
+        """Read the sums (one host synchronisation) and raise :class:`TrainingDiverged` if the
+        loss was not finite (0-based ``epoch`` for the message); else add the means to ``meter``
+        (train/loss, train/acc) and start again."""
         if self.counted:
             tl, tc, bad = torch.stack(
                 [self.loss, self.correct.float(), self.first_bad.double()]

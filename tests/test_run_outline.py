@@ -1,0 +1,195 @@
+"""Resuming a run that has finished (no epoch left, its results written) does nothing but say
+so: a user's edit of arch.yaml survives, no TensorBoard events file is added, no file changes.
+A resume with epochs left, or of a run whose results were not (all) written, goes on as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SPACES
+
+from nasframe.cli import main
+from nasframe.train import written_summary
+
+ONE_EPOCH = ["--quiet", "--set", "search.epochs=1", "--set", "train.epochs=1"]
+STEPS = 650 // 64  # iterations an epoch of digits' search
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A finished search of one epoch, its training with pruning, and one without."""
+    root = tmp_path_factory.mktemp("finished")
+    made = {"search": root / "search", "prunes": root / "prunes", "train": root / "train"}
+    space = str(SPACES / "digits_prune.yaml")
+    assert main(["search", space, "--out", str(made["search"]), *ONE_EPOCH]) == 0
+    arch = str(made["search"] / "arch.yaml")
+    assert main(["train", arch, "--out", str(made["prunes"]), *ONE_EPOCH]) == 0
+    no_prune = ["--set", "prune=null"]
+    assert main(["train", arch, "--out", str(made["train"]), *ONE_EPOCH, *no_prune]) == 0
+    return made
+
+
+def _copy(runs: dict[str, Path], tmp_path: Path, kind: str) -> Path:
+    run = tmp_path / kind
+    shutil.copytree(runs[kind], run)
+    return run
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    """Every file under ``run`` by its relative path, with its bytes."""
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def _events(run: Path) -> int:
+    return sum(1 for p in run.iterdir() if p.name.startswith("events.out.tfevents"))
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "search.epochs=1", "--set", "log.theta_images=3"]])
+def test_resuming_a_finished_search_says_so_in_one_line_and_writes_nothing(
+    runs, tmp_path, capsys, sets
+):
+    run = _copy(runs, tmp_path, "search")
+    edited = (run / "arch.yaml").read_text() + "# my own note\n"
+    (run / "arch.yaml").write_text(edited)
+    before = _files(run)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--quiet", *sets]) == 0
+    assert capsys.readouterr().err == (
+        f"{run}: this search has finished (1 of 1 epochs); nothing to resume (to search longer: "
+        "--set search.epochs=N, N above 1)\n"
+    )
+    assert _files(run) == before  # config.yaml too: a --set is not recorded for a run not run
+    assert (run / "arch.yaml").read_text() == edited
+
+
+@pytest.mark.parametrize("kind", ["prunes", "train"])
+def test_resuming_a_finished_training_says_so_in_one_line_and_writes_nothing(
+    runs, tmp_path, capsys, kind
+):
+    run = _copy(runs, tmp_path, kind)
+    before = _files(run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert capsys.readouterr().err == (
+        f"{run}: this training has finished (1 of 1 epochs); nothing to resume (to train longer: "
+        "--set train.epochs=N, N above 1)\n"
+    )
+    assert _files(run) == before  # weights.pt, summary.json (its pruning), pruned/, events
+
+
+def test_the_python_api_returns_a_finished_runs_summary(runs, tmp_path, capsys):
+    from nasframe import load_config
+    from nasframe.search import run_search
+    from nasframe.train import run_train
+
+    for kind, run_fn in (("search", run_search), ("train", run_train)):
+        run = _copy(runs, tmp_path, kind)
+        config, _ = load_config(run / "config.yaml")
+        before = _files(run)
+        assert run_fn(config, run, resume=True, progress=False) == _summary(run)
+        assert _files(run) == before
+
+
+def test_a_search_resumed_with_more_epochs_goes_on_and_then_has_finished(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "search")
+    (run / "arch.yaml").write_text((run / "arch.yaml").read_text() + "# my own note\n")
+    events = _events(run)
+    assert main(["search", "--resume", str(run), "--quiet", "--set", "search.epochs=2"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert _summary(run)["iterations"] == 2 * STEPS
+    assert yaml.safe_load((run / "config.yaml").read_text())["search"]["epochs"] == 2
+    assert "# my own note" not in (run / "arch.yaml").read_text()  # the longer search's result
+    assert _events(run) > events
+    before = _files(run)
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    assert "has finished (2 of 2 epochs)" in capsys.readouterr().err
+    assert _files(run) == before
+
+
+def test_a_training_resumed_with_more_epochs_goes_on(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "train")
+    weights = (run / "weights.pt").read_bytes()
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "train.epochs=2"]) == 0
+    assert "has finished" not in capsys.readouterr().err
+    assert _summary(run)["epochs"] == 2 and (run / "weights.pt").read_bytes() != weights
+    before = _files(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "has finished (2 of 2 epochs)" in capsys.readouterr().err
+    assert _files(run) == before
+
+
+def _no_summary(run: Path) -> None:
+    (run / "summary.json").unlink()  # as if stopped during the final selection
+
+
+def _no_arch(run: Path) -> None:
+    (run / "arch.yaml").unlink()
+
+
+def _stale_summary(run: Path) -> None:
+    """As if stopped during the final selection of a resume with more epochs: the summary.json
+    left is that of the earlier end."""
+    summary = _summary(run)
+    summary["iterations"] -= STEPS
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def _not_json(run: Path) -> None:
+    (run / "summary.json").write_text("{")
+
+
+@pytest.mark.parametrize("unwritten", [_no_summary, _no_arch, _stale_summary, _not_json])
+def test_a_search_whose_results_were_not_written_finishes_on_resume(runs, tmp_path, unwritten):
+    run = _copy(runs, tmp_path, "search")
+    expected = (run / "arch.yaml").read_text(), _summary(run)
+    unwritten(run)
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    assert (run / "arch.yaml").read_text() == expected[0]
+    assert _summary(run)["iterations"] == expected[1]["iterations"] == STEPS
+    assert _summary(run)["theta"] == expected[1]["theta"]
+
+
+def test_a_training_whose_pruning_was_not_written_prunes_on_resume(runs, tmp_path):
+    run = _copy(runs, tmp_path, "prunes")
+    summary = _summary(run)
+    shutil.rmtree(run / "pruned")
+    (run / "summary.json").write_text(
+        json.dumps({k: v for k, v in summary.items() if k != "prune"})
+    )
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    pruning = {k: v for k, v in _summary(run)["prune"].items() if k != "source"}
+    assert pruning == {k: v for k, v in summary["prune"].items() if k != "source"}
+    assert (run / "pruned" / "weights.pt").exists()
+
+
+def test_a_search_that_converged_says_so_when_resumed(tmp_path, capsys):
+    run = tmp_path / "s"
+    args = ["search", str(SPACES / "digits.yaml"), "--out", str(run), "--quiet"]
+    assert main([*args, "--set", "search.stop_when_converged=0.3"]) == 0  # within an epoch or two
+    done = _summary(run)["epochs_run"]
+    assert 0 < done < 15
+    before = _files(run)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--quiet", "--set", "search.epochs=20"]) == 0
+    assert capsys.readouterr().err == (
+        f"{run}: this search has finished (converged after {done} of 20 epochs); nothing to "
+        "resume (to search longer: --set search.stop_when_converged=null, or above 0.3)\n"
+    )
+    assert _files(run) == before
+
+
+def test_written_summary_needs_every_result_and_its_kind(runs, tmp_path):
+    run = _copy(runs, tmp_path, "search")
+    assert written_summary(run, "search", ("arch.yaml",)) == _summary(run)
+    assert written_summary(run, "train", ("arch.yaml",)) is None
+    assert written_summary(run, "search", ("weights.pt",)) is None
+    (run / "summary.json").write_text("[1, 2]")
+    assert written_summary(run, "search", ()) is None
