@@ -437,6 +437,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as e:
             problems.extend(str(p) for p in e.problems)
         except UserError as e:  # what a run would refuse as it starts: at its line if it has one
+            if shown := cause_traceback(e):  # NASFRAME_TRACEBACK=1: a plugin's own traceback
+                print(shown, end="", file=sys.stderr)
             located = config.locate(str(e))
             problems.append(located if located != str(e) else f"{f}: {e}")
         else:
@@ -499,7 +501,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     try:
         done = fill_table(config, out, args.draws, tell=print)
     except UserError as e:
-        raise UserError(config.locate(str(e))) from None
+        raise UserError(config.locate(str(e))) from e.__cause__
     if done["draws"] < args.draws:
         told = (
             f"every one of the space's {done['draws']} architectures timed: the table is complete"

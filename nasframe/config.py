@@ -628,7 +628,9 @@ class Config(Strict):
         located = self.locate(message)
         if located == message and self._source is not None:
             located = f"{self._source.file}: {message}"
-        return UserError(located)
+        out = UserError(located)
+        out.__cause__ = error.__cause__  # a plugin's own exception, for NASFRAME_TRACEBACK=1
+        return out  # raise it ``from error.__cause__``: ``from None`` would drop that
 
     @field_validator("device")
     @classmethod

@@ -125,7 +125,7 @@ def refuse_non_number(
             where,
             expected=expected,
             value=value,
-            hint=_number_hint(value, whole),
+            hint=_number_hint(value, whole) or did_you_mean(value, words),
         )
 
 

@@ -53,7 +53,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
     try:
         model = build_network(config, shape, classes)
     except UserError as e:  # e.g. open choices: a search space, not an architecture
-        raise config.locate_error(e) from None
+        raise config.locate_error(e) from e.__cause__
     growth = config.train.growth is not None
     load_weights(model, weights, config_path, growth=growth, purpose="export")
     model.eval()

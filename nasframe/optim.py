@@ -52,7 +52,7 @@ def build_optimizer(
             blame=blame,
             returns=returns,
         )
-    if "foreach" not in kwargs and _foreach_on_cpu(cls, params):
+    if "foreach" not in kwargs and not kwargs.get("fused") and _foreach_on_cpu(cls, params):
         kwargs["foreach"] = True
     return registry.call(
         "optimizer",

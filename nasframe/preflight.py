@@ -54,12 +54,12 @@ def check_growth_options(config: Config) -> None:
     check = getattr(strategy, "checked_options", None)
     if check is None:
         return
-    from .train import growth_error
+    from .train import growth_blame
 
     registry.call(  # the strategy's refusals are the user's; anything else, the plugin's bug
         "growth",
         growth.strategy,
         lambda: strategy(**check(growth.options)),
         label=f"{growth.strategy}(**train.growth.options)",
-        blame=lambda e: str(growth_error(e)),
+        blame=growth_blame(growth),
     )

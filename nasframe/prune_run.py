@@ -139,7 +139,7 @@ def run_prune(
         classes = num_classes_of(config, data.num_classes)
         model, placed = build_network_layout(config, data.sample_shape, classes)
     except UserError as e:  # e.g. open choices (a search space), a data option: at its line
-        raise config.locate_error(e) from None
+        raise config.locate_error(e) from e.__cause__
     growth = config.train.growth is not None
     load_weights(model, weights, run_dir / RUN_CONFIG, growth=growth, purpose="prune")
     model = model.to(device).eval()

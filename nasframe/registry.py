@@ -221,7 +221,8 @@ def call(
 
     The user's: a :class:`~nasframe.UserError` (or another nasframe error) the plugin raised, memory
     running out, an exception of ``passing`` (left to the caller), options the plugin's signature
-    does not fit; and a TypeError or ValueError that ``blame`` turns into a message (by default,
+    does not fit; and a TypeError, ValueError or RuntimeError that ``blame`` turns into a message
+    (by default, a TypeError or ValueError
     one that names a key of ``options``, the user's keyword arguments among ``kwargs``, reported
     as ``where: what``). Any other exception, arguments nasframe passes itself that the
     plugin does not take, or a result that ``returns`` (a check and what it expects) refuses, is
@@ -244,9 +245,11 @@ def call(
             raise failure(
                 kind, name, f"failed in {said}; nasframe calls it as {CALLS[kind]}", e
             ) from e
-        if isinstance(e, (TypeError, ValueError)):
+        if isinstance(e, (TypeError, ValueError, RuntimeError)):
             if blame is not None:
                 told = blame(e)
+            elif isinstance(e, RuntimeError):
+                told = None
             else:
                 told = f"{where}: {e}" if named_option(str(e), options) else None
             if told is not None:

@@ -49,7 +49,7 @@ from .selection import Selection, run_selection
 from .space import SearchSpace
 from .tblog import RunLogger, evenly_due, flat_params, log_speed
 from .train import written_summary
-from .yaml_io import dump_yaml
+from .yaml_io import dump_yaml, yaml_text
 
 __all__ = [
     "run_search",
@@ -673,7 +673,9 @@ class _SearchRun:
         if not self.group.main:
             return {}
         space, run_dir, tell = self.space, self.run_dir, self.tell
-        dump_yaml(space.freeze(chosen), run_dir / ARCH)
+        arch = space.freeze(chosen)
+        _keep_earlier(run_dir / ARCH, yaml_text(arch), tell)
+        dump_yaml(arch, run_dir / ARCH)
         summary = self._summary(mle)
         if selection is not None:
             with torch.no_grad():
@@ -812,6 +814,17 @@ def make_strategy(
                 f"search.strategy_options.{key}: strategy '{name}' takes no option '{key}' "
                 f"(it takes {', '.join(sorted(accepted)) or 'none'}){did_you_mean(key, accepted)}"
             )
+    own = (getattr(factory, "__module__", None) or "").split(".")[0] == "nasframe"
+
+    def blame(e: Exception) -> str | None:
+        """nasframe's own strategies refuse bad options with TypeError or ValueError (numpy's
+        words for a malformed theta, say); a plugin's are the user's when they name an option."""
+        if isinstance(e, RuntimeError):
+            return None
+        if own or registry.named_option(str(e), options) is not None:
+            return f"search.strategy_options: {e}"
+        return None
+
     return registry.call(
         "strategy",
         name,
@@ -820,7 +833,31 @@ def make_strategy(
         {"lam": lam, "seed": seed, **extra, **options},
         options=options,
         where="search.strategy_options",
+        blame=blame,
     )
+
+
+def _keep_earlier(path: Path, text: str, tell: Callable[[str], None]) -> None:
+    """Keep an ``arch.yaml`` that differs from the one about to be written (a hand edit, or an
+    earlier result of a search resumed to run longer) as ``arch.previous[-N].yaml``."""
+    if path.is_dir():  # not a file to keep: writing over it is refused, saying why
+        return
+    try:
+        earlier = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # none, or unreadable: kept below if it is there
+        earlier = None if not path.exists() else ""
+    if earlier is None or earlier == text:
+        return
+    n = 1
+    while (
+        kept := path.with_name(f"{path.stem}.previous{'' if n == 1 else f'-{n}'}.yaml")
+    ).exists():
+        n += 1
+    try:
+        path.rename(kept)
+    except OSError as e:
+        raise UserError(f"{path}: cannot keep it as {kept.name} ({e.strerror or e})") from None
+    tell(f"kept the earlier {path.name}, which differs from this search's, as {kept.name}")
 
 
 def _diverged(space: SearchSpace, host: list[float], archs: Any, varchs: Any) -> str:

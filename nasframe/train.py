@@ -81,8 +81,24 @@ def _growth_controller(model: nn.Module, cfg: Any) -> Any:
             "options": dict(cfg.options),  # apart: a strategy may have its own `steps`
         },
         label="controller",
-        blame=lambda e: str(growth_error(e)),  # its refusals of the user's settings
+        blame=growth_blame(cfg),
     )
+
+
+def growth_blame(cfg: Any) -> Callable[[Exception], str | None]:
+    """Which errors of a growth plugin are refusals of the user's ``train.growth``, as located
+    messages: the plugin's own kinds of error (``nasframe_growth``'s GrowthError, with the
+    option's ``key`` where it has one), and Python's that name a setting (``steps must be >= 0``).
+    Anything else (``TypeError: object of type 'int' has no len()``) is the plugin's bug (None)."""
+    settings = {"every": 0, "steps": 0, "start_fraction": 0, "layers": 0, **dict(cfg.options)}
+
+    def blame(e: Exception) -> str | None:
+        own_kind = type(e).__module__ != "builtins"
+        if own_kind or registry.named_option(str(e), settings) is not None:
+            return str(growth_error(e))
+        return None
+
+    return blame
 
 
 def growth_error(e: Exception) -> UserError:

@@ -25,7 +25,7 @@ import yaml
 from .errors import ConfigError, Problem, UserError
 from .run_files import ARCH, RUN_CONFIG
 
-__all__ = ["LineMap", "Loader", "Dumper", "load_yaml", "dump_yaml", "parse_scalar"]
+__all__ = ["LineMap", "Loader", "Dumper", "load_yaml", "dump_yaml", "yaml_text", "parse_scalar"]
 
 Loc = tuple[Any, ...]
 
@@ -286,13 +286,18 @@ def parse_scalar(text: str) -> Any:
         return text
 
 
+def yaml_text(data: Any) -> str:
+    """``data`` as the YAML text :func:`dump_yaml` writes."""
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=None)
+
+
 def dump_yaml(data: Any, path: str | os.PathLike) -> None:
     """Write YAML atomically (temporary file, then rename). A failure to write (no space, no
     permission, a directory in the way) is a :class:`UserError` naming the path and why; the
     temporary file is removed whatever happens."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=None)
+    text = yaml_text(data)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

@@ -172,7 +172,10 @@ def _line(text: str, needle: str) -> int:
     "retrain,what",
     [
         ("{cells: 20, channels: auto}", "'auto' picks the largest width under"),
-        ("{cells: 20, channels: atuo, param_budget: 4.0e6}", "got 'atuo'"),
+        (
+            "{cells: 20, channels: atuo, param_budget: 4.0e6}",
+            "expected a number or 'auto', got the text 'atuo'; did you mean 'auto'?",
+        ),
         ("{cells: 20, channels: 0, param_budget: 4.0e6}", "a positive number of channels"),
     ],
 )

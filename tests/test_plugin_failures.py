@@ -479,3 +479,71 @@ def test_nasframe_traceback_prints_the_plugin_s_traceback_above_the_line(
     assert "in dataset_raising" in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("dataset plugin 'test_raising_data' (registered in code as ")
+
+
+# ------------------------------------------------------------- the user's, not the plugin's
+def test_a_malformed_theta_for_asng_is_the_user_s_option(tmp_path, capsys):
+    text = _mlp("search:\n", "search:\n  strategy_options: {theta_int: [1, 2, 3]}\n")
+    line = _one_line(_search(tmp_path, text), capsys)
+    assert "search.strategy_options: cannot reshape array of size 3" in line
+    assert "bug" not in line
+
+
+def test_torch_s_own_refusal_of_an_option_combination_is_the_user_s(tmp_path, capsys):
+    opt = "{name: sgd, fused: true, differentiable: true, foreach: false,"
+    line = _one_line(_search(tmp_path, _mlp("{name: sgd,", opt)), capsys)
+    assert "search.optimizer.fused: optimizer 'sgd': `fused` does not support" in line
+    assert "bug" not in line
+
+
+def test_fused_alone_is_not_combined_with_foreach():
+    from nasframe.config import OptimizerConfig
+    from nasframe.optim import build_optimizer
+
+    cfg = OptimizerConfig(name="sgd", lr=0.1, fused=True)
+    opt = build_optimizer([nn.Parameter(torch.zeros(2))], cfg, "search.optimizer")
+    assert opt.defaults["fused"] is True and not opt.defaults["foreach"]
+
+
+class _GrowthPlugin:
+    """A growth strategy whose controller refuses a setting, or crashes on its own bug."""
+
+    crash = False
+
+    @classmethod
+    def controller(cls, model, *, every, steps, start_fraction, layers, options):
+        if cls.crash:
+            return len(5)  # the plugin's bug
+        raise ValueError(f"steps must be at most 2 here, got {steps}")
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["refusal", "crash"])
+def test_a_growth_plugin_s_refusal_is_the_user_s_and_its_crash_its_own(
+    tmp_path, capsys, plugin, monkeypatch, crash
+):
+    monkeypatch.setattr(_GrowthPlugin, "crash", crash)
+    plugin("growth", "test_growth", _GrowthPlugin)
+    text = ARCH.replace("OP", "linear").replace(
+        "  batch_size: 64\n",
+        "  batch_size: 64\n  growth: {strategy: test_growth, every: 1, steps: 3}\n",
+    )
+    cfg = tmp_path / "arch.yaml"
+    cfg.write_text(text)
+    line = _one_line(["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    if crash:
+        assert line.startswith("growth plugin 'test_growth' (registered in code as ")
+        assert "TypeError: object of type 'int' has no len()" in line and ADVICE in line
+    else:
+        assert line.endswith("train.growth: steps must be at most 2 here, got 3")
+
+
+def test_nasframe_traceback_prints_the_cause_for_validate_too(
+    tmp_path, capsys, plugin, monkeypatch
+):
+    plugin("dataset", "test_raising_data", dataset_raising)
+    monkeypatch.setenv("NASFRAME_TRACEBACK", "1")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(_digits_to("test_raising_data"))
+    assert main(["validate", "--data", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in dataset_raising" in err

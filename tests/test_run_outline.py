@@ -155,6 +155,27 @@ def test_a_search_whose_results_were_not_written_finishes_on_resume(runs, tmp_pa
     assert (run / "arch.yaml").read_text() == expected[0]
     assert _summary(run)["iterations"] == expected[1]["iterations"] == STEPS
     assert _summary(run)["theta"] == expected[1]["theta"]
+    assert not (run / "arch.previous.yaml").exists()  # the same architecture: nothing to keep
+
+
+def test_an_edited_arch_yaml_is_kept_when_a_resume_writes_the_results_again(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "search")
+    found = (run / "arch.yaml").read_text()
+    edited = found + "# my own choice\n"
+    (run / "arch.yaml").write_text(edited)
+    _no_summary(run)
+    assert main(["search", "--resume", str(run)]) == 0
+    assert (run / "arch.yaml").read_text() == found
+    assert (run / "arch.previous.yaml").read_text() == edited
+    said = capsys.readouterr().err  # the console's lines go to stderr
+    assert (
+        "kept the earlier arch.yaml, which differs from this search's, as arch.previous.yaml"
+        in said
+    )
+    (run / "arch.yaml").write_text(edited)  # once more: the earlier copy is not overwritten
+    _no_summary(run)
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    assert (run / "arch.previous-2.yaml").read_text() == edited
 
 
 def test_a_training_whose_pruning_was_not_written_prunes_on_resume(runs, tmp_path):
