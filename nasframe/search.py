@@ -338,6 +338,7 @@ class _SearchRun:
         # a strategy without a most likely architecture (random) ends by selection
         self.select = S.select or (None if self.has_mle else SelectConfig())
         self.optimizer = build_optimizer(self.net.parameters(), S.optimizer, "search.optimizer")
+        _refuse_fused_momentum(self.optimizer)
         self.schedule = build_schedule(self.optimizer, S.optimizer, S.epochs * self.steps)
 
     def _set_up_cost(self, dry_run: bool) -> None:
@@ -835,6 +836,19 @@ def make_strategy(
         where="search.strategy_options",
         blame=blame,
     )
+
+
+def _refuse_fused_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """torch's fused SGD with momentum fails (``expected Tensor as element N in argument 2``)
+    once a parameter first gets a gradient after its first step, as the supernet's unsampled
+    options do: refuse it before the search starts."""
+    for group in optimizer.param_groups:
+        if isinstance(optimizer, torch.optim.SGD) and group.get("fused") and group["momentum"]:
+            raise UserError(
+                "search.optimizer.fused: torch's fused SGD with momentum fails on a supernet "
+                "(options first sampled after its first step have no momentum buffer); remove "
+                "fused: the search already takes multi-tensor (foreach) steps"
+            )
 
 
 def _keep_earlier(path: Path, text: str, tell: Callable[[str], None]) -> None:

@@ -547,3 +547,14 @@ def test_nasframe_traceback_prints_the_cause_for_validate_too(
     assert main(["validate", "--data", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and "in dataset_raising" in err
+
+
+def test_fused_sgd_with_momentum_is_refused_for_a_supernet(tmp_path, capsys):
+    # torch's fused SGD fails once an option is first sampled after its first step
+    line = _one_line(_search(tmp_path, _mlp("{name: sgd,", "{name: sgd, fused: true,")), capsys)
+    assert line.endswith(
+        "search.optimizer.fused: torch's fused SGD with momentum fails on a "
+        "supernet (options first sampled after its first step have no momentum "
+        "buffer); remove fused: the search already takes multi-tensor (foreach) steps"
+    )
+    assert not (tmp_path / "run").exists()
