@@ -20,8 +20,9 @@ from . import __version__, registry
 from .config import PruneConfig, json_schema
 from .config_load import load_config
 from .distributed import world_size
-from .errors import ConfigError, Problem, UserError, cause_traceback, make_dir
+from .errors import ConfigError, Problem, UserError, cause_traceback, make_dir, out_of_memory
 from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
+from .runstate import RUN_NAMES
 from .yaml_io import dump_yaml, is_a_directory
 
 __all__ = ["main"]
@@ -197,9 +198,6 @@ def _refuse_run_directory(path: Path) -> None:
         raise ConfigError([Problem(str(path), None, "", is_a_directory(path, (RUN_CONFIG,)))])
 
 
-_RUN_KINDS = {"search": "search", "train": "training"}  # the kinds of run that resume
-
-
 def _config_kind(saved: Path, config, changed: bool) -> str | None:
     """The kind of run a run directory's config makes (``saved`` as written, when ``--set``
     ``changed`` it), told before either command refuses the other's config: a search has choices
@@ -219,7 +217,7 @@ def _refuse_other_kind(args: argparse.Namespace, kind: str | None) -> None:
     """Refuse to resume a run of another kind, naming the command that resumes it."""
     if kind is not None and kind != args.command:
         raise UserError(
-            f"{args.resume}: this is a {_RUN_KINDS[kind]} run; resume it with "
+            f"{args.resume}: this is a {RUN_NAMES[kind]} run; resume it with "
             f"nasframe {kind} --resume {args.resume}"
         )
 
@@ -567,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as e:
-        if not _out_of_memory(e):
+        if not out_of_memory(e):
             raise
         first = (str(e).strip().splitlines() or ["no details"])[0]
         print(
@@ -588,14 +586,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is an allocation that failed (host or GPU), not a bug."""
-    text = str(e)
-    return isinstance(e, MemoryError) or any(
-        m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError")
-    )
 
 
 class _Terminated(Exception):

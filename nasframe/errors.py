@@ -19,6 +19,8 @@ __all__ = [
     "make_dir",
     "traceback_wanted",
     "cause_traceback",
+    "out_of_memory",
+    "first_line",
 ]
 
 #: Set to 1 to see, above a plugin's failure, the traceback of the plugin's own exception.
@@ -104,3 +106,20 @@ def cause_traceback(error: BaseException) -> str:
     if cause is None or not traceback_wanted():
         return ""
     return "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation that failed (host or GPU): the user's sizes, not a bug."""
+    text = str(e)
+    return isinstance(e, MemoryError) or any(
+        m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError")
+    )
+
+
+def first_line(text: str) -> str:
+    """The first line of an error's text, with the next one when the first only introduces it
+    (``Error(s) in loading state_dict for Linear:`` then the size mismatch)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -124,13 +123,9 @@ _NAMED = {"learning rate": "lr", "epsilon": "eps", "beta": "betas"}  # how torch
 
 def _blamed(message: str, kwargs: dict[str, Any], where: str) -> str:
     """The config path of the key an optimizer's error message names first (else ``where``)."""
-    found: list[tuple[int, str]] = []
-    for word in (*kwargs, *_NAMED):
-        key = _NAMED.get(word, word)
-        m = re.search(rf"\b{re.escape(word)}\b", message, re.IGNORECASE)
-        if m and key in kwargs:
-            found.append((m.start(), key))
-    return f"{where}.{min(found)[1]}" if found else where
+    words = {word: None for word in (*kwargs, *_NAMED) if _NAMED.get(word, word) in kwargs}
+    word = registry.named_option(message, words)
+    return where if word is None else f"{where}.{_NAMED.get(word, word)}"
 
 
 def _foreach_on_cpu(cls: type, params: list) -> bool:

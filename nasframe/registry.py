@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from .errors import UserError, did_you_mean, traceback_wanted
+from .errors import UserError, did_you_mean, first_line, out_of_memory, traceback_wanted
 
 __all__ = [
     "KINDS",
@@ -144,8 +144,7 @@ def failure(kind: str, name: str, what: str, error: BaseException | None = None)
 
 def _first_line(e: BaseException) -> str:
     """``TypeError: what it says`` (its first line, at most 300 characters)."""
-    lines = str(e).strip().splitlines()
-    text = lines[0] if lines else ""
+    text = first_line(str(e))
     text = text if len(text) <= 300 else text[:297] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
@@ -170,15 +169,12 @@ def _call_text(label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
 def _ours(e: BaseException) -> bool:
     """Whether ``e`` is no bug of a plugin's: nasframe's own exception (a UserError the plugin
     raised or met, a stop signal), or memory running out (the user's sizes)."""
-    if isinstance(e, (UserError, MemoryError)):
+    if isinstance(e, UserError):
         return True
     module = type(e).__module__ or ""
     if module == "nasframe" or module.startswith("nasframe."):
         return True
-    text = str(e)
-    return isinstance(e, RuntimeError) and any(
-        m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError")
-    )
+    return isinstance(e, MemoryError | RuntimeError) and out_of_memory(e)
 
 
 def _binds(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
@@ -222,9 +218,8 @@ def call(
     The user's: a :class:`~nasframe.UserError` (or another nasframe error) the plugin raised, memory
     running out, an exception of ``passing`` (left to the caller), options the plugin's signature
     does not fit; and a TypeError, ValueError or RuntimeError that ``blame`` turns into a message
-    (by default, a TypeError or ValueError
-    one that names a key of ``options``, the user's keyword arguments among ``kwargs``, reported
-    as ``where: what``). Any other exception, arguments nasframe passes itself that the
+    (by default, a TypeError or ValueError that names a key of ``options``, the user's keyword
+    arguments among ``kwargs``, reported as ``where: what``). Any other exception, arguments nasframe passes itself that the
     plugin does not take, or a result that ``returns`` (a check and what it expects) refuses, is
     the plugin's: a :class:`PluginFailure` naming it, where it comes from and what went wrong,
     with the plugin's exception as its cause. ``label``: how the call is shown (``build``).

@@ -7,7 +7,6 @@ run and the running metrics; written atomically, read with ``weights_only=True``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,15 @@ from .checkpoint import (
     set_rng_state,
 )
 from .environment import environment, resume_note
-from .errors import UserError
+from .errors import UserError, first_line
 from .run_files import CHECKPOINT, RUN_CONFIG
 from .strategy_common import DamagedState, is_finite_number, is_integer
 
-__all__ = ["Meter", "RunState", "CHECKPOINT", "RUN_CONFIG"]
+__all__ = ["Meter", "RunState", "RUN_NAMES", "CHECKPOINT", "RUN_CONFIG"]
 
 _MAX_POSITION = 2**40  # more iterations than any run takes: a position beyond it is damage
-_RUN_NAMES = {"search": "search", "train": "training"}  # the kinds of run that checkpoint
+#: the kinds of run that checkpoint, as messages name them
+RUN_NAMES = {"search": "search", "train": "training"}  # the kinds of run that checkpoint
 
 
 class Meter:
@@ -83,17 +83,13 @@ class RunState:
         self.saved_environment: dict[str, Any] | None = None  # what the checkpoint was made on
         self._t0, self._wall0 = time.perf_counter(), 0.0
 
-    def start(
-        self, device: torch.device, resume: bool, on_ready: Callable[[], None] | None
-    ) -> str | None:
-        """Begin the run on ``device``: restore the checkpoint if ``resume``, then call
-        ``on_ready`` (the run is set up). Returns, for a resumed run, the note on what its
-        environment changed since the checkpoint (None if nothing did)."""
+    def start(self, device: torch.device, resume: bool) -> str | None:
+        """Begin the run on ``device``, restoring the checkpoint if ``resume``. Returns, for a
+        resumed run, the note on what its environment changed since the checkpoint (None if
+        nothing did)."""
         self.environment = environment(device)
         if resume:
             self.resume()
-        if on_ready is not None:
-            on_ready()
         return resume_note(self.saved_environment, self.environment) if resume else None
 
     def wall_s(self) -> float:
@@ -163,9 +159,9 @@ class RunState:
             RuntimeError,
             AttributeError,
         ) as e:
-            first = _first_line(str(e))
+            first = first_line(str(e))
             raise UserError(
-                f"{self.path}: this checkpoint does not fit this {_RUN_NAMES.get(self.kind, self.kind)}: "
+                f"{self.path}: this checkpoint does not fit this {RUN_NAMES.get(self.kind, self.kind)}: "
                 f"its {where} "
                 f"({type(e).__name__}: {first}); it may be damaged or from another version"
                 + (f", or {plugin} cannot load it" if plugin else "")
@@ -179,7 +175,7 @@ class RunState:
         if not isinstance(ckpt, dict):
             raise UserError(f"{self.path}: not a nasframe checkpoint (no mapping of its parts)")
         kind, space_hash = ckpt.get("kind"), ckpt.get("space_hash")
-        mine = _RUN_NAMES.get(self.kind, self.kind)
+        mine = RUN_NAMES.get(self.kind, self.kind)
         if not (isinstance(kind, str) and isinstance(space_hash, str)):
             if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
                 what = "but a model's weights, such as a training's weights.pt"
@@ -190,14 +186,14 @@ class RunState:
                 f"checkpoint.pt that `nasframe {self.kind}` wrote there"
             )
         if kind != self.kind:
-            if kind not in _RUN_NAMES:
+            if kind not in RUN_NAMES:
                 raise UserError(
                     f"{self.path}: not a nasframe checkpoint of a {mine} (its kind is {kind!r}); "
                     f"resume a run directory with the checkpoint.pt that `nasframe {self.kind}` "
                     "wrote there"
                 )
             raise UserError(
-                f"{self.path}: this is the checkpoint of a {_RUN_NAMES[kind]} run, not of a "
+                f"{self.path}: this is the checkpoint of a {RUN_NAMES[kind]} run, not of a "
                 f"{mine}; resume it with `nasframe {kind} --resume`"
             )
         if space_hash != self.space_hash:
@@ -207,15 +203,6 @@ class RunState:
                 f"this config's is {self.space_hash}); resume it with the config it was started "
                 "with"
             )
-
-
-def _first_line(text: str) -> str:
-    """The first line of an error's text, with the next one when the first only introduces it
-    (``Error(s) in loading state_dict for Linear:`` then the size mismatch)."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def _plugin_class(part: Any) -> str:

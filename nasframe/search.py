@@ -384,7 +384,7 @@ class _SearchRun:
             strategy=self.strategy,
         )
         self.pos = self.state.pos
-        note = self.state.start(self.device, self.resume, None)
+        note = self.state.start(self.device, self.resume)
         self.finished = self._finished() if self.resume else None
         if self.finished is not None:
             return

@@ -6,7 +6,6 @@ report accuracy.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from .precision import autocast
 from .regularize import l2_penalty
 from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
 from .runstate import Meter, RunState
+from .show import read_summary
 from .space import SearchSpace
 from .tblog import RunLogger, flat_params, log_speed
 
@@ -296,7 +296,7 @@ class _TrainRun:
             schedule=self.schedule,
         )
         self.pos = self.state.pos
-        note = self.state.start(self.device, self.resume, None)
+        note = self.state.start(self.device, self.resume)
         self.finished = self._finished() if self.resume else None
         if self.finished is not None:
             return
@@ -528,13 +528,13 @@ def written_summary(run_dir: Path, kind: str, results: tuple[str, ...]) -> dict[
     """``run_dir``'s ``summary.json``, if it is a ``kind`` run's and the run's other ``results``
     (file names) are there too; None if any is missing or the summary unreadable: the run has not
     (all) written its results."""
-    if not all((run_dir / name).exists() for name in (SUMMARY, *results)):
+    if not all((run_dir / name).exists() for name in results):
         return None
     try:
-        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        summary = read_summary(run_dir)
+    except UserError:  # none, or unreadable
         return None
-    return summary if isinstance(summary, dict) and summary.get("kind") == kind else None
+    return summary if summary.get("kind") == kind else None
 
 
 class _RunningSums:

@@ -64,10 +64,10 @@ def model_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     return sum(layer_macs(model, example_input).values())
 
 
-def _deprecated(old: str, new: str) -> None:
+def deprecated(old: str, new: str) -> None:
+    """Warn the caller's caller that ``old`` (a FLOP name for a MAC count) is now ``new``."""
     warnings.warn(
-        f"nasframe_prune.{old} is deprecated: use nasframe_prune.{new} (the same count; it is "
-        "multiply-accumulates, not FLOPs)",
+        f"{old} is deprecated: use {new} (the same count; it is multiply-accumulates, not FLOPs)",
         DeprecationWarning,
         stacklevel=3,
     )
@@ -75,11 +75,11 @@ def _deprecated(old: str, new: str) -> None:
 
 def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
     """Deprecated alias of :func:`model_macs` (which it calls): the count is MACs, not FLOPs."""
-    _deprecated("count_flops", "model_macs")
+    deprecated("nasframe_prune.count_flops", "nasframe_prune.model_macs")
     return model_macs(model, example_input)
 
 
 def layer_flops(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
     """Deprecated alias of :func:`layer_macs` (which it calls): the counts are MACs, not FLOPs."""
-    _deprecated("layer_flops", "layer_macs")
+    deprecated("nasframe_prune.layer_flops", "nasframe_prune.layer_macs")
     return layer_macs(model, example_input)

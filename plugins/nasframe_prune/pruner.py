@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .counting import count_parameters, model_macs
+from .counting import count_parameters, deprecated, model_macs
 from .graph import LayerEmptiedError, eval_mode, find_unit_groups, trace_leaves
 from .surgery import GroupPlan, apply_plan, incoming_norms, mask_units, plan_removal
 from .training import check_model, check_sparsity_setup, model_activation
@@ -61,13 +60,13 @@ class PruneReport:
     @property
     def flops_before(self) -> int:
         """Deprecated: :attr:`macs_before` (the count is MACs, not FLOPs)."""
-        _deprecated_field("flops_before", "macs_before")
+        deprecated("PruneReport.flops_before", "PruneReport.macs_before")
         return self.macs_before
 
     @property
     def flops_after(self) -> int:
         """Deprecated: :attr:`macs_after` (the count is MACs, not FLOPs)."""
-        _deprecated_field("flops_after", "macs_after")
+        deprecated("PruneReport.flops_after", "PruneReport.macs_after")
         return self.macs_after
 
     @property
@@ -129,15 +128,6 @@ class PruneReport:
             f"({pct(self.macs_before, self.macs_after)})"
         )
         return "\n".join(lines)
-
-
-def _deprecated_field(old: str, new: str) -> None:
-    warnings.warn(
-        f"PruneReport.{old} is deprecated: use PruneReport.{new} (the same count; it is "
-        "multiply-accumulates, not FLOPs)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
 
 
 def _report(
