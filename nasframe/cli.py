@@ -21,6 +21,7 @@ from .config import PruneConfig, json_schema
 from .config_load import load_config
 from .distributed import world_size
 from .errors import ConfigError, Problem, UserError, cause_traceback, make_dir, out_of_memory
+from .interrupt import stop_note
 from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
 from .runstate import RUN_NAMES
 from .yaml_io import dump_yaml, is_a_directory
@@ -561,8 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         if str(e):
             print(_rank_prefix() + str(e), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        note = stop_note(e)
+        print("interrupted" + (f" {note}" if note else ""), file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as e:
         if not out_of_memory(e):
@@ -578,10 +580,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout stays quiet
         return 0
-    except _Terminated:
-        runs = args.command in ("search", "train")
-        note = " before a run's loop started; no checkpoint written" if runs else ""
-        print(f"terminated (SIGTERM){note}", file=sys.stderr)
+    except _Terminated as e:
+        note = stop_note(e)
+        if note is None and args.command in ("search", "train"):
+            note = "before a run's loop started; no checkpoint written"
+        print("terminated (SIGTERM)" + (f" {note}" if note else ""), file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:
         if previous is not None:

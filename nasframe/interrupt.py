@@ -6,7 +6,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["StopFlag", "stop_on_signals"]
+__all__ = ["StopFlag", "stop_on_signals", "stopping_means", "stop_note"]
 
 
 class StopFlag:
@@ -39,3 +39,20 @@ def stop_on_signals() -> Iterator[StopFlag]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+@contextmanager
+def stopping_means(note: str) -> Iterator[None]:
+    """An exception that leaves this block (a stop by a signal outside a run's loop, where no
+    :func:`stop_on_signals` checkpoints first) carries ``note``: what the stop left and how to
+    finish it. The outermost block's note wins: it is the run the user started."""
+    try:
+        yield
+    except BaseException as e:
+        e.nasframe_stop_note = note
+        raise
+
+
+def stop_note(e: BaseException) -> str | None:
+    """The note that :func:`stopping_means` gave ``e``, or None."""
+    return getattr(e, "nasframe_stop_note", None)

@@ -103,6 +103,24 @@ def _refuse_pruned(run_dir: Path) -> None:
     raise UserError(f"{run_dir}: no {RUN_CONFIG} here; prune a finished `nasframe train` run")
 
 
+def _own_pruning(out: Path, method: str, threshold: float) -> dict[str, Any] | None:
+    """The summary of the pruning a training's ``prune:`` step wrote to ``out`` (in the run's
+    directory) before the run was stopped (its summary.json is written last), if it is that
+    pruning: same method and threshold (the run may have moved since, so its source path may
+    differ). The training's weights are final once it prunes, so the result stands."""
+    try:
+        summary = read_summary(out)
+    except UserError:  # none, or cut short: not written to the end
+        return None
+    same = (
+        summary.get("kind") == "prune"
+        and summary.get("method") == method
+        and summary.get("threshold") == threshold
+        and all((out / name).exists() for name in (ARCH, WEIGHTS))
+    )
+    return summary if same else None
+
+
 def run_prune(
     run_dir: str | Path,
     *,
@@ -121,18 +139,24 @@ def run_prune(
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
+    own = config is not None and out is None  # the `prune:` step of the training itself
     out = Path(out) if out is not None else run_dir / "pruned"
-    if any((out / name).exists() for name in (ARCH, WEIGHTS, SUMMARY)):
-        raise UserError(
-            f"--out {out}: already holds a pruned network; choose another --out (e.g. "
-            f"{out.name}-2), or delete it to prune again"
-        )
     if config is None:
         _refuse_pruned(run_dir)
         config, _ = load_config(run_dir / RUN_CONFIG)
     settings = config.prune or PruneConfig()  # a run trained without a prune section: defaults
     method = settings.method
     xi = threshold if threshold is not None else settings.threshold
+    if any((out / name).exists() for name in (ARCH, WEIGHTS, SUMMARY)):
+        earlier = _own_pruning(out, method, xi) if own else None
+        if earlier is not None:  # a resumed training stopped after its pruning was written
+            say(f"pruned network: {out / ARCH} and {out / WEIGHTS} (written before the stop)")
+            return earlier
+        if not (own and not (out / SUMMARY).exists()):  # else: stopped while writing it
+            raise UserError(
+                f"--out {out}: already holds a pruned network; choose another --out (e.g. "
+                f"{out.name}-2), or delete it to prune again"
+            )
     device = resolve_device(config.device)
     try:
         data = load_dataset(config.data)

@@ -37,7 +37,7 @@ from .datasets import Dataset
 from .device import resolve_device
 from .distributed import Group, join_group
 from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
-from .interrupt import StopFlag, stop_on_signals
+from .interrupt import StopFlag, stop_on_signals, stopping_means
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
@@ -225,7 +225,11 @@ def run_search(
         run.log_hparams()
     finally:
         run.close()
-    return run.write_results(selection)
+    with stopping_means(
+        f"while writing the results; the checkpoint is written: finish with "
+        f"nasframe search --resume {run_dir}"
+    ):
+        return run.write_results(selection)
 
 
 class _SearchRun:
@@ -390,10 +394,12 @@ class _SearchRun:
             return
         if on_ready is not None:
             on_ready()
-        if self.resume:
+        if self.resume and self.epochs_left():
             self.tell(
                 f"resuming {self.run_dir} at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
             )
+        elif self.resume:  # stopped during its final selection or while writing its results
+            self.tell(f"resuming {self.run_dir} after its last epoch: writing its results")
             if note:
                 self.tell(note)
         else:

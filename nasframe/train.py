@@ -24,7 +24,7 @@ from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .datasets import Dataset
 from .device import resolve_device
 from .errors import Interrupted, TrainingDiverged, UserError
-from .interrupt import StopFlag, stop_on_signals
+from .interrupt import StopFlag, stop_on_signals, stopping_means
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
@@ -173,7 +173,11 @@ def run_train(
         run.log_hparams()
     finally:
         run.close()
-    return run.write_results()
+    with stopping_means(
+        f"while writing the results; the checkpoint is written: finish with "
+        f"nasframe train --resume {run_dir}"
+    ):
+        return run.write_results()
 
 
 class _TrainRun:
@@ -479,12 +483,15 @@ class _TrainRun:
             full.train.growth = None
             say("training the same architecture at full width from the start, for comparison")
             base_dir = self.run_dir / "full_width"
-            base = run_train(
-                full,
-                base_dir,
-                resume=self.resume and (base_dir / CHECKPOINT).exists(),
-                progress=self.progress,
-            )
+            try:
+                base = run_train(
+                    full,
+                    base_dir,
+                    resume=self.resume and (base_dir / CHECKPOINT).exists(),
+                    progress=self.progress,
+                )
+            except Interrupted as e:  # resuming this run resumes the baseline's too
+                raise Interrupted(str(e).replace(str(base_dir), str(self.run_dir))) from None
             summary["full_width_test_acc"] = base["test_acc"]
         return summary
 

@@ -214,3 +214,111 @@ def test_written_summary_needs_every_result_and_its_kind(runs, tmp_path):
     assert written_summary(run, "search", ("weights.pt",)) is None
     (run / "summary.json").write_text("[1, 2]")
     assert written_summary(run, "search", ()) is None
+
+
+def _without_prune_entry(run: Path, summary: dict) -> None:
+    """A training stopped after its pruning was written, before its summary had the entry."""
+    (run / "summary.json").write_text(
+        json.dumps({k: v for k, v in summary.items() if k != "prune"})
+    )
+
+
+def _timeless(summary: dict) -> dict:
+    """``summary`` without its wall time, and without the source path of a pruning (a copied
+    run's pruning names the directory it was copied from)."""
+    kept = {k: v for k, v in summary.items() if k != "wall_time_s"}
+    if "prune" in kept:
+        kept["prune"] = {k: v for k, v in kept["prune"].items() if k != "source"}
+    return kept
+
+
+def test_a_training_stopped_after_its_pruning_was_written_finishes_on_resume(runs, tmp_path):
+    run = _copy(runs, tmp_path, "prunes")
+    summary, pruned = _summary(run), _files(run / "pruned")
+    _without_prune_entry(run, summary)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert _timeless(_summary(run)) == _timeless(summary)
+    assert _files(run / "pruned") == pruned  # the pruning is the one written before the stop
+    # Stopped while pruned/ was written (its summary.json comes last): it prunes again.
+    (run / "pruned" / "summary.json").unlink()
+    _without_prune_entry(run, summary)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert _timeless(_summary(run)) == _timeless(summary)
+    assert (run / "pruned" / "weights.pt").read_bytes() == pruned["weights.pt"]
+
+
+def test_a_pruning_of_another_threshold_is_not_taken_for_the_trainings_own(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "prunes")
+    summary = _summary(run)
+    pruning = _summary(run / "pruned")
+    pruning["threshold"] /= 2  # what `nasframe prune RUN --threshold` of another value writes
+    (run / "pruned" / "summary.json").write_text(json.dumps(pruning))
+    _without_prune_entry(run, summary)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    assert "already holds a pruned network" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_sigterm_while_the_results_are_written_says_how_to_finish_them(
+    runs, tmp_path, capsys, monkeypatch, kind
+):
+    import os
+    import signal
+
+    from nasframe import search, train
+
+    run = _copy(runs, tmp_path, kind)
+    expected = _timeless(_summary(run))
+    _no_summary(run)
+    cls = search._SearchRun if kind == "search" else train._TrainRun
+    monkeypatch.setattr(cls, "write_results", lambda *a: os.kill(os.getpid(), signal.SIGTERM))
+    assert main([kind, "--resume", str(run), "--quiet"]) == 128 + signal.SIGTERM
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said == (
+        "terminated (SIGTERM) while writing the results; the checkpoint is written: finish with "
+        f"nasframe {kind} --resume {run}"
+    )
+    monkeypatch.undo()
+    assert main([kind, "--resume", str(run)]) == 0
+    assert _timeless(_summary(run)) == expected
+    if kind == "search":
+        assert (
+            f"resuming {run} after its last epoch: writing its results" in capsys.readouterr().err
+        )
+
+
+def test_a_stop_in_the_growth_baseline_is_resumed_from_the_run_itself(
+    tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    from nasframe import SearchSpace, load_config, train
+    from nasframe.yaml_io import dump_yaml
+
+    cfg, _ = load_config(SPACES / "digits.yaml", ["log.tensorboard=false"])
+    space = SearchSpace(cfg)
+    arch = space.freeze([0] * len(space.paths))
+    arch["train"]["epochs"] = 2
+    arch["train"]["growth"] = {
+        "strategy": "random",
+        "start_fraction": 0.5,
+        "every": 5,
+        "steps": 1,
+        "baseline": True,
+    }
+    dump_yaml(arch, tmp_path / "arch.yaml")
+    run = tmp_path / "grown"
+    epoch = train._TrainRun.epoch
+
+    def stopped_in_the_baseline(self, stop):
+        if self.run_dir.name == "full_width":
+            stop.signal = signal.SIGTERM
+        return epoch(self, stop)
+
+    monkeypatch.setattr(train._TrainRun, "epoch", stopped_in_the_baseline)
+    assert main(["train", str(tmp_path / "arch.yaml"), "--out", str(run), "--quiet"]) == 130
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.endswith(f"continue with: nasframe train --resume {run}"), said
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert 0 <= _summary(run)["growth"]["full_width_test_acc"] <= 1
