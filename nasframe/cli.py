@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -23,6 +23,7 @@ from .distributed import world_size
 from .errors import ConfigError, Problem, UserError, cause_traceback, make_dir, out_of_memory
 from .interrupt import stop_note
 from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
+from .run_lock import RunLock
 from .runstate import RUN_NAMES
 from .yaml_io import dump_yaml, is_a_directory
 
@@ -186,6 +187,8 @@ def _load_for_run(args: argparse.Namespace):
         raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
     config, raw = load_config(saved, args.set)
     _refuse_other_kind(args, _config_kind(saved, config, bool(args.set)))
+    if args.set and (Path(args.resume) / CHECKPOINT).exists():
+        _refuse_changed_state(args, config, saved)
     if args.config is not None:
         _check_same_config(args, config, saved)
         args.config = None  # from here on, as if only --resume had been given
@@ -221,6 +224,29 @@ def _refuse_other_kind(args: argparse.Namespace, kind: str | None) -> None:
             f"{args.resume}: this is a {RUN_NAMES[kind]} run; resume it with "
             f"nasframe {kind} --resume {args.resume}"
         )
+
+
+#: settings whose state a run's checkpoint holds (a strategy's distribution, an optimizer's
+#: buffers): another value cannot continue from it
+_KEPT_ON_RESUME = {
+    "search": ("search.strategy", "search.optimizer.name"),
+    "train": ("train.optimizer.name",),
+}
+
+
+def _refuse_changed_state(args: argparse.Namespace, config, saved: Path) -> None:
+    """Refuse a ``--set`` on resume that changes a setting whose state the checkpoint holds."""
+    ran, _ = load_config(saved)
+    for where in _KEPT_ON_RESUME[args.command]:
+        before, after = ran, config
+        for name in where.split("."):
+            before, after = getattr(before, name), getattr(after, name)
+        if before != after:
+            raise UserError(
+                f"--set: {where} {after}, but the run {args.resume} has {before}: its "
+                f"checkpoint holds {before}'s state, which {after} cannot continue from; start a "
+                f"new run for {after} (without --resume)"
+            )
 
 
 def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> None:
@@ -306,33 +332,59 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
     from .train import run_train
 
     refuse_open_choices(SearchSpace(config))  # before a run directory is made for nothing
-    run_dir, resume, record, made = _prepare_run_dir(args, config, raw)
+    prepared = _prepare_run_dir(args, config, raw)
     try:
-        run_train(config, run_dir, resume=resume, progress=not args.quiet, on_ready=record)
-    except BaseException:  # refused, interrupted or failed while setting up: nothing left behind
-        _remove_if_empty(made)
-        raise
+        run_train(
+            config,
+            prepared.path,
+            resume=prepared.resume,
+            progress=not args.quiet,
+            on_ready=prepared.record,
+        )
+    finally:
+        prepared.release()
     return 0
 
 
-def _prepare_run_dir(
-    args: argparse.Namespace, config, raw: dict
-) -> tuple[Path, bool, Callable[[], None] | None, list[Path]]:
-    """The run's directory, created; whether the run resumes from its checkpoint; what writes its
-    ``config.yaml`` (for a new run, and for a run resumed with ``--set``); and the directories
-    this made, deepest first. The run calls the writer once it is set up (and resumed), before it
-    writes anything else: a run refused while it sets up leaves what was made empty, to be
-    removed, and a change a resumed run refuses leaves the config it can resume with.
+class _RunDir(NamedTuple):
+    """A run's directory, made and locked by :func:`_prepare_run_dir`."""
+
+    path: Path
+    resume: bool  # whether the run resumes from its checkpoint
+    record: Callable[[], None] | None  # writes its config.yaml (a new run, or --set on resume)
+    made: list[Path]  # the directories made for it, deepest first
+    lock: RunLock
+
+    def release(self) -> None:
+        """Unlock the directory, and remove what was made for the run if it stayed empty (a
+        run refused or stopped while it set up leaves nothing behind)."""
+        self.lock.release()
+        _remove_if_empty(self.made)
+
+
+def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> _RunDir:
+    """The run's directory, created and locked (one process at a time); whether the run resumes
+    from its checkpoint; what writes its ``config.yaml`` (for a new run, and for a run resumed
+    with ``--set``); and the directories this made, deepest first. The run calls the writer once
+    it is set up (and resumed), before it writes anything else: a run refused while it sets up
+    leaves what was made empty, to be removed, and a change a resumed run refuses leaves the
+    config it can resume with.
 
     ``--resume`` of a run stopped before its first checkpoint (its ``config.yaml`` only) starts
     it from the beginning in its directory: nothing was saved, so this is exact."""
     if args.resume:
         run_dir = _run_dir(args, config.name)
-        resume = (run_dir / CHECKPOINT).exists()
-        if not resume:
-            _restart_note(run_dir)
         make_dir(run_dir, "--resume")
-        return run_dir, resume, (lambda: _write_config(raw, run_dir)) if args.set else None, []
+        lock = RunLock.acquire(run_dir)
+        try:
+            resume = (run_dir / CHECKPOINT).exists()
+            if not resume:
+                _restart_note(run_dir)
+        except BaseException:
+            lock.release()
+            raise
+        record = (lambda: _write_config(raw, run_dir)) if args.set else None
+        return _RunDir(run_dir, resume, record, [], lock)
     if args.out is None:
         made = _missing(Path("runs"))
         run_dir = _run_dir(args, config.name)  # made there, to reserve the name
@@ -341,7 +393,12 @@ def _prepare_run_dir(
         run_dir = _run_dir(args, config.name)
         made = _missing(run_dir)
         make_dir(run_dir, "--out")
-    return run_dir, False, lambda: _write_config(raw, run_dir), made
+    try:
+        lock = RunLock.acquire(run_dir)
+    except UserError:
+        _remove_if_empty(made)
+        raise
+    return _RunDir(run_dir, False, lambda: _write_config(raw, run_dir), made, lock)
 
 
 def _restart_note(run_dir: Path) -> None:
@@ -391,14 +448,13 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
     from .search import run_search
 
     group, device = join_group(config.device)
-    made: list[Path] = []
+    prepared: _RunDir | None = None  # rank 0's: it writes the config, the others follow
     try:
         outcome: tuple[str, str, bool] = ("", "", False)
-        record = None  # the main process writes the config and removes what a refused run made
         if group.main:
             try:
-                run_dir, resume, record, made = _prepare_run_dir(args, config, raw)
-                outcome = ("ok", str(run_dir), resume)
+                prepared = _prepare_run_dir(args, config, raw)
+                outcome = ("ok", str(prepared.path), prepared.resume)
             except UserError as e:
                 outcome = ("error", str(e), False)
         kind, text, resume = group.broadcast(outcome)  # every process resumes, or none
@@ -411,12 +467,15 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
             resume=resume,
             progress=not args.quiet,
             group=group,
-            on_ready=record,
+            on_ready=prepared.record if prepared is not None else None,
         )
     except BaseException:  # refused, interrupted or failed (here or on another rank)
-        _remove_if_empty(made)
+        if prepared is not None:
+            prepared.release()
         group.leave()
         raise
+    if prepared is not None:
+        prepared.release()
     group.leave(finished=True)
     return 0
 

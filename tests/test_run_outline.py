@@ -322,3 +322,32 @@ def test_a_stop_in_the_growth_baseline_is_resumed_from_the_run_itself(
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert 0 <= _summary(run)["growth"]["full_width_test_acc"] <= 1
+
+
+@pytest.mark.parametrize(
+    "kind, change, where, ran, asked",
+    [
+        ("search", "search.strategy=random", "search.strategy", "asng", "random"),
+        (
+            "search",
+            "search.optimizer={name: adam, lr: 0.01}",
+            "search.optimizer.name",
+            "sgd",
+            "adam",
+        ),
+        ("train", "train.optimizer={name: sgd, lr: 0.01}", "train.optimizer.name", "adam", "sgd"),
+    ],
+)
+def test_a_resume_that_changes_a_setting_the_checkpoint_holds_is_refused_by_name(
+    runs, tmp_path, capsys, kind, change, where, ran, asked
+):
+    run = _copy(runs, tmp_path, kind)
+    before = _files(run)
+    more = "search.epochs=2" if kind == "search" else "train.epochs=2"
+    assert main([kind, "--resume", str(run), "--set", more, "--set", change]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"--set: {where} {asked}, but the run {run} has {ran}: its checkpoint holds {ran}'s "
+        f"state, which {asked} cannot continue from; start a new run for {asked} (without "
+        "--resume)"
+    )
+    assert _files(run) == before

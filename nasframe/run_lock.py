@@ -1,0 +1,82 @@
+"""One process at a time in a run directory.
+
+Two processes in one run directory (a second ``--resume`` while the first still runs, or orphaned
+torchrun workers) would interleave their checkpoints, events and results. The command line holds
+an advisory lock on ``RUN_DIR/.lock`` while a run runs; the kernel releases it when the process
+dies, however it dies, so a killed run never leaves a stale lock behind. Where the platform has
+no ``fcntl`` (Windows), runs are not locked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["LOCK", "RunLock"]
+
+LOCK = ".lock"  #: the lock file in a run directory (removed when the run ends)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class RunLock:
+    """The lock of one run directory, held from :meth:`acquire` until :meth:`release`."""
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path, self._fd = path, fd
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> RunLock:
+        """Lock ``run_dir`` for this process, or raise a UserError naming the process that holds
+        it."""
+        path = Path(run_dir) / LOCK
+        if fcntl is None:
+            return cls(path, None)
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise UserError(
+                    f"{path}: cannot create the run's lock file ({e.strerror})"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                pid = f" (pid {holder})" if holder.isdigit() else ""
+                raise UserError(
+                    f"{run_dir}: another nasframe process{pid} is running in this directory; "
+                    "wait for it to end, or stop it, then resume"
+                ) from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the holder before us removed that file as it ended: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Remove the lock file and unlock (in that order: a process waiting on the old file
+        sees it gone and locks a new one)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # the lock goes with the descriptor anyway
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path``."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,97 @@
+"""One process at a time in a run directory: a second run there is refused by name, and a run
+that died (however it died) never leaves it locked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SPACES
+
+from nasframe.cli import main
+from nasframe.run_lock import LOCK, RunLock
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs are not locked on Windows")
+
+QUICK = ["--quiet", "--set", "search.epochs=1", "--set", "log.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory) -> Path:
+    """A search of 2 epochs stopped after its first (its checkpoint written)."""
+    run = tmp_path_factory.mktemp("lock") / "run"
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(run), *QUICK]) == 0
+    (run / "summary.json").unlink()
+    return run
+
+
+def test_a_second_process_in_a_run_directory_is_refused_naming_the_first(stopped_run, capsys):
+    held = RunLock.acquire(stopped_run)
+    try:
+        args = ["search", "--resume", str(stopped_run), "--set", "search.epochs=2", "--quiet"]
+        before = (stopped_run / "checkpoint.pt").read_bytes()
+        assert main(args) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"{stopped_run}: another nasframe process (pid {os.getpid()}) is running in this "
+            "directory; wait for it to end, or stop it, then resume"
+        )
+        assert (stopped_run / "checkpoint.pt").read_bytes() == before
+        out = stopped_run.parent / "new"
+        out.mkdir()
+        held_new = RunLock.acquire(out)  # a new run setting up there: --out is refused too
+        try:
+            assert main(["search", str(SPACES / "digits.yaml"), "--out", str(out), *QUICK]) == 2
+            assert "another nasframe process" in capsys.readouterr().err
+        finally:
+            held_new.release()
+    finally:
+        held.release()
+    assert not (stopped_run / LOCK).exists()
+
+
+def test_a_run_holds_the_lock_while_it_runs_and_removes_it_when_it_ends(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nasframe",
+            "search",
+            str(SPACES / "digits.yaml"),
+            "--out",
+            str(run),
+            "--quiet",
+            "--set",
+            "search.epochs=50",
+            "--set",
+            "log.tensorboard=false",
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "config.yaml").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (run / LOCK).read_text() == str(proc.pid)
+        with pytest.raises(Exception, match=f"pid {proc.pid}"):
+            RunLock.acquire(run)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # dies without releasing anything itself
+        proc.wait()
+    assert (run / LOCK).exists()  # the file stays, but the lock died with the process
+    RunLock.acquire(run).release()
+    assert not (run / LOCK).exists()
+
+
+def test_the_lock_is_gone_after_a_run_ends_or_finds_nothing_to_do(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(run), *QUICK]) == 0
+    assert not (run / LOCK).exists()
+    assert main(["search", "--resume", str(run)]) == 0  # finished: says so, writes nothing
+    assert "this search has finished" in capsys.readouterr().err
+    assert not (run / LOCK).exists()
