@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .cell_config import CELL_KINDS, CellSpace
+from .cell_config import CellSpace
 
 __all__ = [
     "Node",
@@ -25,7 +25,8 @@ __all__ = [
 
 #: One node of a cell: its inputs and the op of each input.
 Node = tuple[tuple[int, ...], tuple[str, ...]]
-#: A cell architecture per kind: {"normal": (node, ...), "reduction": (node, ...)}.
+#: A cell architecture per kind: {"normal": (node, ...), "reduction": (node, ...)} (no
+#: "reduction" for a space without reductions).
 Genotype = dict[str, tuple[Node, ...]]
 
 
@@ -37,11 +38,12 @@ def node_path(kind: str, node: int) -> str:
 
 def cell_fields(sp: CellSpace) -> list[tuple[str, Any]]:
     """(path, field) of every variable of a cell space, in choice order; a field is a constant
-    (fixed cells) or a :class:`~nasframe.config.Choice`."""
+    (fixed cells) or a :class:`~nasframe.config.Choice`. A kind of cell its networks lack (the
+    reduction cell, with ``reductions: []``) has none."""
     from .config import Choice
 
     out: list[tuple[str, Any]] = []
-    for kind in CELL_KINDS:
+    for kind in sp.cell_kinds():
         fixed = getattr(sp, kind)
         for i in range(sp.nodes):
             base = node_path(kind, i)
@@ -55,10 +57,11 @@ def cell_fields(sp: CellSpace) -> list[tuple[str, Any]]:
 
 
 def genotype(sp: CellSpace, value: Callable[[str, Any], Any]) -> Genotype:
-    """The cells of one architecture; ``value(path, field)`` gives each variable's value."""
+    """The cells of one architecture (of the kinds its networks have); ``value(path, field)``
+    gives each variable's value."""
     fields = dict(cell_fields(sp))
     geno: Genotype = {}
-    for kind in CELL_KINDS:
+    for kind in sp.cell_kinds():
         nodes = []
         for i in range(sp.nodes):
             base = node_path(kind, i)

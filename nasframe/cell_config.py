@@ -135,7 +135,9 @@ class CellSpace(Strict):
         None, description="a fixed normal cell, one entry per node (default: searched)"
     )
     reduction: list[CellNode] | None = Field(
-        None, description="a fixed reduction cell, one entry per node (default: searched)"
+        None,
+        description="a fixed reduction cell, one entry per node (default: searched; with "
+        "`reductions: []` no network has one, and it has no choices)",
     )
     retrain: CellRetrain = Field(
         default_factory=CellRetrain, description="network and regularisation of `nasframe train`"
@@ -170,6 +172,13 @@ class CellSpace(Strict):
             if fixed is not None:
                 self._check_cell(kind, fixed)
         return self
+
+    def cell_kinds(self) -> tuple[str, ...]:
+        """The kinds of cell its networks have, in choice order: normal and reduction, or normal
+        alone with ``reductions: []`` (a reduction cell's choices could change no network: left
+        open, they would be sampled and updated for nothing, widen ASNG's distribution, whose
+        step size depends on the number of choices, and keep it from ever converging)."""
+        return ("normal",) if self.reductions == [] else CELL_KINDS
 
     def _check_cell(self, kind: str, fixed: list[CellNode]) -> None:
         if len(fixed) != self.nodes:

@@ -8,9 +8,11 @@ registry, so plugins validate like built-ins.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union
+from types import NoneType, UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     ConfigDict,
@@ -37,6 +39,7 @@ from .config_base import (
     is_utf8,
     plugin_name,
     refuse_non_number,
+    value_kind,
 )
 from .config_source import ConfigSource
 from .errors import UserError, did_you_mean
@@ -148,6 +151,10 @@ class StemConfig(Strict):
     channels: Width = Field(32, description="output channels (a choice or a constant)")  # type: ignore[valid-type]
 
 
+#: What a stage's name must be: it keys the stage's choice paths (``space.stages.NAME.width``).
+STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class StageConfig(Strict):
     name: str | None = Field(
         None, description="identifier used in choice paths (default s1, s2, ...)"
@@ -205,16 +212,29 @@ class ChainSpace(Strict):
 
     @model_validator(mode="after")
     def _names_and_layouts(self) -> ChainSpace:
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for i, st in enumerate(self.stages):
             st.name = st.name or f"s{i + 1}"
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", st.name):
-                raise PydanticCustomError(
-                    "stage_name", "stage name '{n}' must be an identifier", {"n": st.name}
+            if not STAGE_NAME.fullmatch(st.name):
+                raise error_at(
+                    "stage_name",
+                    "stage name '{n}' must be an identifier (letters, digits and _, not starting "
+                    "with a digit), e.g. s{i}",
+                    ("stages", i, "name"),
+                    n=st.name,
+                    i=i + 1,
                 )
             if st.name in seen:
-                raise PydanticCustomError("stage_name", "two stages named '{n}'", {"n": st.name})
-            seen.add(st.name)
+                raise error_at(
+                    "stage_name",
+                    "stages {j} and {i} are both named '{n}'; rename one (names key choice paths "
+                    "such as space.stages.{n}.width)",
+                    ("stages", i, "name"),
+                    n=st.name,
+                    i=i,
+                    j=seen[st.name],
+                )
+            seen[st.name] = i
         return self
 
 
@@ -289,7 +309,10 @@ class OptimizerConfig(NumbersOnly):
                     "unknown key '{key}' for optimizer '{opt}'{hint}",
                     {"key": key, "opt": self.name, "hint": did_you_mean(key, accepted)},
                 )
+        signature = self._signature()
         for key, value in extra.items():
+            if key in signature:
+                _check_option_kind(key, value, signature[key])
             items = enumerate(value) if isinstance(value, list) else [(None, value)]
             for i, item in items:
                 where = (key,) if i is None else (key, i)
@@ -303,6 +326,13 @@ class OptimizerConfig(NumbersOnly):
                 _refuse_beyond_float32(item, where)
         return self
 
+    def _signature(self) -> dict[str, inspect.Parameter]:
+        """The optimizer's parameters by name; empty when unknown (checked when it is built)."""
+        try:
+            return dict(inspect.signature(registry.get("optimizer", self.name)).parameters)
+        except (registry.PluginError, TypeError, ValueError):
+            return {}
+
     def _accepted_keys(self) -> list[str] | None:
         """The keyword arguments the optimizer takes; None when unknown (a plugin that takes
         ``**kwargs``, or one that is broken: reported at its name)."""
@@ -312,6 +342,52 @@ class OptimizerConfig(NumbersOnly):
             return None
         takes = registry.keywords(cls, exclude=("params",))
         return None if takes is None else sorted(takes)
+
+
+def _bool_or_none(annotation: Any) -> bool:
+    """Whether a parameter annotation says ``bool | None`` (torch's ``foreach`` and ``fused``),
+    as a type or as the text ``from __future__ import annotations`` leaves."""
+    if isinstance(annotation, str):
+        text = re.sub(r"\s|typing\.", "", annotation)
+        return text in ("bool|None", "None|bool", "Optional[bool]")
+    if get_origin(annotation) in (Union, UnionType):
+        return set(get_args(annotation)) == {bool, NoneType}
+    return False
+
+
+def _check_option_kind(key: str, value: Any, param: inspect.Parameter) -> None:
+    """Refuse at ``key`` a value other than true or false for an optimizer option whose default in
+    the optimizer's signature is a boolean (``nesterov``, ``amsgrad``), or other than true, false
+    or null for a ``bool | None`` one (``foreach``, ``fused``): the optimizer would only refuse
+    it, or take ``1`` or ``"no"`` for true, when a run builds it. (Options that take numbers
+    are checked when it is built, by :func:`nasframe.optim.build_optimizer`.)"""
+    default = param.default
+    takes_null = _bool_or_none(param.annotation)
+    if not (isinstance(default, bool) or (default is None and takes_null)):
+        return
+    if isinstance(value, bool) or (value is None and takes_null):
+        return
+    raise error_at(
+        "bool_option",
+        "expected true{o}, got {got}{hint}",
+        (key,),
+        o=", false or null" if takes_null else " or false",
+        got=value_kind(value),
+        hint=_bool_hint(value),
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _bool_hint(value: Any) -> str:
+    """How to write as a boolean a value that was meant as one ('' if none is clear)."""
+    if isinstance(value, str) and isinstance(parse_scalar(value), bool):
+        return f"; write {value.strip()} without quotes"
+    if _is_number(value) and value in (0, 1):
+        return f"; write {str(bool(value)).lower()}"
+    return ""
 
 
 class AugmentConfig(Strict):

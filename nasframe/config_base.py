@@ -36,6 +36,7 @@ __all__ = [
     "plugin_name",
     "refuse_non_number",
     "is_utf8",
+    "value_kind",
 ]
 
 
@@ -204,6 +205,24 @@ def plugin_name(kind: str) -> AfterValidator:
         return registry.normalize(name)
 
     return AfterValidator(check)
+
+
+def value_kind(value: Any) -> str:
+    """What YAML value ``value`` is, in words (``the number 1``, ``the text 'yes'``), for messages
+    that say what was given instead of what a key takes."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
 
 
 def is_utf8(text: str) -> bool:

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import Config
-from .config_base import is_utf8
+from .config import STAGE_NAME, Config
+from .config_base import is_utf8, value_kind
 from .config_source import ConfigSource, item_index, override_of
 from .errors import ConfigError, Problem, UserError, did_you_mean
 from .yaml_io import LineMap, load_yaml, parse_scalar
@@ -25,14 +25,15 @@ _TAGS = {"const", "choice", "chain_space", "cell_space"}
 
 
 def _pretty_loc(loc: tuple[Any, ...], raw: Any) -> str:
-    """Dotted path, with stages named by their name (``space.stages.s1.width``)."""
+    """Dotted path, with stages named as choice paths and ``--set`` name them
+    (``space.stages.s1.width``): by the name they go by, where that name is theirs alone; by
+    index otherwise (a name that is not an identifier, such as ``2``, or one two stages share)."""
     parts: list[str] = []
     node = raw
     for i, key in enumerate(loc):
         shown = str(key)
         if isinstance(key, int) and i > 0 and loc[i - 1] == "stages" and isinstance(node, list):
-            item = node[key] if key < len(node) else None
-            shown = str(item.get("name") or f"s{key + 1}") if isinstance(item, dict) else shown
+            shown = _stage_label(node, key)
         parts.append(shown)
         if isinstance(node, dict):
             node = node.get(key)
@@ -41,6 +42,27 @@ def _pretty_loc(loc: tuple[Any, ...], raw: Any) -> str:
         else:
             node = None
     return ".".join(parts)
+
+
+def _stage_label(stages: list, index: int) -> str:
+    """How a path names item ``index`` of a raw ``stages`` list: the name it goes by (given, or
+    ``s1``, ``s2``, ... where none is), if that is an identifier no other stage goes by, else
+    its index."""
+    names = [_stage_name(item, k) for k, item in enumerate(stages)]
+    name = names[index] if 0 <= index < len(names) else None
+    if name is None or not STAGE_NAME.fullmatch(name) or names.count(name) > 1:
+        return str(index)
+    return name
+
+
+def _stage_name(item: Any, index: int) -> str | None:
+    """The name stage ``item`` goes by (None for one that is not a mapping)."""
+    if not isinstance(item, dict):
+        return None
+    name = item.get("name")
+    if name is None or name == "":
+        return f"s{index + 1}"
+    return name if isinstance(name, str) else None
 
 
 def _problems(
@@ -66,7 +88,7 @@ def _problems(
         elif e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] in ("model_type", "dict_type"):  # not "... instance of ChainSpace"
-            msg = f"expected a mapping of keys, got {_kind(e.get('input'))}"
+            msg = f"expected a mapping of keys, got {value_kind(e.get('input'))}"
         if given is not None:  # the value came from the command line, not from the file
             problem = Problem(f"--set {given}", None, _pretty_loc(loc, raw), msg)
         else:
@@ -76,21 +98,6 @@ def _problems(
             seen.add(str(problem))
             out.append(problem)
     return out
-
-
-def _kind(value: Any) -> str:
-    """What YAML value ``value`` is, in words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the text '{value}'"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
 
 
 def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> str:

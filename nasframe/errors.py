@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -108,11 +109,24 @@ def cause_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
 
 
+#: A CUDA library's own name for an allocation that failed, as torch's message gives it
+#: ("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)", cuDNN 9's
+#: "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED"): GPU memory ran out.
+_ALLOC_FAILED = re.compile(
+    r"\b(?:CU(?:BLAS|DNN|SOLVER|SPARSE)|HIPBLAS|ROCBLAS|MIOPEN)_STATUS_"
+    r"(?:ALLOC_FAILED|INTERNAL_ERROR_(?:HOST|DEVICE)_ALLOCATION_FAILED)\b"
+    r"|\bCUFFT_ALLOC_FAILED\b"
+)
+
+
 def out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is an allocation that failed (host or GPU): the user's sizes, not a bug."""
+    """Whether ``e`` is an allocation that failed (host or GPU, torch's or a CUDA library's, such
+    as cuBLAS creating its handle): the user's sizes, not a bug."""
     text = str(e)
-    return isinstance(e, MemoryError) or any(
-        m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError")
+    return (
+        isinstance(e, MemoryError)
+        or any(m in text for m in ("can't allocate memory", "out of memory", "OutOfMemoryError"))
+        or _ALLOC_FAILED.search(text) is not None
     )
 
 

@@ -83,8 +83,9 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
 
 def _out_path(out: str | Path) -> tuple[Path, str]:
     """``--out`` as a path, and as messages name it; refused unless it names a ``.pt2`` file
-    (what torch.export writes): a config, a run's own file or any other file is never
-    overwritten by an export, while a ``.pt2`` is (a re-export)."""
+    (what torch.export writes; the suffix in any case, ``MODEL.PT2``): a config, a run's own
+    file or any other file is never overwritten by an export, while a ``.pt2`` is (a
+    re-export)."""
     text = str(out)
     if not text.strip():
         raise UserError("--out: empty; give a .pt2 file, e.g. --out model.pt2")
@@ -93,8 +94,14 @@ def _out_path(out: str | Path) -> tuple[Path, str]:
         raise UserError(
             f"--out {text}: a directory; an export is a .pt2 file; write --out {path / EXPORTED}"
         )
-    if path.suffix != ".pt2":
-        suggested = path.with_name(path.stem + ".pt2") if path.stem else path / EXPORTED
+    if path.suffix.lower() != ".pt2":  # MODEL.PT2 is a .pt2 file too
+        stem = path.stem.rstrip(".")  # `model.` as `model`
+        if not path.name:
+            suggested = path / EXPORTED
+        elif path.name.lower() == ".pt2" or not stem:  # only the suffix: the usual name there
+            suggested = path.with_name(EXPORTED)
+        else:
+            suggested = path.with_name(stem + ".pt2")
         raise UserError(f"--out {text}: an export is a .pt2 file; write --out {suggested}")
     return path, f"--out {text}"
 

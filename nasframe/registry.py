@@ -6,6 +6,7 @@ requested, so one broken plugin never breaks the others or the CLI.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import sys
@@ -188,14 +189,50 @@ def _binds(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, A
     return True
 
 
-def named_option(message: str, options: Mapping[str, Any]) -> str | None:
-    """The first key of ``options`` that ``message`` names as a word, or None."""
-    found = [
-        (m.start(), key)
-        for key in options
-        if (m := re.search(rf"\b{re.escape(str(key))}\b", message, re.IGNORECASE))
+#: Words that, in the clause a key opens, make it a refusal of that key (``n must be positive``).
+_REFUSAL = (
+    r"must|should|cannot|can't|can\s+not|may\s+not|(?:has|have|needs?)\s+to|requires?|required"
+    r"|invalid|not\s+(?:a\s+|an\s+)?(?:valid|supported|allowed)|out\s+of\s+range"
+    r"|too\s+(?:large|small|big|long|short|many|few)"
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _naming(key: str) -> tuple[re.Pattern[str], ...]:
+    """The ways a message names option ``key``, each with the key's own text as group ``key``."""
+    k = rf"(?P<key>{re.escape(key)})"
+    word = rf"(?<!\w){k}(?!\w)"
+    ways = [
+        rf"(?P<q>['\"`]){k}(?P=q)",  # quoted: 'size', "size", `size`
+        rf"{word}\s*(?:=(?!=)|:(?!:))",  # given a value: size=3, lr: -1
+        rf"\b(?:invalid|unknown|unsupported|unrecogni[sz]ed)\s+{word}",  # Invalid momentum value
+        # opening the message or a clause that refuses it: n must be positive, got -1
+        rf"(?:^|(?<=[.;:,!?])\s)\s*{word}(?:\s+\S*[^\s.;:,!?]){{0,4}}?\s+(?:{_REFUSAL})\b",
     ]
-    return min(found)[1] if found else None
+    if "_" in key or any(c.isdigit() for c in key):  # an identifier, never an everyday word
+        ways.append(word)
+    return tuple(re.compile(w, re.IGNORECASE | re.MULTILINE) for w in ways)
+
+
+def named_option(message: str, options: Mapping[str, Any]) -> str | None:
+    """The key of ``options`` that ``message`` names first, or None: a plugin's exception that
+    names the user's option is the user's mistake, any other its own bug.
+
+    A key counts as named where the message quotes it (``'size'``), gives it a value
+    (``size=3``, ``lr: -1``), calls it invalid or unknown (``Invalid momentum value``), or opens a
+    clause that refuses it (``n must be positive``, ``Nesterov momentum requires ...``); a key
+    that is an identifier (``weight_decay``, ``t0``) counts wherever it stands as a word. A short
+    everyday key in other words (``size mismatch for weight``, ``expected mode to be ...``) is
+    the plugin's own text, not a refusal of the user's option."""
+    found = []
+    for key in options:
+        text = str(key)
+        if not text.strip():
+            continue
+        starts = [m.start("key") for way in _naming(text) for m in way.finditer(message)]
+        if starts:
+            found.append((min(starts), key))
+    return min(found, key=lambda f: f[0])[1] if found else None
 
 
 def call(

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .cell_arch import Genotype, cell_fields, describe_cell, genotype
-from .cell_config import CELL_KINDS
 from .config import Choice, Config
 from .config_load import load_config
 
@@ -180,7 +179,7 @@ class SearchSpace:
         raw = cfg.model_dump(mode="json", exclude_none=True, warnings=False)
         if self.is_cells:
             geno = self.genotype(sample)
-            for kind in CELL_KINDS:
+            for kind in geno:
                 raw["space"][kind] = [
                     {"inputs": list(ins), "ops": list(ops)} for ins, ops in geno[kind]
                 ]
@@ -220,7 +219,7 @@ class SearchSpace:
                 f"cells: {sp.cells} ({sp.nodes} nodes), channels {sp.channels}, "
                 f"reductions at {sp.reduction_cells()}"
             )
-            return "\n".join([head] + [f"{k}: {describe_cell(geno[k])}" for k in CELL_KINDS])
+            return "\n".join([head] + [f"{k}: {describe_cell(nodes)}" for k, nodes in geno.items()])
         stem = self.value(STEM_CHANNELS, cfg.space.stem.channels, sample)
         lines = [f"stem: {cfg.space.stem.op} -> {stem}"]
         for st in cfg.space.stages:

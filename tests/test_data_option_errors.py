@@ -238,7 +238,6 @@ def _sgd_params() -> list[torch.nn.Parameter]:
     "options, expected",
     [
         ({"momentum": "abc"}, "search.optimizer.momentum: expected a number, got 'abc'"),
-        ({"nesterov": "yes"}, "search.optimizer.nesterov: expected true or false, got 'yes'"),
         (
             {"momentum": -5},
             "search.optimizer.momentum: optimizer 'sgd': Invalid momentum value: -5",
@@ -286,6 +285,16 @@ def test_numbers_quoted_as_text_are_refused_as_for_lr(options, where, text):
     (err,) = e.value.errors()
     assert err["ctx"]["at"] == where
     assert err["msg"] == f"expected a number, got the text '{text}'; write {text} without quotes"
+
+
+def test_a_boolean_option_given_text_by_the_python_api_is_refused_when_built():
+    cfg = OptimizerConfig.model_construct(name="sgd", lr=0.1, lr_schedule="constant", gc=None)
+    cfg.__pydantic_extra__ = {
+        "nesterov": "yes"
+    }  # validation refuses it: tests/test_config_followups
+    with pytest.raises(UserError) as e:
+        build_optimizer(_sgd_params(), cfg, "search.optimizer")
+    assert str(e.value).startswith("search.optimizer.nesterov: expected true or false, got 'yes'")
 
 
 def test_text_given_to_the_optimizer_by_the_python_api_is_read_as_numbers():
