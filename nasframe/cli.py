@@ -198,8 +198,21 @@ def _load_for_run(args: argparse.Namespace):
 def _refuse_run_directory(path: Path) -> None:
     """A directory given to ``nasframe search`` as its config: a run's ``config.yaml`` is the
     search's config (``nasframe train`` takes its ``arch.yaml``, as :func:`load_yaml` says)."""
-    if path.is_dir() and (path / RUN_CONFIG).is_file():
-        raise ConfigError([Problem(str(path), None, "", is_a_directory(path, (RUN_CONFIG,)))])
+    if not (path.is_dir() and (path / RUN_CONFIG).is_file()):
+        return
+    try:
+        config, _ = load_config(path / RUN_CONFIG)
+    except UserError:  # a damaged run: say what a directory is, as for any other
+        config = None
+    if config is not None and _config_kind(path / RUN_CONFIG, config, False) == "train":
+        what = (
+            f"is a training run's directory, not a search space; continue it with nasframe "
+            f"train --resume {path}, or search with a config that has choices"
+        )
+    else:
+        what = is_a_directory(path, (RUN_CONFIG,))
+        what += f" (a new search with that run's config), or nasframe search --resume {path}"
+    raise ConfigError([Problem(str(path), None, "", what)])
 
 
 def _config_kind(saved: Path, config, changed: bool) -> str | None:

@@ -8,7 +8,7 @@ from .data import check_root
 from .network import check_ops
 from .space import SearchSpace
 
-__all__ = ["preflight", "check_growth_options"]
+__all__ = ["preflight", "check_growth_options", "check_optimizers"]
 
 
 def preflight(config: Config, data: bool = False) -> str:
@@ -27,6 +27,7 @@ def preflight(config: Config, data: bool = False) -> str:
     check_ops(config)
     check_growth_options(config)
     space = SearchSpace(config)
+    check_optimizers(config, search=bool(space.choices))
     if space.choices:
         if data:  # the dry run makes the strategy too
             info = run_search(config, None, progress=False, dry_run=True)
@@ -63,3 +64,24 @@ def check_growth_options(config: Config) -> None:
         label=f"{growth.strategy}(**train.growth.options)",
         blame=growth_blame(growth),
     )
+
+
+#: options that depend on where the parameters live: left to the run, which builds the optimizer
+#: on the config's device
+_DEVICE_OPTIONS = ("fused", "capturable")
+
+
+def check_optimizers(config: Config, search: bool) -> None:
+    """Build ``train.optimizer`` (and ``search.optimizer`` for a search) on one stand-in parameter,
+    raising what the run (or the retraining of what a search finds) would raise at the option's
+    config path: a ``momentum: abc``, a negative learning rate, an option torch refuses. An
+    optimizer with a device-dependent option (``fused``, ``capturable``) is left to the run."""
+    import torch
+
+    from .optim import build_optimizer
+
+    sections = (("search", config.search.optimizer),) if search else ()
+    for where, cfg in (*sections, ("train", config.train.optimizer)):
+        if any(cfg.kwargs().get(k) for k in _DEVICE_OPTIONS):
+            continue
+        build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg, f"{where}.optimizer")

@@ -255,7 +255,15 @@ def test_a_run_directory_given_as_a_config(digits_runs, capsys):
     assert main(["train", str(train)]) == 2  # a training's own config trains it again
     assert _err(capsys).endswith(f"did you mean {train / 'config.yaml'}?")
     assert main(["search", str(search)]) == 2
-    assert _err(capsys).endswith(f"did you mean {search / 'config.yaml'}?")
+    assert _err(capsys) == (
+        f"{search}: is a directory, expected a YAML file; did you mean {search / 'config.yaml'}? "
+        f"(a new search with that run's config), or nasframe search --resume {search}"
+    )
+    assert main(["search", str(train)]) == 2  # its config.yaml would be refused by search
+    assert _err(capsys) == (
+        f"{train}: is a training run's directory, not a search space; continue it with "
+        f"nasframe train --resume {train}, or search with a config that has choices"
+    )
     assert main(["validate", str(search)]) == 2
     assert _err(capsys).endswith(f"did you mean {search / 'arch.yaml'}?")
     assert main(["train", str(SPACES.parent / "docs")]) == 2

@@ -94,3 +94,36 @@ def test_a_retraining_budget_no_width_fits_is_found_by_data(tmp_path, capsys):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"{cfg}:") and ": space.retrain.channels: 3 cells of " in line
     assert "over space.retrain.param_budget of 100; no width fits it" in line
+
+
+def test_optimizer_options_a_run_would_refuse_are_caught_without_data(tmp_path, capsys):
+    text = (SPACES / "digits.yaml").read_text()
+    search = "{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 3.0e-4}"
+    train = "{name: adam, lr: 3.0e-3}"
+    assert search in text and train in text
+    cases = [
+        (
+            search,
+            "{name: sgd, lr: 0.05, momentum: abc}",
+            "search.optimizer.momentum: expected a number, got 'abc'",
+        ),
+        (
+            search,
+            "{name: sgd, lr: 0.05, momentum: -0.5}",
+            "search.optimizer.momentum: optimizer 'sgd': Invalid momentum value: -0.5",
+        ),
+        (
+            train,
+            "{name: adam, lr: 3.0e-3, betas: [2, 0.9]}",
+            "train.optimizer.betas: optimizer 'adam': Invalid beta parameter at index 0: 2",
+        ),
+    ]
+    for i, (old, new, said) in enumerate(cases):
+        cfg = tmp_path / f"c{i}.yaml"
+        cfg.write_text(text.replace(old, new))
+        assert main(["validate", str(cfg)]) == 2
+        line = _line_of(cfg, new)
+        assert capsys.readouterr().err.strip() == f"{cfg}:{line}: {said}"
+    fused = tmp_path / "fused.yaml"  # device-dependent: left to the run, on its device
+    fused.write_text(text.replace(train, "{name: adam, lr: 3.0e-3, fused: true}"))
+    assert main(["validate", str(fused)]) == 0
