@@ -278,6 +278,14 @@ class ASNG:
         ords = self.theta[self.ordinal]
         return bool(cat and (ords.size == 0 or ords.max(axis=1).min() >= fraction))
 
+    def convergence(self) -> float:
+        """How far θ has decided: the largest ``fraction`` at which :meth:`converged` holds (1.0
+        for a space without choices)."""
+        rows, ords = self.theta[self._projected], self.theta[self.ordinal]
+        levels = [rows.max(axis=1).min() / self.cap] if rows.size else []
+        levels += [ords.max(axis=1).min()] if ords.size else []
+        return float(min(levels, default=1.0))
+
     def entropy(self) -> np.ndarray:
         """Entropy of each choice (nats; ordinal choices: of their discretised Gaussian)."""
         p = np.where(self._valid & (self.theta > 0), self.theta, 1.0)

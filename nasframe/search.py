@@ -428,7 +428,7 @@ class _SearchRun:
         S, done = self.S, self.pos["epoch"]
         if done < S.epochs:  # stopped early by search.stop_when_converged
             how = f"converged after {done} of {S.epochs} epochs"
-            longer = f"--set search.stop_when_converged=null, or above {S.stop_when_converged}"
+            longer = "--set search.stop_when_converged=null" + self._higher_threshold()
         else:
             how = f"{done} of {S.epochs} epochs" if done == S.epochs else f"{done} epochs"
             longer = f"--set search.epochs=N, N above {done}"
@@ -472,6 +472,13 @@ class _SearchRun:
         """Whether ``search.stop_when_converged`` (if set) ends the search now."""
         S = self.S
         return S.stop_when_converged is not None and self.strategy.converged(S.stop_when_converged)
+
+    def _higher_threshold(self) -> str:
+        """', or above X' for the thresholds at which a converged search goes on: above how far
+        θ has decided ('' for a strategy that cannot say, or for θ decided beyond any threshold)."""
+        level = getattr(self.strategy, "convergence", None)
+        above = math.ceil(level() * 1000) / 1000 if level is not None else 1.0
+        return f", or above {above:g}" if above < 1.0 else ""
 
     def epochs_left(self) -> bool:
         """Whether another epoch runs: not all done, and not converged."""

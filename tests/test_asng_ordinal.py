@@ -263,3 +263,18 @@ def test_a_state_written_before_ordinal_choices_existed_still_loads():
     b.load_state_dict(old)
     np.testing.assert_array_equal(a.sample(3), b.sample(3))
     np.testing.assert_array_equal(a.theta, b.theta)
+
+
+def test_convergence_is_the_largest_fraction_at_which_converged_holds():
+    """Mixed categorical and ordinal choices along a run: converged(f) holds exactly for f up to
+    convergence() (the run's "to search longer" hint names it)."""
+    a = ASNG([4, 8, 3, 6], ordinal=[1, 3], seed=3, lam=4)
+    target = np.array([2, 5, 0, 1])
+    for step in range(200):
+        x = a.sample()
+        a.update(x, (x != target).sum(1) + ((x - target) ** 2).sum(1) * 0.1)
+        if step % 20 == 0:
+            level = a.convergence()
+            assert 0 < level <= 1
+            assert a.converged(level * (1 - 1e-9)) and not a.converged(min(level * 1.001, 1.5))
+    assert ASNG([1, 1]).convergence() == 1.0  # nothing to decide

@@ -200,11 +200,21 @@ def test_a_search_that_converged_says_so_when_resumed(tmp_path, capsys):
     before = _files(run)
     capsys.readouterr()
     assert main(["search", "--resume", str(run), "--quiet", "--set", "search.epochs=20"]) == 0
-    assert capsys.readouterr().err == (
+    said = capsys.readouterr().err
+    assert said.startswith(
         f"{run}: this search has finished (converged after {done} of 20 epochs); nothing to "
-        "resume (to search longer: --set search.stop_when_converged=null, or above 0.3)\n"
+        "resume (to search longer: --set search.stop_when_converged=null, or above "
     )
+    above = float(said.rsplit("above ", 1)[1].rstrip(")\n"))
+    assert 0.3 <= above < 1
     assert _files(run) == before
+    # the threshold it names is where θ stands: just below, still converged; above, it goes on
+    below = ["--set", "search.epochs=20", "--set", f"search.stop_when_converged={above - 0.001}"]
+    assert main(["search", "--resume", str(run), "--quiet", *below]) == 0
+    assert "this search has finished" in capsys.readouterr().err and _files(run) == before
+    higher = ["--set", "search.epochs=20", "--set", f"search.stop_when_converged={above}"]
+    assert main(["search", "--resume", str(run), "--quiet", *higher]) == 0
+    assert _summary(run)["epochs_run"] > done
 
 
 def test_written_summary_needs_every_result_and_its_kind(runs, tmp_path):
