@@ -394,12 +394,12 @@ class _SearchRun:
             return
         if on_ready is not None:
             on_ready()
-        if self.resume and self.epochs_left():
-            self.tell(
-                f"resuming {self.run_dir} at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
-            )
-        elif self.resume:  # stopped during its final selection or while writing its results
-            self.tell(f"resuming {self.run_dir} after its last epoch: writing its results")
+        if self.resume:
+            if self.epochs_left():
+                where = f"at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
+            else:  # stopped during its final selection or while writing its results
+                where = "after its last epoch: writing its results"
+            self.tell(f"resuming {self.run_dir} {where}")
             if note:
                 self.tell(note)
         else:
