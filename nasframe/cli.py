@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +21,15 @@ from . import __version__, registry
 from .config import PruneConfig, json_schema
 from .config_load import load_config
 from .distributed import world_size
-from .errors import ConfigError, Problem, UserError, cause_traceback, make_dir, out_of_memory
+from .errors import (
+    ConfigError,
+    Problem,
+    UserError,
+    cause_traceback,
+    make_dir,
+    out_of_memory,
+    traceback_wanted,
+)
 from .interrupt import stop_note
 from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
 from .run_lock import RunLock
@@ -638,16 +647,6 @@ def main(argv: list[str] | None = None) -> int:
         note = stop_note(e)
         print("interrupted" + (f" {note}" if note else ""), file=sys.stderr)
         return 130
-    except (MemoryError, RuntimeError) as e:
-        if not out_of_memory(e):
-            raise
-        first = (str(e).strip().splitlines() or ["no details"])[0]
-        print(
-            f"{_rank_prefix()}out of memory ({first[:200]}); the config asks for more than this "
-            "machine has: smaller widths, depths, batch size or dataset",
-            file=sys.stderr,
-        )
-        return 2
     except BrokenPipeError:  # the reader went away (`nasframe plugins | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout stays quiet
@@ -658,6 +657,22 @@ def main(argv: list[str] | None = None) -> int:
             note = "before a run's loop started; no checkpoint written"
         print("terminated (SIGTERM)" + (f" {note}" if note else ""), file=sys.stderr)
         return 128 + signal.SIGTERM
+    except Exception as e:
+        if out_of_memory(e):
+            first = (str(e).strip().splitlines() or ["no details"])[0]
+            print(
+                f"{_rank_prefix()}out of memory ({first[:200]}); the config asks for more than "
+                "this machine has: smaller widths, depths, batch size or dataset",
+                file=sys.stderr,
+            )
+            return 2
+        failed = registry.failure_in_traceback(e)  # a plugin's own code raised it
+        if failed is None:  # nasframe's bug (or torch's): the traceback is for its report
+            raise
+        if traceback_wanted():
+            traceback.print_exception(e, file=sys.stderr)
+        print(_rank_prefix() + str(failed), file=sys.stderr)
+        return 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

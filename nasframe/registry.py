@@ -248,6 +248,7 @@ def call(
     blame: Callable[[Exception], str | None] | None = None,
     returns: tuple[Callable[[Any], bool], str] | None = None,
     passing: tuple[type[BaseException], ...] = (),
+    calls: str | None = None,
 ) -> Any:
     """``fn(*args, **kwargs)``, a call into plugin ``name`` of ``kind``, with its failures told
     apart.
@@ -259,7 +260,9 @@ def call(
     arguments among ``kwargs``, reported as ``where: what``). Any other exception, arguments nasframe passes itself that the
     plugin does not take, or a result that ``returns`` (a check and what it expects) refuses, is
     the plugin's: a :class:`PluginFailure` naming it, where it comes from and what went wrong,
-    with the plugin's exception as its cause. ``label``: how the call is shown (``build``).
+    with the plugin's exception as its cause. ``label``: how the call is shown (``build``);
+    ``calls``: how nasframe calls it, said when it cannot be called so (default: how nasframe
+    calls a plugin of ``kind``, :data:`CALLS`).
     """
     kwargs = dict(kwargs or {})
     options = dict(options or {})
@@ -275,7 +278,7 @@ def call(
             if _binds(fn, args, own):  # the plugin cannot take the user's options
                 raise UserError(f"{where}: {kind.replace('_', ' ')} '{name}': {e}") from e
             raise failure(
-                kind, name, f"failed in {said}; nasframe calls it as {CALLS[kind]}", e
+                kind, name, f"failed in {said}; nasframe calls it as {calls or CALLS[kind]}", e
             ) from e
         if isinstance(e, (TypeError, ValueError, RuntimeError)):
             if blame is not None:
@@ -415,3 +418,30 @@ def plugins() -> list[PluginInfo]:
     """Every registered plugin of every kind, for listings."""
     table = _discover()
     return [table[k][n] for k in KINDS for n in sorted(table[k])]
+
+
+def failure_in_traceback(e: BaseException) -> PluginFailure | None:
+    """The :class:`PluginFailure` for ``e`` if a loaded plugin's own code raised it (a frame of
+    the plugin's package is where it was raised, or the nearest caller of where it was), though
+    nasframe did not call that code through :func:`call`: a strategy's method, an optimizer's
+    ``step``, an op's ``forward``. None for nasframe's own errors and torch's, and for a user's
+    mistake (see :func:`_ours`)."""
+    if _ours(e):
+        return None
+    packages: dict[str, PluginInfo] = {}
+    for table in _discover().values():
+        for info in table.values():
+            package = (getattr(info.obj, "__module__", None) or "").split(".")[0]
+            if info.loaded and package and package not in ("nasframe", "torch", "builtins"):
+                packages.setdefault(package, info)
+    frames = []
+    tb = e.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):  # from where it was raised, outwards
+        info = packages.get(str(frame.f_globals.get("__name__", "")).split(".")[0])
+        if info is not None:
+            what = f"failed in {frame.f_code.co_name}: {_first_line(e)}"
+            return failure(info.kind, info.name, what, e)
+    return None

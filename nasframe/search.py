@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import registry
+from .checked_strategy import CheckedStrategy, unchecked
 from .checkpoint import write_json
 from .config import Config, SearchConfig, SelectConfig
 from .console import EpochProgress, say
@@ -217,8 +218,12 @@ def run_search(
     run.start(on_ready)
     if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
         return run.finished
+    again = (  # a second Ctrl-C stops at once, without the checkpoint of a first
+        f"again: stopped without a checkpoint; continue from the last one with: nasframe search "
+        f"--resume {run_dir}"
+    )
     try:
-        with stop_on_signals() as stop:
+        with stopping_means(again), stop_on_signals() as stop:
             while run.epochs_left():
                 run.epoch(stop)
             selection = run.select_final(stop)
@@ -385,7 +390,7 @@ class _SearchRun:
             model=self.net,
             optimizer=self.optimizer,
             schedule=self.schedule,
-            strategy=self.strategy,
+            strategy=unchecked(self.strategy),  # a plugin's own, to name it if it fails
         )
         self.pos = self.state.pos
         note = self.state.start(self.device, self.resume)
@@ -839,7 +844,7 @@ def make_strategy(
             return f"search.strategy_options: {e}"
         return None
 
-    return registry.call(
+    strategy = registry.call(
         "strategy",
         name,
         factory,
@@ -849,6 +854,7 @@ def make_strategy(
         where="search.strategy_options",
         blame=blame,
     )
+    return strategy if own else CheckedStrategy(strategy, name, space.categories)
 
 
 def _refuse_fused_momentum(optimizer: torch.optim.Optimizer) -> None:

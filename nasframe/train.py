@@ -166,8 +166,12 @@ def run_train(
     run.start(on_ready)
     if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
         return run.finished
+    again = (  # a second Ctrl-C stops at once, without the checkpoint of a first
+        f"again: stopped without a checkpoint; continue from the last one with: nasframe train "
+        f"--resume {run_dir}"
+    )
     try:
-        with stop_on_signals() as stop:
+        with stopping_means(again), stop_on_signals() as stop:
             while run.epochs_left():
                 run.epoch(stop)
         run.log_hparams()

@@ -14,7 +14,7 @@ import torch
 from conftest import SPACES, run_cli
 from torch import nn
 
-from nasframe import Dataset, Op, UserError, registry
+from nasframe import ASNG, Dataset, Op, UserError, registry
 from nasframe.cli import main
 from nasframe.config import DataConfig
 from nasframe.data import load_dataset
@@ -558,3 +558,108 @@ def test_fused_sgd_with_momentum_is_refused_for_a_supernet(tmp_path, capsys):
         "buffer); remove fused: the search already takes multi-tensor (foreach) steps"
     )
     assert not (tmp_path / "run").exists()
+
+
+def _last_line(args: list[str], capsys) -> str:
+    """The last line of stderr of a command that failed once it ran (exit status 2, no
+    traceback), after the run's first lines."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+# A strategy plugin (an ASNG subclass, as a user would write one) that fails once the search runs.
+class UpdateCrashes(ASNG):
+    def update(self, samples, losses):
+        raise KeyError("oops")
+
+
+class UpdateTakesOneArgument(ASNG):
+    def update(self, samples):  # nasframe calls update(samples, losses)
+        pass
+
+
+class SamplesTooFewChoices(ASNG):
+    def sample(self, n=1):
+        return super().sample(n)[:, :-1]
+
+
+class SamplesFloats(ASNG):
+    def sample(self, n=1):
+        return super().sample(n) + 0.5
+
+
+class SamplesBeyondTheOptions(ASNG):
+    def sample(self, n=1):
+        x = super().sample(n)
+        x[:, 0] = 99
+        return x
+
+
+class MleCrashes(ASNG):
+    def mle(self):
+        raise ValueError("no idea")
+
+
+class StepCrashes(torch.optim.SGD):
+    def step(self, closure=None):
+        raise RuntimeError("step went wrong")
+
+
+@pytest.mark.parametrize(
+    "cls, said",
+    [
+        (UpdateCrashes, "failed in update(a ndarray, a list): KeyError: 'oops'; this"),
+        (
+            UpdateTakesOneArgument,
+            "failed in update(a ndarray, a list): TypeError: UpdateTakesOneArgument.update() "
+            "takes 2 positional arguments but 3 were given; nasframe calls it as "
+            "update(samples, losses); this",
+        ),
+        (
+            SamplesTooFewChoices,
+            "returned an array of shape (2, 4) and type int64 from sample, not integers of shape "
+            "(2, 5) (an option index per choice); this",
+        ),
+        (SamplesFloats, "returned an array of shape (2, 5) and type float64 from sample, not"),
+        (SamplesBeyondTheOptions, "returned option 99 for choice 0 from sample, which has"),
+        (MleCrashes, "failed in mle(): ValueError: no idea; this"),
+    ],
+)
+def test_a_strategy_plugin_that_fails_while_the_search_runs_is_named(
+    tmp_path, capsys, plugin, cls, said
+):
+    plugin("strategy", "test_runtime", cls)
+    text = _mlp("search:\n", "search:\n  strategy: test_runtime\n")
+    line = _last_line(_search(tmp_path, text), capsys)
+    assert line.startswith(
+        "strategy plugin 'test_runtime' (registered in code as "
+        f"test_plugin_failures:{cls.__name__}) {said}"
+    ), line
+    assert ADVICE in line
+
+
+def test_an_optimizer_plugin_whose_step_raises_is_named(tmp_path, capsys, plugin):
+    plugin("optimizer", "test_step_crash", StepCrashes)
+    text = _mlp(
+        "optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 3.0e-4}",
+        "optimizer: {name: test_step_crash, lr: 0.1}",
+    )
+    line = _last_line(_search(tmp_path, text), capsys)
+    assert line.startswith(
+        "optimizer plugin 'test_step_crash' (registered in code as "
+        "test_plugin_failures:StepCrashes) failed in step: RuntimeError: step went wrong; this"
+    ), line
+
+
+def test_nasframes_own_bug_still_shows_its_traceback(tmp_path, monkeypatch):
+    from nasframe import search
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug of nasframe's own")
+
+    monkeypatch.setattr(search._SearchRun, "_update_strategy", broken)
+    text = (SPACES / "mlp.yaml").read_text()
+    with pytest.raises(ZeroDivisionError):
+        main(_search(tmp_path, text))

@@ -361,3 +361,24 @@ def test_a_resume_that_changes_a_setting_the_checkpoint_holds_is_refused_by_name
         "--resume)"
     )
     assert _files(run) == before
+
+
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_a_second_ctrl_c_says_no_checkpoint_was_written_and_how_to_continue(
+    runs, tmp_path, capsys, monkeypatch, kind
+):
+    from nasframe import search, train
+
+    run = _copy(runs, tmp_path, kind)
+
+    def second_ctrl_c(self, stop):  # what stop_on_signals raises on a second SIGINT
+        raise KeyboardInterrupt
+
+    cls = search._SearchRun if kind == "search" else train._TrainRun
+    monkeypatch.setattr(cls, "epoch", second_ctrl_c)
+    more = "search.epochs=2" if kind == "search" else "train.epochs=2"
+    assert main([kind, "--resume", str(run), "--set", more, "--quiet"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "interrupted again: stopped without a checkpoint; continue from the last one with: "
+        f"nasframe {kind} --resume {run}"
+    )

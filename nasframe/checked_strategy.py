@@ -1,0 +1,80 @@
+"""A strategy plugin behind nasframe's checks.
+
+nasframe's own strategies are trusted; a plugin's are called through
+:func:`nasframe.registry.call`, so that a method that cannot be called as nasframe calls it, or
+that raises, is reported in one line as that plugin's bug, and its samples are checked: an
+integer array of one row per architecture, an option index for every choice.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import registry
+
+__all__ = ["CheckedStrategy", "unchecked"]
+
+#: what nasframe calls on a strategy, as it calls it (the others are read as attributes)
+_CALLS = {
+    "sample": "sample(n)",
+    "update": "update(samples, losses)",
+    "mle": "mle()",
+    "converged": "converged(fraction)",
+    "convergence": "convergence()",
+}
+
+
+class CheckedStrategy:
+    """``strategy`` (the plugin ``name``'s, for ``categories``) with each call checked; every
+    attribute it has (θ, optional methods) is read through, and one it lacks stays missing."""
+
+    def __init__(self, strategy: Any, name: str, categories: Sequence[int]) -> None:
+        self.inner, self.name = strategy, name
+        self._categories = np.asarray(categories, dtype=np.int64)
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self.inner, attr)
+        if attr in _CALLS and callable(value):
+            return functools.partial(self._call, attr, value)
+        return value
+
+    def _call(self, attr: str, method: Any, *args: Any) -> Any:
+        label = _CALLS[attr].split("(")[0]
+        result = registry.call("strategy", self.name, method, args, label=label, calls=_CALLS[attr])
+        if attr == "sample":
+            return self._indices(result, (int(args[0]), self._categories.size), label)
+        if attr == "mle":
+            return self._indices(result, (self._categories.size,), label)
+        return result
+
+    def _indices(self, result: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
+        """``result`` as an int64 array of ``shape`` (architectures x choices), each an option
+        index of its choice; else the plugin's failure, saying what it returned."""
+        x = np.asarray(result)
+        if not (np.issubdtype(x.dtype, np.integer) and x.shape == shape):
+            raise registry.failure(
+                "strategy",
+                self.name,
+                f"returned an array of shape {x.shape} and type {x.dtype} from {label}, not "
+                f"integers of shape {shape} (an option index per choice)",
+            )
+        bad = (x < 0) | (x >= self._categories)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            choice = where[-1]
+            raise registry.failure(
+                "strategy",
+                self.name,
+                f"returned option {int(x[where])} for choice {choice} from {label}, which has "
+                f"{int(self._categories[choice])} options",
+            )
+        return x.astype(np.int64, copy=False)
+
+
+def unchecked(strategy: Any) -> Any:
+    """The strategy itself, without :class:`CheckedStrategy` (what a checkpoint saves)."""
+    return strategy.inner if isinstance(strategy, CheckedStrategy) else strategy
