@@ -582,13 +582,14 @@ class _SearchRun:
         meter.add("valid/acc", read.valid_correct / (lam * self.vbs))
 
     def _checkpoint_or_halt(self, stop: StopFlag) -> None:
-        """Save every ``search.checkpoint_every`` iterations; on a signal (under torchrun: any
-        rank's), save and raise :class:`Interrupted`."""
+        """Save every ``search.checkpoint_every`` iterations, except at an epoch's last, which
+        the epoch's own checkpoint follows once its logs are written (a checkpoint before them
+        would have a resume log them twice); on a signal (under torchrun: any rank's), save and
+        raise :class:`Interrupted`."""
         S, pos, group = self.S, self.pos, self.group
         halt = group.stopping if group.distributed else bool(stop)
-        if group.main and (
-            halt or (S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0)
-        ):
+        due = S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0
+        if group.main and (halt or (due and pos["step"] < self.steps)):
             self.state.save()
         if halt:
             raise Interrupted(

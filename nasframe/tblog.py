@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -11,6 +12,8 @@ if TYPE_CHECKING:
     from .config import Config
 
 __all__ = ["RunLogger", "NamespacedLogger", "evenly_due", "flat_params", "log_speed"]
+
+EVENTS = "events.out.tfevents."  #: how TensorBoard's event files are named
 
 
 def evenly_due(epoch: int, epochs: int, count: int) -> bool:
@@ -57,16 +60,20 @@ class RunLogger:
 
     ``purge_step`` (on resume: the checkpoint's step + 1, since what was logged at that step came
     before the checkpoint) makes TensorBoard drop events a killed run wrote after its last
-    checkpoint, so the curves continue cleanly.
+    checkpoint, so the curves continue cleanly. A run that starts in a directory with events
+    already (one restarted because it was stopped before its first checkpoint) drops them all.
     """
 
     def __init__(
         self, run_dir: str | os.PathLike, enabled: bool = True, purge_step: int | None = None
     ) -> None:
         self.writer = None
+        self.run_dir = Path(run_dir)
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
+            if purge_step is None and any(self.run_dir.glob(f"{EVENTS}*")):
+                purge_step = 0  # what an earlier start logged has no checkpoint behind it
             self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     @property
@@ -94,8 +101,13 @@ class RunLogger:
             self.writer.add_image(tag, image, step, dataformats=dataformats)
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Config values -> final metrics, in the run directory itself (``run_name='.'``)."""
+        """Config values -> final metrics, in the run directory itself (``run_name='.'``), in
+        place of those an earlier end of the run wrote (a resume that ends it again, or goes on
+        longer): TensorBoard shows the run once."""
         if self.writer is not None:
+            for path in self.run_dir.glob(f"{EVENTS}*"):
+                if _hparams_only(path):
+                    path.unlink()
             clean = {
                 k: v if isinstance(v, (int, float, str, bool)) else str(v)
                 for k, v in params.items()
@@ -112,6 +124,24 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _hparams_only(path: Path) -> bool:
+    """Whether events file ``path`` is one that :meth:`RunLogger.hparams` wrote: every summary in
+    it is of the hparams plugin or an ``hparam/`` metric (read until the first that is not)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    found = False
+    try:
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin != "hparams" and not value.tag.startswith("hparam/"):
+                    return False
+                found = True
+    except Exception:  # unreadable: not ours to remove
+        return False
+    return found
 
 
 class NamespacedLogger:

@@ -382,3 +382,64 @@ def test_a_second_ctrl_c_says_no_checkpoint_was_written_and_how_to_continue(
         "interrupted again: stopped without a checkpoint; continue from the last one with: "
         f"nasframe {kind} --resume {run}"
     )
+
+
+def _points(run: Path) -> dict[str, list[int]]:
+    """The steps of every scalar as TensorBoard shows the run directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _twice(points: dict[str, list[int]]) -> dict[str, list[int]]:
+    return {tag: steps for tag, steps in points.items() if len(steps) != len(set(steps))}
+
+
+def test_a_search_stopped_between_an_epochs_logs_and_its_checkpoint_logs_them_once(
+    tmp_path, monkeypatch
+):
+    from nasframe import search
+    from nasframe.runstate import RunState
+
+    run = tmp_path / "s"
+    args = ["--quiet", "--set", "search.epochs=2", "--set", f"search.checkpoint_every={STEPS}"]
+    saved: list[dict] = []
+    save = RunState.save
+    monkeypatch.setattr(RunState, "save", lambda self: (saved.append(dict(self.pos)), save(self)))
+    log_epoch = search._SearchRun._log_epoch
+
+    def killed_after_the_second_epochs_logs(self, epoch, *rest):
+        log_epoch(self, epoch, *rest)
+        if epoch == 1:
+            raise KeyboardInterrupt  # as a kill there: no checkpoint of the epoch's end
+
+    monkeypatch.setattr(search._SearchRun, "_log_epoch", killed_after_the_second_epochs_logs)
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(run), *args]) == 130
+    # every epoch's own checkpoint comes after its logs; none at its last iteration before them
+    assert [(p["epoch"], p["global_step"]) for p in saved] == [(1, STEPS)]
+    monkeypatch.undo()
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    points = _points(run)
+    assert points["train/loss"] == [STEPS, 2 * STEPS] and not _twice(points)
+
+
+def test_a_run_restarted_from_its_beginning_shows_its_curves_once(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "search")
+    expected = _points(run)
+    for name in ("checkpoint.pt", "summary.json", "arch.yaml"):  # killed before its checkpoint
+        (run / name).unlink()
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    assert "starting it from the beginning" in capsys.readouterr().err
+    assert _points(run) == expected
+
+
+def test_a_resume_that_ends_a_run_again_logs_its_hparams_once(runs, tmp_path):
+    run = _copy(runs, tmp_path, "search")
+    _no_summary(run)
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    assert main(["search", "--resume", str(run), "--quiet", "--set", "search.epochs=2"]) == 0
+    points = _points(run)
+    hparams = {tag: steps for tag, steps in points.items() if tag.startswith("hparam/")}
+    assert hparams and all(steps == [0] for steps in hparams.values()) and not _twice(points)
