@@ -81,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         help="also load each config's dataset and set up its run (networks on its device, "
         "optimizer) without running it",
     )
+    v.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a field of every file, as search and train take it, e.g. --set "
+        "search.epochs=3",
+    )
     sub.add_parser("plugins", help="list the plugins of every kind and where they come from")
     pr = sub.add_parser("prune", help="remove the units training switched off (pruner plugins)")
     pr.add_argument("run_dir", metavar="RUN_DIR", help="a finished `nasframe train` run")
@@ -508,7 +516,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for f in args.files:
         try:
-            config, _ = load_config(f)
+            config, _ = load_config(f, args.set)
         except ConfigError as e:
             problems.extend(str(p) for p in e.problems)
             continue

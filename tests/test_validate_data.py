@@ -127,3 +127,12 @@ def test_optimizer_options_a_run_would_refuse_are_caught_without_data(tmp_path, 
     fused = tmp_path / "fused.yaml"  # device-dependent: left to the run, on its device
     fused.write_text(text.replace(train, "{name: adam, lr: 3.0e-3, fused: true}"))
     assert main(["validate", str(fused)]) == 0
+
+
+def test_validate_takes_set_as_the_runs_do(tmp_path, capsys):
+    assert main(["validate", str(SPACES / "digits.yaml"), "--set", "search.lam=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("--set search.lam=1: search.lam: ") and "2" in err
+    args = ["validate", str(SPACES / "digits.yaml"), str(SPACES / "mlp.yaml")]
+    assert main([*args, "--set", "search.epochs=3"]) == 0
+    assert capsys.readouterr().out.count(": ok (search config)") == 2
