@@ -272,7 +272,7 @@ class ASNG:
     def converged(self, fraction: float = 0.9) -> bool:
         """Whether every categorical row's largest probability is within ``fraction`` of the cap
         and every ordinal choice's most likely option has probability ``fraction`` (at most
-        about 0.95: the standard deviation stays at least 1/4)."""
+        about 0.95, 0.98 for an end option: the standard deviation stays at least 1/4)."""
         rows = self.theta[self._projected]
         cat = rows.size == 0 or rows.max(axis=1).min() >= fraction * self.cap
         ords = self.theta[self.ordinal]

@@ -311,6 +311,11 @@ class _TrainRun:
         if on_ready is not None:
             on_ready()
         if self.resume:
+            if self.epochs_left():
+                where = f"at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
+            else:  # stopped while it wrote its results (pruning, the growth baseline)
+                where = "after its last epoch: writing its results"
+            say(f"resuming {self.run_dir} {where}")
             if note:
                 say(note)
         else:

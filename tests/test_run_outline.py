@@ -291,10 +291,7 @@ def test_sigterm_while_the_results_are_written_says_how_to_finish_them(
     monkeypatch.undo()
     assert main([kind, "--resume", str(run)]) == 0
     assert _timeless(_summary(run)) == expected
-    if kind == "search":
-        assert (
-            f"resuming {run} after its last epoch: writing its results" in capsys.readouterr().err
-        )
+    assert f"resuming {run} after its last epoch: writing its results" in capsys.readouterr().err
 
 
 def test_a_stop_in_the_growth_baseline_is_resumed_from_the_run_itself(
