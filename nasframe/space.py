@@ -7,6 +7,7 @@ and its key in exported architectures. Choices with a single option are legal (C
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .cell_arch import Genotype, cell_fields, describe_cell, genotype
 from .config import Choice, Config
 from .config_load import load_config
@@ -206,8 +208,17 @@ class SearchSpace:
 
     def network_key(self, sample: Sequence[int]) -> str:
         """A string two samples share exactly when they build the same network: they differ at
-        most in the ops or widths of layers beyond their stage's chosen depth."""
-        return json.dumps(self.freeze(sample), sort_keys=True)
+        most in the ops or widths of layers beyond their stage's chosen depth, or in layers that
+        add nothing (an ``identity`` layer is the same network as one layer less)."""
+        arch = self.freeze(sample)
+        if not self.is_cells:
+            layout = self.config.space.layout
+            for stage in arch["space"]["stages"]:
+                stage["layers"] = [
+                    layer for layer in stage["layers"] if not _adds_nothing(layer["op"], layout)
+                ]
+                stage["depth"] = len(stage["layers"])
+        return json.dumps(arch, sort_keys=True)
 
     def describe(self, sample: Sequence[int]) -> str:
         """A readable one-architecture summary: one stage (or cell kind) per line."""
@@ -241,3 +252,15 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     """Read and validate a config file and return its search space."""
     config, _ = load_config(path, overrides)
     return SearchSpace(config)
+
+
+@functools.cache
+def _adds_nothing(op: str, layout: str) -> bool:
+    """Whether a chain layer of op ``op`` leaves the network as it is: a channel-preserving op
+    that builds no module (``identity``)."""
+    try:
+        cls = registry.get("op", op)
+        preserving = bool(getattr(cls, "channel_preserving", False))
+        return preserving and list(cls.build(4, 4, 1, layout)) == []
+    except Exception:  # a broken plugin is reported where the network is built
+        return False

@@ -339,3 +339,20 @@ def test_evolution_over_a_cell_space(tmp_path):
     frozen = yaml.safe_load((out / "arch.yaml").read_text())
     assert frozen["space"]["normal"] == space.freeze(chosen)["space"]["normal"]
     assert sel["macs"] > 0 and sel["parameters"] > 0
+
+
+def test_a_layer_that_adds_nothing_does_not_make_another_network():
+    space = SearchSpace(load_config(SPACES / "mlp.yaml")[0])
+    paths = space.paths
+    depth = next(p for p in paths if p.endswith(".depth"))
+    stage = depth.rsplit(".", 1)[0]
+    op0 = paths.index(f"{stage}.layer0.op")
+    identity = space.choices[op0].options.index("identity")
+    base = np.zeros(len(paths), dtype=np.int64)
+    base[paths.index(depth)] = space.choices[paths.index(depth)].options.index(0)
+    deeper = base.copy()
+    deeper[paths.index(depth)] = space.choices[paths.index(depth)].options.index(1)
+    deeper[op0] = identity
+    assert space.network_key(deeper) == space.network_key(base)  # identity: the same network
+    deeper[op0] = 1 - identity
+    assert space.network_key(deeper) != space.network_key(base)
