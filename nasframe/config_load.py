@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from .config import STAGE_NAME, Config
 from .config_base import is_utf8, value_kind
-from .config_source import ConfigSource, item_index, override_of
-from .errors import ConfigError, Problem, UserError, did_you_mean
+from .config_source import ConfigSource, item_index, no_item, override_of
+from .errors import ConfigError, Problem, UserError
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
 __all__ = ["load_config", "validate_data"]
@@ -82,7 +82,7 @@ def _problems(
         elif isinstance(ctx.get("at"), tuple):  # a model validator pointing below its model
             loc = (*loc, *ctx["at"])
         given = override_of(loc, overridden or {}, lines.known_prefix(loc) == loc)
-        msg = e["msg"] + _hint(e, loc, lines, given)
+        msg = _message(e, loc) + _hint(e, loc, lines, given)
         if e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
@@ -98,6 +98,65 @@ def _problems(
             seen.add(str(problem))
             out.append(problem)
     return out
+
+
+#: pydantic's bound errors: the bound's key in the error's context, and how to say it
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "greater than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+#: pydantic's errors for a value of the wrong kind: what the field takes, in words
+_KINDS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "finite_number": "a finite number",
+}
+
+
+def _message(e: Any, loc: tuple[Any, ...]) -> str:
+    """What is wrong, in the project's words rather than pydantic's (``must be at least 2, got
+    1``, ``expected text, got a mapping``); pydantic's own message for the other errors."""
+    kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
+    if kind in _BOUNDS and _BOUNDS[kind][0] in ctx:
+        key, words = _BOUNDS[kind]
+        return f"must be {words} {_number(ctx[key])}, got {_number(value)}"
+    if kind == "int_parsing_size":
+        return f"too large a number: {_number(value)}"
+    if kind not in _KINDS:
+        return e["msg"]
+    if _looks_like_a_choice(value, loc):
+        if loc[-2:] == ("stem", "op"):
+            return "the stem's op is fixed (not a choice); write one op name"
+        named = "op name" if loc[-1] == "op" else str(loc[-1])
+        one = f"one {named}" if kind == "string_type" else _KINDS[kind]
+        return f"takes one value, not a choice; write {one}"
+    given = f"the date {value}" if isinstance(value, datetime.date) else value_kind(value)
+    return f"expected {_KINDS[kind]}, got {given}"
+
+
+def _looks_like_a_choice(value: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether ``value``, given to a field that takes one value, reads as a choice of several:
+    a mapping of ``choices``, or a list of op names for an op."""
+    if isinstance(value, dict):
+        return "choices" in value
+    return isinstance(value, list) and loc[-1:] == ("op",)
+
+
+def _number(value: Any) -> str:
+    """A number as a config would write it (``2``, ``0.5``, ``1e-05``); another value in words."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value_kind(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
 
 
 def _hint(e: Any, loc: tuple[Any, ...], lines: LineMap, given: str | None) -> str:
@@ -144,7 +203,7 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[tuple[
         for j, key in enumerate(keys):
             last = j == len(keys) - 1
             if isinstance(node, list):
-                idx = _list_index(node, key, item)
+                idx = _list_index(node, key, item, ".".join(keys[:j]))
                 loc.append(idx)
                 if last:
                     node[idx] = parse_scalar(text)
@@ -174,12 +233,13 @@ def _unshared(data: Any) -> Any:
     return data
 
 
-def _list_index(node: list, key: str, item: str) -> int:
+def _list_index(node: list, key: str, item: str, where: str) -> int:
+    """The index of the item of list ``node`` (at path ``where``) that ``--set item``'s key
+    ``key`` names; a UserError naming the items there when none is."""
     index = item_index(node, key)
     if index is not None:
         return index
-    names = [str(el.get("name")) for el in node if isinstance(el, dict) and el.get("name")]
-    raise UserError(f"--set {item}: no list item '{key}'{did_you_mean(key, names)}")
+    raise UserError(f"--set {item}: {no_item(node, key, where)}")
 
 
 def validate_data(

@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import did_you_mean
 from .yaml_io import LineMap
 
-__all__ = ["ConfigSource", "override_of", "item_index"]
+__all__ = ["ConfigSource", "override_of", "item_index", "no_item"]
 
 _PATH = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")
 
@@ -46,6 +47,27 @@ def item_index(node: list, key: str) -> int | None:
         if isinstance(el, dict) and not el.get("name") and key == f"s{i + 1}":
             return i
     return None
+
+
+def no_item(node: list, key: str, where: str) -> str:
+    """Why path key ``key`` names no item of the list ``node`` at ``where`` (``space.stages``),
+    with the names it could use (stages' names, else the indices) and the closest of them."""
+    count = len(node)
+    indices = "0" if count == 1 else f"0 to {count - 1}"
+    names = []
+    if where.split(".")[-1] == "stages":  # stages go by name (given, else s1, s2, ...)
+        names = [
+            str(el.get("name")) if el.get("name") else f"s{i + 1}"
+            for i, el in enumerate(node)
+            if isinstance(el, dict)
+        ]
+    if not count:
+        has = "it is empty"
+    elif names:
+        has = f"its items are {', '.join(names)} (or by index, {indices})"
+    else:
+        has = f"its {count} item{'s' if count > 1 else ''} go by index, {indices}"
+    return f"{where} has no item '{key}'; {has}{did_you_mean(key, names)}"
 
 
 @dataclass(frozen=True)

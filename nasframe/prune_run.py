@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from . import registry
-from .checkpoint import load_weights, save_checkpoint, write_json
+from .checkpoint import atomic_write, load_weights, save_checkpoint, write_json
 from .config import Config, PruneConfig
 from .config_load import load_config, validate_data
 from .console import say
@@ -25,7 +25,7 @@ from .run_files import ARCH, RUN_CONFIG, SUMMARY, WEIGHTS
 from .show import read_summary
 from .tblog import RunLogger
 from .train import evaluate
-from .yaml_io import dump_yaml
+from .yaml_io import load_yaml, yaml_text
 
 __all__ = ["run_prune", "prune_model"]
 
@@ -121,6 +121,71 @@ def _own_pruning(out: Path, method: str, threshold: float) -> dict[str, Any] | N
     return summary if same else None
 
 
+#: what a pruning writes to its directory besides TensorBoard's events files, in this order (its
+#: events come after the weights): its summary.json last marks the pruning complete
+_WRITES = (ARCH, WEIGHTS, SUMMARY)
+_EVENTS = "events.out.tfevents."
+
+
+def _unfinished_pruning(out: Path, name: str | None) -> bool:
+    """Whether ``out`` holds only what a ``nasframe prune`` stopped before its summary.json left
+    there: no summary.json, an arch.yaml of the run's config name with the ``prune:`` entry
+    :func:`run_prune` writes, maybe weights.pt, events files and the temporary files of its
+    writes, and nothing else (so that pruning again overwrites nothing the user made)."""
+    if (out / SUMMARY).exists() or not (out / ARCH).is_file():
+        return False
+    temps = tuple(f".{n}." for n in _WRITES)
+    try:
+        for entry in out.iterdir():
+            n = entry.name
+            ours = (
+                n in (ARCH, WEIGHTS)
+                or n.startswith(_EVENTS)
+                or (n.startswith(temps) and n.endswith(".tmp"))
+            )
+            if not ours or entry.is_symlink() or not entry.is_file():
+                return False
+        arch = load_yaml(out / ARCH)[0]
+    except (OSError, UserError):  # unreadable, or not YAML: not a pruning's arch.yaml
+        return False
+    prune = arch.get("prune") if isinstance(arch, dict) else None
+    return (
+        isinstance(prune, dict)
+        and set(prune) == {"method", "threshold"}
+        and arch.get("name") == name
+    )
+
+
+def _discard_events(out: Path) -> None:
+    """Remove the TensorBoard events files of an earlier, unfinished pruning in ``out`` (it may
+    have been stopped while writing them): the pruning's events are written again, once."""
+    for entry in out.iterdir():
+        if entry.name.startswith(_EVENTS) and entry.is_file() and not entry.is_symlink():
+            try:
+                entry.unlink()
+            except OSError as e:
+                raise UserError(f"{entry}: cannot remove it ({e.strerror or e})") from None
+
+
+def _log_pruning(out: Path, enabled: bool, summary: dict[str, Any]) -> None:
+    """The pruning's ``prune/*`` scalars (step 0) in ``out``'s TensorBoard events."""
+    logger = RunLogger(out, enabled).namespace("prune")
+    for key in (
+        "removed_fraction",
+        "removed_units",
+        "params_before",
+        "params_after",
+        "macs_before",
+        "macs_after",
+        "acc_before",
+        "acc_after",
+    ):
+        logger.scalar(key, float(summary[key]), 0)
+    for layer in summary["layers"]:
+        logger.scalar(f"removed/{layer['path']}", float(len(layer["removed"])), 0)
+    logger.parent.close()
+
+
 def run_prune(
     run_dir: str | Path,
     *,
@@ -140,22 +205,38 @@ def run_prune(
     if not weights.exists():
         raise UserError(f"{run_dir}: no {WEIGHTS} here; prune a finished `nasframe train` run")
     own = config is not None and out is None  # the `prune:` step of the training itself
-    out = Path(out) if out is not None else run_dir / "pruned"
+    given = out is not None
+    out = Path(out) if given else run_dir / "pruned"
     if config is None:
         _refuse_pruned(run_dir)
         config, _ = load_config(run_dir / RUN_CONFIG)
     settings = config.prune or PruneConfig()  # a run trained without a prune section: defaults
     method = settings.method
     xi = threshold if threshold is not None else settings.threshold
-    if any((out / name).exists() for name in (ARCH, WEIGHTS, SUMMARY)):
+    again = False  # whether ``out`` holds an unfinished pruning, written again
+    if any((out / name).exists() for name in _WRITES):
         earlier = _own_pruning(out, method, xi) if own else None
         if earlier is not None:  # a resumed training stopped after its pruning was written
             say(f"pruned network: {out / ARCH} and {out / WEIGHTS} (written before the stop)")
             return earlier
-        if not (own and not (out / SUMMARY).exists()):  # else: stopped while writing it
+        if own and not (out / SUMMARY).exists():  # stopped while writing it: prune again
+            again = True
+        elif own:
             raise UserError(
-                f"--out {out}: already holds a pruned network; choose another --out (e.g. "
-                f"{out.name}-2), or delete it to prune again"
+                f"{out}: already holds a pruned network that is not this training's (prune: "
+                f"{method}, threshold {xi:g}); move it away or delete it, then resume the "
+                "training to prune"
+            )
+        elif _unfinished_pruning(out, config.name):
+            again = True
+            where = f"--out {out}" if given else f"{out}"
+            stopped = f"an earlier pruning stopped before it finished (no {SUMMARY})"
+            say(f"{where}: {stopped}; pruning again")
+        else:
+            where = f"--out {out}" if given else f"{out} (the default --out)"
+            raise UserError(
+                f"{where}: already holds a pruned network; choose another --out (e.g. "
+                f"{out.parent / (out.name + '-2')}), or delete it to prune again"
             )
     device = resolve_device(config.device)
     try:
@@ -170,8 +251,11 @@ def run_prune(
     xt, yt = data.x_test.to(device), data.y_test.to(device)
     pruned, arch, summary = prune_model(config, model, placed, xt, yt, method, xi)
     out = make_dir(out, "--out")
+    if again:
+        _discard_events(out)
     arch["prune"] = {"method": method, "threshold": xi}
-    dump_yaml(arch, out / ARCH)
+    text = yaml_text(arch).encode("utf-8")
+    atomic_write(out / ARCH, lambda f: f.write(text))
     save_checkpoint(pruned.state_dict(), out / WEIGHTS)
     summary = {
         "kind": "prune",
@@ -183,22 +267,8 @@ def run_prune(
         "arch": ARCH,
         "weights": WEIGHTS,
     }
-    write_json(summary, out / SUMMARY)
-    logger = RunLogger(out, config.log.tensorboard).namespace("prune")
-    for key in (
-        "removed_fraction",
-        "removed_units",
-        "params_before",
-        "params_after",
-        "macs_before",
-        "macs_after",
-        "acc_before",
-        "acc_after",
-    ):
-        logger.scalar(key, float(summary[key]), 0)
-    for layer in summary["layers"]:
-        logger.scalar(f"removed/{layer['path']}", float(len(layer["removed"])), 0)
-    logger.parent.close()
+    _log_pruning(out, config.log.tensorboard, summary)  # before summary.json, which marks
+    write_json(summary, out / SUMMARY)  # the pruning complete: its events are too
     say(
         f"pruned {summary['removed_units']}/{summary['prunable_units']} units "
         f"({100 * summary['removed_fraction']:.1f}%): parameters {summary['params_before']:,} -> "

@@ -15,8 +15,13 @@ __all__ = ["read_summary", "show_run", "show_table"]
 
 
 def read_summary(run: Path) -> dict[str, Any]:
-    """A run directory's ``summary.json`` (a UserError when missing or unreadable)."""
+    """A run directory's ``summary.json`` (a UserError when missing or unreadable, or when
+    ``run`` is no directory at all)."""
     path = run / SUMMARY
+    if not run.exists():
+        raise UserError(f"{run}: does not exist")
+    if not run.is_dir():
+        raise UserError(f"{run}: not a directory; give a nasframe run directory")
     if not path.exists():
         raise UserError(f"{run}: no summary.json here; is it a finished nasframe run directory?")
     try:
@@ -239,7 +244,9 @@ def show_table(runs: list[Path]) -> int:
 
 def _row(run: Path, s: dict[str, Any]) -> tuple[Any, ...]:
     """The table's values for one run: a search's most likely (or selected) architecture, a
-    training's network, a pruning's result."""
+    training's network, a pruning's result. A search's VALID_ACC is its selected architecture's
+    (on the selection's valid samples); without a selection, the last epoch's mean over the
+    architectures it sampled (a search measures no most likely architecture on the valid data)."""
     s = _renamed_keys(s)
     final = s.get("final") if isinstance(s.get("final"), dict) else {}
     chosen = s.get("selection") if isinstance(s.get("selection"), dict) else {}
@@ -248,7 +255,8 @@ def _row(run: Path, s: dict[str, Any]) -> tuple[Any, ...]:
         test = chosen.get("test_acc", final.get("test/acc"))
         params = chosen.get("parameters", s.get("most_likely_parameters"))
         macs = chosen.get("macs", s.get("most_likely_macs"))
-        epochs, valid = s.get("epochs_run"), final.get("valid/acc")
+        valid = chosen.get("valid_acc")
+        epochs, valid = s.get("epochs_run"), final.get("valid/acc") if valid is None else valid
     elif kind == "prune":
         test, params, macs = s.get("acc_after"), s.get("params_after"), s.get("macs_after")
         epochs = valid = None

@@ -404,9 +404,7 @@ def test_show_puts_several_runs_side_by_side(search_run, tmp_path, capsys):
         found["most_likely_parameters"],
         found["most_likely_macs"],
     )
-    assert (
-        err.strip() == f"{missing}: no summary.json here; is it a finished nasframe run directory?"
-    )
+    assert err.strip() == f"{missing}: does not exist"
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):

@@ -106,8 +106,8 @@ def test_a_stage_named_by_a_number_is_shown_by_its_index(tmp_path, capsys):
     text = DIGITS.replace("    - name: s1", "    - name: 2")
     path = _write(tmp_path, text)
     assert _refused(path, capsys) == (
-        f"{path}:{_line_of(text, 'name: 2')}: space.stages.0.name: Input should be a valid "
-        'string; quote it: name: "2"'
+        f"{path}:{_line_of(text, 'name: 2')}: space.stages.0.name: expected text, got the "
+        'number 2; quote it: name: "2"'
     )
 
 

@@ -45,7 +45,7 @@ def test_sizes_past_what_a_network_can_hold_are_refused(base, old, new, where, l
     p = write_yaml(text)
     (msg,) = problems(p)
     line = line_with(text, new.strip().splitlines()[-1])
-    assert msg == f"{p}:{line}: {where}: Input should be less than or equal to {limit}"
+    assert msg == f"{p}:{line}: {where}: must be at most {limit}, got {HUGE}"
 
 
 @pytest.mark.parametrize("key, limit", [("crop_padding", 4096), ("cutout", 1 << 16)])
@@ -55,7 +55,7 @@ def test_augmentation_sizes_are_bounded(key, limit, write_yaml):
     )
     p = write_yaml(text)
     (msg,) = problems(p)
-    assert msg.endswith(f"search.augment.{key}: Input should be less than or equal to {limit}")
+    assert msg.endswith(f"search.augment.{key}: must be at most {limit}, got {HUGE}")
 
 
 @pytest.mark.parametrize(

@@ -116,13 +116,16 @@ def test_integer_fields_take_whole_numbers_in_exponent_form(write_yaml):
     assert config.search.optimizer.kwargs()["weight_decay"] == 0.0003  # a float, not "3e-4"
 
 
-@pytest.mark.parametrize("value, fix", [("1e3", "write 1000"), ("1_000", "write 1000")])
+@pytest.mark.parametrize(
+    "value, fix",
+    [("1e3", "the number 1000.0; write 1000"), ("1_000", "the text '1_000'; write 1000")],
+)
 def test_a_strict_integer_written_another_way_gets_the_plain_integer(value, fix, write_yaml):
     text = GOOD.replace("channels: 16", f"channels: {value}")
     p = write_yaml(text)
     (msg,) = problems(p)
     line = line_of(text, "stem:")
-    assert msg == f"{p}:{line}: space.stem.channels: Input should be a valid integer; {fix}"
+    assert msg == f"{p}:{line}: space.stem.channels: expected a whole number, got {fix}"
 
 
 @pytest.mark.parametrize("value", ["1:30", "1e3.5", "fifteen"])
@@ -312,7 +315,7 @@ def test_nan_is_refused_as_not_finite_at_its_line(text, where, line_start, write
     p = write_yaml(text)
     (msg,) = problems(p)
     line = line_of(text, line_start)
-    assert msg == f"{p}:{line}: {where}: Input should be a finite number"
+    assert msg == f"{p}:{line}: {where}: expected a finite number, got the number nan"
 
 
 def test_a_file_that_is_not_utf8_is_refused_at_the_line_of_the_bad_byte(tmp_path, capsys):
@@ -366,7 +369,8 @@ def test_a_quoted_key_is_a_name(write_yaml):
 def test_a_text_field_given_what_yaml_reads_otherwise_is_told_to_quote_it(value, write_yaml):
     p = write_yaml(GOOD.replace("name: digits-cnn", f"name: {value}"))
     (msg,) = problems(p)
-    assert msg == f'{p}:3: name: Input should be a valid string; quote it: name: "{value}"'
+    assert msg.startswith(f"{p}:3: name: expected text, got the ")  # number, boolean, date
+    assert msg.endswith(f'; quote it: name: "{value}"')
     quoted = write_yaml(GOOD.replace("name: digits-cnn", f'name: "{value}"'), "quoted.yaml")
     assert load_config(quoted)[0].name == value
 
@@ -375,7 +379,7 @@ def test_a_plugin_name_in_a_choice_list_gets_the_quote_hint(write_yaml):
     text = GOOD.replace("[conv3, sep_conv3, identity]", "[conv3, 5, identity]")
     p = write_yaml(text)
     (msg,) = problems(p)
-    assert msg.endswith('Input should be a valid string; quote it: "5"')
+    assert msg.endswith('expected text, got the number 5; quote it: "5"')
     assert msg.startswith(f"{p}:{line_of(text, 'op: {choices: [conv3, 5')}: ")
 
 
@@ -383,7 +387,8 @@ def test_a_text_value_from_set_gets_the_quote_hint_for_the_command_line():
     path = SPACES / "digits.yaml"
     (msg,) = problems(path, ["name=no"])
     assert (
-        msg == "--set name=no: name: Input should be a valid string; quote it: --set 'name=\"no\"'"
+        msg == "--set name=no: name: expected text, got the boolean false; quote it: "
+        "--set 'name=\"no\"'"
     )
     assert load_config(path, ['name="no"'])[0].name == "no"
 

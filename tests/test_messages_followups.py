@@ -1,0 +1,134 @@
+"""Messages in the project's words (walk14 F1, F4, F13): config values out of range or of the
+wrong kind say what the key takes and what it got (not pydantic's "Input should ..."), a `--set`
+naming a stage that does not exist lists the stages, `nasframe show` of a path that does not exist
+says so, and the table's VALID_ACC of a search with a selection is the selected architecture's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SPACES
+
+from nasframe.cli import main
+from nasframe.config_load import load_config
+from nasframe.errors import UserError
+
+DIGITS = SPACES / "digits.yaml"
+
+
+def _refused(overrides: list[str], path: Path = DIGITS) -> str:
+    with pytest.raises(UserError) as info:
+        load_config(path, overrides)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "item, said",
+    [
+        ("search.lam=1", "search.lam: must be at least 2, got 1"),
+        ("search.select.candidates=0", "search.select.candidates: must be greater than 0, got 0"),
+        ("search.stop_when_converged=2", "search.stop_when_converged: must be at most 1, got 2"),
+        ("data.valid_fraction=1.5", "data.valid_fraction: must be less than 1, got 1.5"),
+        ("search.optimizer.lr=-0.5", "search.optimizer.lr: must be greater than 0, got -0.5"),
+        ("search.epochs=[3]", "search.epochs: expected a whole number, got a list"),
+        ("search.epochs=2.5", "search.epochs: expected a whole number, got the number 2.5"),
+        ("search.optimizer.lr=[1]", "search.optimizer.lr: expected a number, got a list"),
+        ("log.tensorboard=maybe", "log.tensorboard: expected true or false, got the text 'maybe'"),
+        ("name={a: 1}", "name: expected text, got a mapping"),
+        (
+            "space.stem.op={choices: [conv3, conv5]}",
+            "space.stem.op: the stem's op is fixed (not a choice); write one op name",
+        ),
+        (
+            "space.stem.op=[conv3, conv5]",
+            "space.stem.op: the stem's op is fixed (not a choice); write one op name",
+        ),
+        (
+            "search.epochs={choices: [1, 2]}",
+            "search.epochs: takes one value, not a choice; write a whole number",
+        ),
+    ],
+)
+def test_config_values_are_refused_in_the_projects_words(item, said):
+    assert _refused([item]) == f"--set {item}: {said}"
+
+
+def test_the_stem_op_given_as_a_choice_is_refused_at_its_line(tmp_path):
+    text = DIGITS.read_text().replace(
+        "stem: {op: conv3, channels: 16}", "stem: {op: {choices: [conv3, conv5]}, channels: 16}"
+    )
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    line = text.splitlines().index("  stem: {op: {choices: [conv3, conv5]}, channels: 16}") + 1
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}:{line}: space.stem.op: the stem's op is fixed (not a choice); write one op name"
+    )
+
+
+def test_no_pydantic_wording_is_left_for_the_usual_mistakes():
+    items = ["seed=-1", "seed=99999999999999999999", "search.batch_size=0", "name=5"]
+    items += ["search.optimizer.lr=.inf", "space.stem.channels=abc", "log.tensorboard=[1]"]
+    for item in items:
+        said = _refused([item])
+        assert "Input should" not in said and said.startswith(f"--set {item}: "), said
+
+
+def test_a_stage_that_does_not_exist_lists_the_stages():
+    said = _refused(["space.stages.s3.width=8"])
+    assert said == (
+        "--set space.stages.s3.width=8: space.stages has no item 's3'; its items are s1, s2 "
+        "(or by index, 0 to 1)"
+    )
+    assert _refused(["space.stages.s11.width=8"]).endswith("; did you mean 's1'?")
+    said = _refused(["space.stages.s1.width.choices.5=8"])
+    assert said.endswith(
+        "space.stages.s1.width.choices has no item '5'; its 2 items go by index, 0 to 1"
+    )
+
+
+def test_show_of_a_path_that_does_not_exist_says_so(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    assert main(["show", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"{missing}: does not exist"
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    assert main(["show", str(file)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def _search_summary(run: Path, selection: dict | None) -> None:
+    run.mkdir()
+    summary = {
+        "kind": "search",
+        "name": "mine",
+        "epochs_run": 3,
+        "final": {"valid/acc": 0.1684, "test/acc": 0.25},
+        "most_likely_parameters": 100,
+        "most_likely_macs": 200,
+        "selection": selection,
+        "wall_time_s": 1.0,
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_the_tables_valid_acc_is_the_selected_architectures(tmp_path, capsys):
+    """walk14 F4: VALID_ACC was the last epoch's mean over sampled architectures, next to the
+    selected architecture's TEST_ACC."""
+    selected, plain = tmp_path / "selected", tmp_path / "plain"
+    chosen = {"valid_acc": 0.3828, "test_acc": 0.3803, "parameters": 50, "macs": 70}
+    _search_summary(selected, chosen)
+    _search_summary(plain, None)
+    assert main(["show", str(selected), str(plain)]) == 0
+    _, first, second = capsys.readouterr().out.splitlines()
+    assert first.split()[4:9] == ["3", "0.3828", "0.3803", "50", "70"]
+    # no selection: the epoch's valid/acc (the doc says what it is), the most likely one's test
+    assert second.split()[4:9] == ["3", "0.1684", "0.2500", "100", "200"]
+
+
+def test_the_quickstart_says_what_valid_acc_is():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "quickstart.md").read_text()
+    assert "`VALID_ACC` is its selected architecture's" in " ".join(text.split())
