@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Problem, UserError
+from .atomic import atomic_write
+from .errors import ConfigError, Problem
 from .run_files import ARCH, RUN_CONFIG
 
 __all__ = ["LineMap", "Loader", "Dumper", "load_yaml", "dump_yaml", "yaml_text", "parse_scalar"]
@@ -292,22 +293,8 @@ def yaml_text(data: Any) -> str:
 
 
 def dump_yaml(data: Any, path: str | os.PathLike) -> None:
-    """Write YAML atomically (temporary file, then rename). A failure to write (no space, no
-    permission, a directory in the way) is a :class:`UserError` naming the path and why; the
-    temporary file is removed whatever happens."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = yaml_text(data)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write it ({e.strerror or e})") from None
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+    """Write YAML atomically (:func:`~nasframe.atomic.atomic_write`). A failure to write (no
+    space, no permission, a directory in the way) is a :class:`UserError` naming the path and
+    why; no temporary file is left behind."""
+    text = yaml_text(data).encode("utf-8")
+    atomic_write(Path(path), lambda f: f.write(text))

@@ -237,3 +237,12 @@ def test_the_default_out_is_not_called_an_option_the_user_gave(trained, tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{run / 'pruned'} (the default --out): already holds a pruned network")
     assert "--out " + str(run / "pruned") not in err
+
+
+def test_yaml_files_are_written_the_same_way(tmp_path):
+    from nasframe.yaml_io import dump_yaml
+
+    dead = tmp_path / f".config.yaml.{_dead_pid()}.tmp"
+    dead.write_text("version: 1\nna")  # cut short by a kill
+    dump_yaml({"version": 1}, tmp_path / "config.yaml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
