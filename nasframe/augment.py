@@ -8,10 +8,23 @@ inside the training step without stalling the device.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch", "random_crop", "random_flip", "cutout", "crop_flip_at", "cutout_at"]
+from .errors import UserError
+
+__all__ = [
+    "augment_batch",
+    "random_crop",
+    "random_flip",
+    "cutout",
+    "crop_flip_at",
+    "cutout_at",
+    "check_augment_fits",
+]
 
 
 def _check(x: torch.Tensor, generator: torch.Generator) -> None:
@@ -138,3 +151,35 @@ def augment_batch(
         cx = torch.randint(0, w, (n,), generator=generator, device=dev)
         out = cutout_at(out, cy, cx, cutout)
     return out
+
+
+def check_augment_fits(cfg: Any, sample_shape: Sequence[int], where: str) -> None:
+    """Refuse, at ``where.cutout`` or ``where.crop_padding``, an augmentation (an
+    :class:`~nasframe.config.AugmentConfig`, or None: nothing to check) that wipes out the images
+    of shape ``sample_shape`` (C, H, W) instead of varying them: a run would train on blank
+    images without a word. Other shapes are left to the check that augmentation needs images.
+
+    A cutout of side ``L`` covers rows ``cy - L // 2 .. cy - L // 2 + L - 1`` for a centre ``cy``
+    in ``0 .. H - 1`` (:func:`cutout_at`), so it covers every row whatever the centre when
+    ``L // 2 >= H - 1`` and ``L - L // 2 >= H``, that is ``L >= 2 H - 1``; every image is blank
+    when that holds for the height and the width. Below ``max(H, W)`` no image is ever blanked
+    whole. A crop padding ``p >= min(H, W)`` makes the crops at the extreme offsets all padding.
+    """
+    if cfg is None or len(sample_shape) != 3:
+        return
+    h, w = int(sample_shape[1]), int(sample_shape[2])
+    side = max(h, w)
+    length = int(cfg.cutout or 0)
+    if length and length >= 2 * side - 1:
+        raise UserError(
+            f"{where}.cutout: a {length}x{length} cutout blanks every {h}x{w} image whatever "
+            f"its centre; use at most {side - 1} (a larger side blanks some images whole; about "
+            f"half the image side, {max(side // 2, 1)}, is usual)"
+        )
+    padding = int(cfg.crop_padding or 0)
+    if padding and padding >= min(h, w):
+        raise UserError(
+            f"{where}.crop_padding: {padding} pixels of padding on {h}x{w} images make some "
+            f"crops nothing but padding; use at most {min(h, w) - 1} (an eighth of the image "
+            f"side, {max(min(h, w) // 8, 1)}, is usual)"
+        )

@@ -34,6 +34,8 @@ __all__ = [
     "build_network",
     "build_network_layout",
     "build_op",
+    "trial_output",
+    "check_cell_op",
     "check_ops",
     "with_widths",
     "count_parameters",
@@ -173,17 +175,129 @@ def build_op(
     cls: Any, name: str, in_channels: int, out_channels: int, stride: int, layout: str
 ) -> list[nn.Module]:
     """The modules of op ``name`` (its class ``cls``): ``cls.build(in_channels, out_channels,
-    stride, layout)``. A build that raises, or returns something other than a list of torch
-    modules, is the plugin's bug: a :class:`~nasframe.registry.PluginFailure` naming it."""
-    modules = registry.call(
-        "op",
-        name,
-        cls.build,
-        (in_channels, out_channels, stride, layout),
-        label="build",
-        returns=(_is_module_list, "a list of torch modules"),
+    stride, layout)``. A build that raises, returns something other than a list of torch
+    modules, or modules whose output does not have ``out_channels`` channels (checked once per
+    set of arguments, on one small input), is the plugin's bug: a
+    :class:`~nasframe.registry.PluginFailure` naming it."""
+    modules = list(
+        registry.call(
+            "op",
+            name,
+            cls.build,
+            (in_channels, out_channels, stride, layout),
+            label="build",
+            returns=(_is_module_list, "a list of torch modules"),
+        )
     )
-    return list(modules)
+    key = (cls, in_channels, out_channels, stride, layout)
+    if key not in _OUTPUT_CHECKED:  # once per signature: networks repeat the same ops
+        net = nn.Sequential(*modules)
+        if _on_meta(net):  # nothing to run (how cost tables build): left to a real build
+            return modules
+        if len(_OUTPUT_CHECKED) >= 4096:
+            _OUTPUT_CHECKED.clear()
+        _OUTPUT_CHECKED[key] = _output_problem(net, in_channels, out_channels, stride, layout)
+    problem = _OUTPUT_CHECKED[key]
+    if problem is not None:
+        call = f"build({in_channels}, {out_channels}, {stride}, {layout!r})"
+        raise registry.failure("op", name, f"returned from {call} modules {problem}")
+    return modules
+
+
+#: (op class, in_channels, out_channels, stride, layout) -> what is wrong with the output of the
+#: modules its build returns (None: nothing, or they could not be run on a small input)
+_OUTPUT_CHECKED: dict[tuple[Any, ...], str | None] = {}
+
+
+def _on_meta(module: nn.Module) -> bool:
+    return any(t.device.type == "meta" for t in [*module.parameters(), *module.buffers()])
+
+
+def trial_output(module: nn.Module, shape: Sequence[int]) -> Any:
+    """What ``module`` returns for zeros of ``shape`` (batch dimension included), to check a
+    plugin's modules before a run relies on them; None when it cannot run on them (it raises,
+    holds lazy layers, or lives on the meta device), so that such a module is left unchecked.
+
+    It runs once where its weights are, in eval mode (every submodule's mode restored after) and
+    without gradients: nothing of it changes and no random number is drawn. On the small shapes
+    of a check this costs a small fraction of building the module."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if _on_meta(module) or any(
+        isinstance(m, nn.modules.lazy.LazyModuleMixin) for m in module.modules()
+    ):
+        return None  # nothing to run, or running would initialise it (drawing random numbers)
+    floats = [t.dtype for t in tensors if t.is_floating_point()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    x = torch.zeros(tuple(shape), device=device, dtype=floats[0] if floats else None)
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        with torch.no_grad():
+            return module(x)
+    except Exception:  # a module that cannot take this input: not checked here
+        return None
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _output_problem(
+    net: nn.Module, in_channels: int, out_channels: int, stride: int, layout: str
+) -> str | None:
+    """What is wrong with the output of ``net`` (an op's modules, built for these arguments) on
+    one input: not a tensor shaped like the input (N, C[, L[, W]]), or not ``out_channels``
+    channels; None when it is right or cannot be run (:func:`trial_output`). The input's side is
+    ``2 * stride`` (cheap at any width), else, for ops that cannot take so few pixels (a
+    convolution without padding), ``16 * stride``."""
+    dims = LAYOUTS[layout]
+    for side in (2, 16) if dims else (1,):
+        shape = (1, in_channels, *(side * stride,) * dims)
+        y = trial_output(net, shape)
+        if y is not None:
+            break
+    else:
+        return None
+    if not isinstance(y, torch.Tensor):
+        return f"whose output is {registry.shown(y)}, not a tensor"
+    if y.dim() != dims + 2 or y.shape[0] != 1:
+        want = "(N, C)" if dims == 0 else "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+        return f"that turn an input shaped {shape} into {tuple(y.shape)}, not {want}"
+    if y.shape[1] != out_channels:
+        got = y.shape[1]
+        return f"whose output has {got} channel{'' if got == 1 else 's'}, not {out_channels}"
+    return None
+
+
+#: (cell op name, module class, channels, stride) -> what is wrong with the module's output
+_CELL_OP_CHECKED: dict[tuple[Any, ...], str | None] = {}
+
+
+def check_cell_op(name: str, module: nn.Module, channels: int, stride: int) -> None:
+    """Refuse a ``cell_op`` plugin's module that does not keep the contract, mapping
+    (N, C, H, W) to (N, C, H / stride, W / stride), with a
+    :class:`~nasframe.registry.PluginFailure` naming the plugin (rather than a shape error
+    deep in a cell's forward pass). Run once per (op, module class, channels, stride) on an 8×8
+    input of zeros, as :func:`trial_output` runs it; a module that cannot run there is not
+    checked."""
+    key = (name, type(module), channels, stride)
+    if key not in _CELL_OP_CHECKED:
+        if _on_meta(module):
+            return
+        if len(_CELL_OP_CHECKED) >= 4096:
+            _CELL_OP_CHECKED.clear()
+        shape = (1, channels, 8, 8)
+        want = (1, channels, -(-8 // stride), -(-8 // stride))
+        y = trial_output(module, shape)
+        problem = None
+        if y is not None and not isinstance(y, torch.Tensor):
+            problem = f"whose output is {registry.shown(y)}, not a tensor"
+        elif y is not None and tuple(y.shape) != want:
+            problem = f"that turns an input shaped {shape} into {tuple(y.shape)}, not {want}"
+        _CELL_OP_CHECKED[key] = problem
+    problem = _CELL_OP_CHECKED[key]
+    if problem is not None:
+        call = f"{name}({channels}, {stride}, ...)"
+        raise registry.failure("cell_op", name, f"returned from {call} a module {problem}")
 
 
 def _ops_for(layout: str) -> list[str]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from . import registry
+from .augment import check_augment_fits
 from .config import Config
-from .data import check_root
+from .data import check_augment, check_root
 from .network import check_ops
 from .space import SearchSpace
 
-__all__ = ["preflight", "check_growth_options", "check_optimizers"]
+__all__ = ["preflight", "check_growth_options", "check_optimizers", "check_augments"]
 
 
 def preflight(config: Config, data: bool = False) -> str:
@@ -19,7 +23,8 @@ def preflight(config: Config, data: bool = False) -> str:
     Always: ``data.root`` against the dataset, the ops against the layout, the strategy and its
     options, the growth strategy's options. With ``data``: the whole set-up of the run (the
     dataset loaded, the networks built on the config's device, growth, optimizer and schedule),
-    stopping before anything is written.
+    stopping before anything is written, and the augmentation (a search's config: also
+    ``train.augment``, for the retraining) against the data's samples.
     """
     from .search import make_strategy, run_search
 
@@ -31,6 +36,7 @@ def preflight(config: Config, data: bool = False) -> str:
     if space.choices:
         if data:  # the dry run makes the strategy too
             info = run_search(config, None, progress=False, dry_run=True)
+            _check_augments_of(config, info, search=True)
             return f"search set up: {info['data']}, {info['train']} train / {info['valid']} valid"
         S = config.search
         make_strategy(S.strategy, space, S.lam, config.seed, S.strategy_options)
@@ -40,6 +46,7 @@ def preflight(config: Config, data: bool = False) -> str:
     from .train import run_train
 
     info = run_train(config, None, progress=False, dry_run=True)
+    _check_augments_of(config, info, search=False)
     return f"training set up: {info['data']}, {info['train']} train / {info['test']} test"
 
 
@@ -85,3 +92,21 @@ def check_optimizers(config: Config, search: bool) -> None:
         if any(cfg.kwargs().get(k) for k in _DEVICE_OPTIONS):
             continue
         build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg, f"{where}.optimizer")
+
+
+def check_augments(config: Config, sample_shape: Sequence[int], search: bool) -> None:
+    """Refuse, at its config path, augmentation the data's samples (``sample_shape``) cannot take:
+    samples that are not images, a cutout that blanks every image or a crop padding of the
+    image's side (:func:`~nasframe.augment.check_augment_fits`). ``train.augment`` always (a
+    search's config also retrains what it finds), ``search.augment`` for a search."""
+    sections = (("search.augment", config.search.augment),) if search else ()
+    for where, cfg in (*sections, ("train.augment", config.train.augment)):
+        check_augment(cfg, sample_shape, where)
+        check_augment_fits(cfg, sample_shape, where)
+
+
+def _check_augments_of(config: Config, info: dict[str, Any], search: bool) -> None:
+    """:func:`check_augments` with the sample shape a dry run reports (none: not checked here)."""
+    shape = info.get("sample_shape")
+    if shape is not None:
+        check_augments(config, shape, search)

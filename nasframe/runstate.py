@@ -6,12 +6,16 @@ run and the running metrics; written atomically, read with ``weights_only=True``
 
 from __future__ import annotations
 
+import io
 import time
+import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import registry
 from .checkpoint import (
     first_non_finite,
     learned_state,
@@ -90,6 +94,8 @@ class RunState:
         self.environment = environment(device)
         if resume:
             self.resume()
+        for name, part in self.parts.items():  # a plugin's state that no run could resume
+            self._state_of(name, part)
         return resume_note(self.saved_environment, self.environment) if resume else None
 
     def wall_s(self) -> float:
@@ -103,12 +109,15 @@ class RunState:
         self.pos["step"] = 0
 
     def save(self) -> None:
+        """Write the checkpoint. A part made by a plugin whose state
+        ``torch.load(weights_only=True)`` would refuse is a
+        :class:`~nasframe.registry.PluginFailure`, raised before anything is written."""
         self.pos["wall_s"] = self.wall_s()
         save_checkpoint(
             {
                 "kind": self.kind,
                 "space_hash": self.space_hash,
-                **{name: part.state_dict() for name, part in self.parts.items()},
+                **{name: self._state_of(name, part) for name, part in self.parts.items()},
                 "rng": rng_state(),
                 "pos": dict(self.pos),
                 "meter": self.meter.state_dict(),
@@ -117,6 +126,36 @@ class RunState:
             },
             self.path,
         )
+
+    def _state_of(self, name: str, part: Any) -> Any:
+        """``part.state_dict()``; for a part a plugin made, checked to be what a resumed run can
+        read (:func:`unloadable`): else a :class:`~nasframe.registry.PluginFailure` naming the
+        plugin, the key and the type, before any checkpoint holds it. nasframe's and PyTorch's
+        own parts are not checked (they save only such types)."""
+        cls = _plugin_class(part)
+        if not cls:
+            return part.state_dict()
+        kind, plugin = _plugin_of(name, part)
+        method = f"{type(part).__qualname__}.state_dict()"
+        if plugin is None:
+            state = part.state_dict()
+        else:
+            state = registry.call(kind, plugin, part.state_dict, label=method)
+        bad = unloadable(state)
+        if bad is not None:
+            where, value, why = bad
+            at = f" at {where!r}" if where else ""
+            what = (
+                f"returned from {method} {_type_name(value)}{at}, {why}, so that no checkpoint "
+                "of this run could be resumed (a state_dict() may hold tensors, numbers, strings, "
+                "None, and lists, tuples and dicts of them)"
+            )
+            if plugin is not None:
+                raise registry.failure(kind, plugin, what)
+            raise registry.PluginFailure(
+                f"{name} {cls} {what}; this is a bug in the plugin that made it"
+            )
+        return state
 
     def resume(self) -> None:
         """Continue from the checkpoint; one from another kind of run or space, or one with
@@ -212,6 +251,100 @@ def _plugin_class(part: Any) -> str:
     if cls.__module__.split(".")[0] in ("nasframe", "torch"):
         return ""
     return f"{cls.__qualname__} (from {cls.__module__})"
+
+
+#: a part's name in a run -> the kind of plugin that may make it
+_PART_KINDS = {"strategy": "strategy", "optimizer": "optimizer", "growth": "growth"}
+
+
+def _plugin_of(name: str, part: Any) -> tuple[str, str | None]:
+    """The plugin kind of part ``name`` and the registered name of the plugin class ``part`` is
+    an instance of (None when no loaded plugin is that class, e.g. a function made it)."""
+    kind = _PART_KINDS.get(name, name)
+    for info in registry.plugins():
+        if info.kind == kind and info.loaded and info.obj is type(part):
+            return kind, info.name
+    return kind, None
+
+
+#: leaves that torch.load(weights_only=True) reads (the exact types: numpy's float64 is a float
+#: subclass that it refuses); anything else is judged by torch itself, by a round trip
+_PLAIN_LEAVES = {
+    torch.Tensor,
+    torch.nn.Parameter,
+    int,
+    float,
+    bool,
+    str,
+    bytes,
+    complex,
+    type(None),
+    torch.Size,
+    torch.dtype,
+    torch.device,
+}
+_CONTAINERS = {dict, OrderedDict, list, tuple}
+
+
+def unloadable(state: Any, where: str = "", depth: int = 0) -> tuple[str, Any, str] | None:
+    """The first value in ``state`` (nested dicts, lists and tuples) that a checkpoint could not
+    hold for a resumed run, as (its key path: ``extra``, ``theta[2]``, ``state[0].buf``; the
+    value; why), or None. Plain leaves and containers are accepted at a glance; anything else
+    (and any key that is not plain) is saved and read back with ``torch.load(weights_only=True)``,
+    so that torch itself decides."""
+    kind = type(state)
+    if kind in _PLAIN_LEAVES:
+        return None
+    if kind in _CONTAINERS and depth < 64:  # deeper (or a cycle): left to the round trip
+        if kind in (list, tuple):
+            items = [(f"{where}[{i}]", None, v) for i, v in enumerate(state)]
+        else:
+            items = [(_key_path(where, k), k, v) for k, v in state.items()]
+        for path, key, value in items:
+            if key is not None and type(key) not in _PLAIN_LEAVES:
+                why = _round_trip(key)
+                if why is not None:
+                    return path, key, f"as a key, {why}"
+            bad = unloadable(value, path, depth + 1)
+            if bad is not None:
+                return bad
+        return None
+    why = _round_trip(state)
+    return None if why is None else (where, state, why)
+
+
+def _key_path(where: str, key: Any) -> str:
+    """``where.key`` for a text key (``key`` at the top), ``where[key]`` for any other."""
+    if isinstance(key, str):
+        return f"{where}.{key}" if where else key
+    return f"{where}[{key!r}]"
+
+
+def _round_trip(value: Any) -> str | None:
+    """Why a checkpoint holding ``value`` could not be written or read back with
+    ``torch.load(weights_only=True)``, or None when it can."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+    except Exception as e:
+        return f"which torch.save cannot write ({type(e).__name__}: {first_line(str(e))[:120]})"
+    buffer.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception:
+        return "which torch.load(weights_only=True) refuses"
+    return None
+
+
+def _type_name(value: Any) -> str:
+    """'a numpy.ndarray', 'a frozenset', 'an acme.Thing'."""
+    cls = type(value)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _is_number(value: Any) -> bool:
