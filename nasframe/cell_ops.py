@@ -134,11 +134,16 @@ def conv3(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
 def build_cell_op(name: str, channels: int, stride: int, affine: bool, track: bool) -> nn.Module:
     """One registered cell op: ``channels`` -> ``channels`` at ``stride`` (1, or 2 in reduction
     cells). A cell op that raises, or returns something other than a module, is the plugin's bug:
-    a :class:`~nasframe.registry.PluginFailure` naming it."""
-    return registry.call(
+    a :class:`~nasframe.registry.PluginFailure` naming it, as is a module whose output does not
+    have ``channels`` channels (:func:`~nasframe.network.check_cell_op`)."""
+    from .network import check_cell_op
+
+    module = registry.call(
         "cell_op",
         name,
         registry.get("cell_op", name),
         (channels, stride, affine, track),
         returns=(lambda m: isinstance(m, nn.Module), "an nn.Module"),
     )
+    check_cell_op(name, module, channels, stride)
+    return module

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from . import registry
-from .augment import augment_batch
+from .augment import augment_batch, check_augment_fits
 from .config import AugmentConfig, DataConfig
 from .datasets import READS_NO_FILES, Dataset
 from .errors import UserError, did_you_mean
@@ -136,12 +136,14 @@ def batch_at(x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, i: int, batc
 
 
 def check_augment(cfg: AugmentConfig | None, sample_shape: tuple[int, ...], where: str) -> None:
-    """Refuse augmentation of data that are not images, before a run starts."""
+    """Refuse augmentation of data that are not images, or that blanks or pads away whole
+    images of this size (:func:`~nasframe.augment.check_augment_fits`), before a run starts."""
     if cfg is not None and len(sample_shape) != 3:
         raise UserError(
             f"{where}: augmentation needs images (C, H, W) but the data's samples have shape "
             f"{tuple(sample_shape)}; remove {where}"
         )
+    check_augment_fits(cfg, sample_shape, where)
 
 
 def augment_at(

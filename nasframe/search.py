@@ -375,6 +375,7 @@ class _SearchRun:
             "data": self.data.name,
             "train": self.xtr.shape[0],
             "valid": self.xva.shape[0],
+            "sample_shape": tuple(self.data.sample_shape),
         }
 
     def start(self, on_ready: Callable[[], None] | None) -> None:

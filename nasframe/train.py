@@ -284,6 +284,7 @@ class _TrainRun:
             "data": self.data.name,
             "train": self.x.shape[0],
             "test": self.xt.shape[0],
+            "sample_shape": tuple(self.data.sample_shape),
         }
 
     def start(self, on_ready: Callable[[], None] | None) -> None:

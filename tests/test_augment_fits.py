@@ -84,8 +84,8 @@ def test_the_rules_are_exactly_where_augment_batch_blanks_images(shape):
 
 
 def test_validate_data_refuses_the_cifar_recipe_on_digits(tmp_path, capsys):
-    """End to end: needs the search's dry run to report its ``sample_shape`` (search.py's
-    dry_run_summary); skipped until it does."""
+    """End to end: the search's dry run reports its ``sample_shape``, against which the
+    retraining's augmentation is checked."""
     text = (SPACES / "digits.yaml").read_text()
     old = "train:\n  epochs: 10\n"
     assert old in text
@@ -95,8 +95,6 @@ def test_validate_data_refuses_the_cifar_recipe_on_digits(tmp_path, capsys):
     )
     rc = main(["validate", "--data", str(cfg)])
     err = capsys.readouterr().err
-    if rc == 0:
-        pytest.skip("the search's dry run does not report its sample_shape yet")
     assert rc == 2 and "Traceback" not in err
     assert (
         err.strip()
@@ -148,3 +146,25 @@ def test_validate_data_checks_a_search_config_s_train_augment_for_the_retraining
     )
     cfg = _digits_with(tmp_path, old, old + "  augment: {crop_padding: 4, flip: true}\n")
     assert main(["validate", "--data", str(cfg)]) == 0
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_a_run_refuses_augmentation_that_blanks_its_images(tmp_path, capsys, command):
+    section = "search" if command == "search" else "train"
+    text = (SPACES / "digits.yaml").read_text()
+    if command == "train":
+        from nasframe import SearchSpace, load_config
+        from nasframe.yaml_io import dump_yaml
+
+        config, _ = load_config(SPACES / "digits.yaml")
+        space = SearchSpace(config)
+        dump_yaml(space.freeze([0] * len(space.paths)), tmp_path / "arch.yaml")
+        text = (tmp_path / "arch.yaml").read_text()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    args = [command, str(cfg), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main([*args, "--set", f"{section}.augment={{cutout: 16}}"]) == 2
+    assert f"{section}.augment.cutout: a 16x16 cutout blanks every 8x8 image" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "run").exists()

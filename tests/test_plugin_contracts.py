@@ -411,3 +411,20 @@ def test_nasframe_s_own_parts_save_what_the_walk_accepts():
         torch.save(state, buffer)
         buffer.seek(0)
         torch.load(buffer, weights_only=True)
+
+
+def _halves(c, stride, affine, track):
+    return nn.Conv2d(c, c // 2, 3, stride=stride, padding=1)
+
+
+def test_a_search_with_a_cell_op_that_changes_channels_is_refused_at_its_start(
+    tmp_path, plugin, capsys
+):
+    plugin("cell_op", "test_halves_run", _halves)
+    old = "ops: [identity, avg_pool3, max_pool3, sep_conv3, sep_conv5]"
+    cfg = _config(tmp_path, "cells_digits.yaml", old, "ops: [identity, test_halves_run]")
+    out = tmp_path / "run"
+    line = _one_line(["search", cfg, "--out", str(out), "--quiet"], capsys)
+    assert line.startswith("cell_op plugin 'test_halves_run' (registered in code as ")
+    assert "a module that turns an input shaped" in line and ADVICE in line
+    assert not out.exists()
