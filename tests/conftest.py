@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe import registry
+
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,21 @@ def run_cli(
         cwd=cwd or ROOT,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def plugin():
+    """Register a plugin in code for one test: ``plugin(kind, name, obj)`` (removed after it;
+    use names of the test's own, never a built-in name)."""
+    added: list[tuple[str, str]] = []
+
+    def add(kind: str, name: str, obj: object) -> None:
+        registry.register(kind, name, override=True)(obj)
+        added.append((kind, name))
+
+    yield add
+    for kind, name in added:
+        registry._discover()[kind].pop(name, None)
 
 
 @pytest.fixture

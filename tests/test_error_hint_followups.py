@@ -9,28 +9,13 @@ import pytest
 import torch
 
 import nasframe.cli
-from nasframe import UserError, registry
+from nasframe import UserError
 from nasframe.cli import main
 from nasframe.config import DataConfig, OptimizerConfig
 from nasframe.data import load_dataset
 from nasframe.errors import out_of_memory
 from nasframe.optim import build_optimizer
 from nasframe.registry import PluginFailure, named_option
-
-
-@pytest.fixture
-def plugin():
-    """Register a plugin in code for one test: ``plugin(kind, name, obj)``."""
-    added: list[tuple[str, str]] = []
-
-    def add(kind: str, name: str, obj: object) -> None:
-        registry.register(kind, name, override=True)(obj)
-        added.append((kind, name))
-
-    yield add
-    for kind, name in added:
-        registry._discover()[kind].pop(name, None)
-
 
 # ---------------------------------------------------------------- 1. which option a message names
 

@@ -29,20 +29,6 @@ ADVICE = "this is a bug in that plugin: fix it, or report it to its authors"
 FAST = ["--set", "search.epochs=1", "--quiet"]
 
 
-@pytest.fixture
-def plugin():
-    """Register a plugin in code for one test: ``plugin(kind, name, obj)``."""
-    added: list[tuple[str, str]] = []
-
-    def add(kind: str, name: str, obj: object) -> None:
-        registry.register(kind, name, override=True)(obj)
-        added.append((kind, name))
-
-    yield add
-    for kind, name in added:
-        registry._discover()[kind].pop(name, None)
-
-
 def _one_line(args: list[str], capsys) -> str:
     """The one line of stderr of a refused command (exit status 2, no traceback)."""
     assert main(args) == 2

@@ -56,20 +56,6 @@ def _one_line(args: list[str], capsys) -> str:
 
 
 @pytest.fixture
-def plugin():
-    """Register a plugin in code for one test: ``plugin(kind, name, obj)``."""
-    added: list[tuple[str, str]] = []
-
-    def add(kind: str, name: str, obj: object) -> None:
-        registry.register(kind, name, override=True)(obj)
-        added.append((kind, name))
-
-    yield add
-    for kind, name in added:
-        registry._discover()[kind].pop(name, None)
-
-
-@pytest.fixture
 def installed(tmp_path, monkeypatch):
     """An installed distribution 'acme-bad-plugins 0.1' in-process: ``installed(kind, name,
     "attr", source)`` makes ``name`` the entry point ``acme_bad:attr`` of module ``source``."""
