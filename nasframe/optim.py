@@ -12,7 +12,7 @@ from . import registry
 from .config import OptimizerConfig
 from .errors import UserError
 
-__all__ = ["build_optimizer", "build_schedule"]
+__all__ = ["build_optimizer", "check_optimizer", "build_schedule"]
 
 
 def build_optimizer(
@@ -65,6 +65,26 @@ def build_optimizer(
         blame=blame,
         returns=returns,
     )
+
+
+#: torch's refusal of an optimizer given no parameters, which it checks after their options
+_NO_PARAMETERS = "optimizer got an empty parameter list"
+
+
+def check_optimizer(cfg: OptimizerConfig, where: str = "optimizer") -> None:
+    """Raise what :func:`build_optimizer` would raise for ``cfg``'s options, with no network to
+    optimize (``nasframe validate``). torch's own optimizers check their options before their
+    parameters, so they are given none: their first parameter group imports ``torch._dynamo``,
+    seconds that validating need not spend. A plugin's, or one that ``gc`` wraps, is built on one
+    stand-in parameter."""
+    if _from_torch(registry.get("optimizer", cfg.name)) and not cfg.gc:
+        try:
+            build_optimizer([], cfg, where)
+        except UserError as e:
+            if not str(e).endswith(_NO_PARAMETERS):
+                raise
+        return
+    build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg, where)
 
 
 def _from_torch(cls: Any) -> bool:

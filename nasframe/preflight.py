@@ -79,19 +79,18 @@ _DEVICE_OPTIONS = ("fused", "capturable")
 
 
 def check_optimizers(config: Config, search: bool) -> None:
-    """Build ``train.optimizer`` (and ``search.optimizer`` for a search) on one stand-in parameter,
-    raising what the run (or the retraining of what a search finds) would raise at the option's
-    config path: a ``momentum: abc``, a negative learning rate, an option torch refuses. An
-    optimizer with a device-dependent option (``fused``, ``capturable``) is left to the run."""
-    import torch
-
-    from .optim import build_optimizer
+    """Check ``train.optimizer`` (and ``search.optimizer`` for a search) as the run (or the
+    retraining of what a search finds) builds it (:func:`~nasframe.optim.check_optimizer`),
+    raising what it would raise at the option's config path: a ``momentum: abc``, an option torch
+    refuses. An optimizer with a device-dependent option (``fused``, ``capturable``) is left to
+    the run."""
+    from .optim import check_optimizer
 
     sections = (("search", config.search.optimizer),) if search else ()
     for where, cfg in (*sections, ("train", config.train.optimizer)):
         if any(cfg.kwargs().get(k) for k in _DEVICE_OPTIONS):
             continue
-        build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg, f"{where}.optimizer")
+        check_optimizer(cfg, f"{where}.optimizer")
 
 
 def check_augments(config: Config, sample_shape: Sequence[int], search: bool) -> None:

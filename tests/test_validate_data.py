@@ -136,3 +136,31 @@ def test_validate_takes_set_as_the_runs_do(tmp_path, capsys):
     args = ["validate", str(SPACES / "digits.yaml"), str(SPACES / "mlp.yaml")]
     assert main([*args, "--set", "search.epochs=3"]) == 0
     assert capsys.readouterr().out.count(": ok (search config)") == 2
+
+
+def test_checking_torchs_optimizers_imports_no_compiler(tmp_path):
+    """torch's optimizers are checked without parameters: their first parameter group would
+    import torch._dynamo, seconds of a validate that builds nothing else."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from nasframe.cli import main; "
+        f"rc = main(['validate', {str(SPACES / 'digits.yaml')!r}]); "
+        "print(rc, 'torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "0 False"
+
+
+def test_a_gradient_centralized_optimizer_validates(tmp_path, capsys):
+    text = (SPACES / "digits.yaml").read_text()
+    old = "{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 3.0e-4}"
+    cfg = tmp_path / "gc.yaml"
+    cfg.write_text(text.replace(old, "{name: sgd, lr: 0.05, momentum: 0.9, gc: conv}"))
+    assert main(["validate", str(cfg)]) == 0
+    cfg.write_text(text.replace(old, "{name: sgd, lr: 0.05, momentum: -0.9, gc: conv}"))
+    assert main(["validate", str(cfg)]) == 2
+    assert "search.optimizer.momentum: " in capsys.readouterr().err
