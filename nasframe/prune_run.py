@@ -6,6 +6,7 @@ reduced) and weights that a network built from that arch loads, plus a report of
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .errors import UserError, make_dir
 from .network import build_network, build_network_layout, num_classes_of, with_widths
 from .run_files import ARCH, RUN_CONFIG, SUMMARY, WEIGHTS
 from .show import read_summary
-from .tblog import RunLogger
+from .tblog import EVENTS, RunLogger
 from .train import evaluate
 from .yaml_io import load_yaml, yaml_text
 
@@ -103,11 +104,11 @@ def _refuse_pruned(run_dir: Path) -> None:
     raise UserError(f"{run_dir}: no {RUN_CONFIG} here; prune a finished `nasframe train` run")
 
 
-def _own_pruning(out: Path, method: str, threshold: float) -> dict[str, Any] | None:
+def _own_pruning(out: Path, method: str, threshold: float, source: str) -> dict[str, Any] | None:
     """The summary of the pruning a training's ``prune:`` step wrote to ``out`` (in the run's
     directory) before the run was stopped (its summary.json is written last), if it is that
-    pruning: same method and threshold (the run may have moved since, so its source path may
-    differ). The training's weights are final once it prunes, so the result stands."""
+    pruning: same method and threshold, of the very weights the training ends with (``source``,
+    their digest; the run may have moved since, so its source path may differ)."""
     try:
         summary = read_summary(out)
     except UserError:  # none, or cut short: not written to the end
@@ -116,15 +117,39 @@ def _own_pruning(out: Path, method: str, threshold: float) -> dict[str, Any] | N
         summary.get("kind") == "prune"
         and summary.get("method") == method
         and summary.get("threshold") == threshold
+        and summary.get("source_weights") == source
         and all((out / name).exists() for name in (ARCH, WEIGHTS))
     )
     return summary if same else None
 
 
+def _weights_digest(path: Path) -> str:
+    """``sha256:...`` of a weights file: which trained weights a pruning came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _keep_earlier_pruning(out: Path) -> None:
+    """Move a complete pruning of earlier weights (a training resumed to train longer, or a
+    ``nasframe prune`` of it with other settings) aside as ``pruned.previous[-N]``: the
+    training's ``prune:`` step prunes its final weights, and nothing written before is lost."""
+    n, kept = 1, out.with_name(f"{out.name}.previous")
+    while kept.exists():
+        n += 1
+        kept = out.with_name(f"{out.name}.previous-{n}")
+    try:
+        out.rename(kept)
+    except OSError as e:
+        raise UserError(f"{out}: cannot move it aside to {kept.name} ({e.strerror or e})") from None
+    say(f"kept the earlier pruning, of other weights or settings, as {kept}")
+
+
 #: what a pruning writes to its directory besides TensorBoard's events files, in this order (its
 #: events come after the weights): its summary.json last marks the pruning complete
 _WRITES = (ARCH, WEIGHTS, SUMMARY)
-_EVENTS = "events.out.tfevents."
 
 
 def _unfinished_pruning(out: Path, name: str | None) -> bool:
@@ -140,7 +165,7 @@ def _unfinished_pruning(out: Path, name: str | None) -> bool:
             n = entry.name
             ours = (
                 n in (ARCH, WEIGHTS)
-                or n.startswith(_EVENTS)
+                or n.startswith(EVENTS)
                 or (n.startswith(temps) and n.endswith(".tmp"))
             )
             if not ours or entry.is_symlink() or not entry.is_file():
@@ -160,7 +185,7 @@ def _discard_events(out: Path) -> None:
     """Remove the TensorBoard events files of an earlier, unfinished pruning in ``out`` (it may
     have been stopped while writing them): the pruning's events are written again, once."""
     for entry in out.iterdir():
-        if entry.name.startswith(_EVENTS) and entry.is_file() and not entry.is_symlink():
+        if entry.name.startswith(EVENTS) and entry.is_file() and not entry.is_symlink():
             try:
                 entry.unlink()
             except OSError as e:
@@ -213,20 +238,17 @@ def run_prune(
     settings = config.prune or PruneConfig()  # a run trained without a prune section: defaults
     method = settings.method
     xi = threshold if threshold is not None else settings.threshold
+    source = _weights_digest(weights)
     again = False  # whether ``out`` holds an unfinished pruning, written again
     if any((out / name).exists() for name in _WRITES):
-        earlier = _own_pruning(out, method, xi) if own else None
+        earlier = _own_pruning(out, method, xi, source) if own else None
         if earlier is not None:  # a resumed training stopped after its pruning was written
             say(f"pruned network: {out / ARCH} and {out / WEIGHTS} (written before the stop)")
             return earlier
         if own and not (out / SUMMARY).exists():  # stopped while writing it: prune again
             again = True
-        elif own:
-            raise UserError(
-                f"{out}: already holds a pruned network that is not this training's (prune: "
-                f"{method}, threshold {xi:g}); move it away or delete it, then resume the "
-                "training to prune"
-            )
+        elif own:  # of other weights (trained longer since) or settings: kept, pruned anew
+            _keep_earlier_pruning(out)
         elif _unfinished_pruning(out, config.name):
             again = True
             where = f"--out {out}" if given else f"{out}"
@@ -260,6 +282,7 @@ def run_prune(
     summary = {
         "kind": "prune",
         "source": str(run_dir),
+        "source_weights": source,
         "name": config.name,
         "sample_shape": list(data.sample_shape),
         "num_classes": classes,

@@ -1,17 +1,20 @@
 """One process at a time in a run directory.
 
-Two processes in one run directory (a second ``--resume`` while the first still runs, or orphaned
-torchrun workers) would interleave their checkpoints, events and results. The command line holds
-an advisory lock on ``RUN_DIR/.lock`` while a run runs; the kernel releases it when the process
-dies, however it dies, so a killed run never leaves a stale lock behind. Where the platform has
-no ``fcntl`` (Windows), runs are not locked.
+Two processes in one run directory (a second ``--resume`` while the first still runs, or a new
+run given the same ``--out``) would interleave their checkpoints, events and results. The command
+line holds an advisory lock on ``RUN_DIR/.lock`` while a run runs (under torchrun, rank 0, which
+alone writes); the kernel releases it when the process dies, however it dies, so a killed run
+never leaves a stale lock behind. Where the platform has no ``fcntl`` (Windows), or the file
+system no locks, runs are not locked.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
+from .console import say
 from .errors import UserError
 
 __all__ = ["LOCK", "RunLock"]
@@ -46,13 +49,18 @@ class RunLock:
                 ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)  # a file system without locks (NFS without lockd, ...)
+                    path.unlink(missing_ok=True)
+                    say(f"note: {run_dir}: runs here cannot be locked ({e.strerror or e})")
+                    return cls(path, None)
                 holder = os.read(fd, 32).decode("ascii", "replace").strip()
                 os.close(fd)
                 pid = f" (pid {holder})" if holder.isdigit() else ""
                 raise UserError(
                     f"{run_dir}: another nasframe process{pid} is running in this directory; "
-                    "wait for it to end, or stop it, then resume"
+                    "wait for it to end, or stop it, first"
                 ) from None
             if _same_file(fd, path):
                 break

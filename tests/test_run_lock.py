@@ -38,7 +38,7 @@ def test_a_second_process_in_a_run_directory_is_refused_naming_the_first(stopped
         assert main(args) == 2
         assert capsys.readouterr().err.strip() == (
             f"{stopped_run}: another nasframe process (pid {os.getpid()}) is running in this "
-            "directory; wait for it to end, or stop it, then resume"
+            "directory; wait for it to end, or stop it, first"
         )
         assert (stopped_run / "checkpoint.pt").read_bytes() == before
         out = stopped_run.parent / "new"
@@ -95,3 +95,20 @@ def test_the_lock_is_gone_after_a_run_ends_or_finds_nothing_to_do(tmp_path, caps
     assert main(["search", "--resume", str(run)]) == 0  # finished: says so, writes nothing
     assert "this search has finished" in capsys.readouterr().err
     assert not (run / LOCK).exists()
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_says_so(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from nasframe import run_lock
+
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_locks)
+    run = tmp_path / "run"
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(run), *QUICK]) == 0
+    assert f"note: {run}: runs here cannot be locked (No locks available)" in (
+        capsys.readouterr().err
+    )
+    assert (run / "arch.yaml").exists() and not (run / LOCK).exists()

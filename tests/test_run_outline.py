@@ -264,8 +264,22 @@ def test_a_pruning_of_another_threshold_is_not_taken_for_the_trainings_own(runs,
     pruning["threshold"] /= 2  # what `nasframe prune RUN --threshold` of another value writes
     (run / "pruned" / "summary.json").write_text(json.dumps(pruning))
     _without_prune_entry(run, summary)
-    assert main(["train", "--resume", str(run), "--quiet"]) == 2
-    assert "already holds a pruned network" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "kept the earlier pruning, of other weights or settings, as " in capsys.readouterr().err
+    assert _summary(run / "pruned.previous") == pruning  # kept as it was
+    assert _summary(run / "pruned")["threshold"] == summary["prune"]["threshold"]
+    assert _timeless(_summary(run)) == _timeless(summary)
+
+
+def test_a_training_resumed_to_train_longer_prunes_its_final_weights(runs, tmp_path, capsys):
+    run = _copy(runs, tmp_path, "prunes")
+    before = _files(run / "pruned")
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "train.epochs=2"]) == 0
+    summary = _summary(run)
+    assert summary["epochs"] == 2
+    assert summary["prune"]["acc_before"] == summary["test_acc"]  # pruned what it ends with
+    assert _files(run / "pruned.previous") == before  # the earlier weights' pruning, kept
+    assert (run / "pruned" / "weights.pt").read_bytes() != before["weights.pt"]
 
 
 @pytest.mark.parametrize("kind", ["search", "train"])
