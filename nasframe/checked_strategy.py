@@ -33,18 +33,26 @@ class CheckedStrategy:
     attribute it has (θ, optional methods) is read through, and one it lacks stays missing."""
 
     def __init__(self, strategy: Any, name: str, categories: Sequence[int]) -> None:
-        self.inner, self.name = strategy, name
-        self._categories = np.asarray(categories, dtype=np.int64)
+        object.__setattr__(self, "_plugin", strategy)
+        object.__setattr__(self, "_plugin_name", name)
+        object.__setattr__(self, "_categories", np.asarray(categories, dtype=np.int64))
 
     def __getattr__(self, attr: str) -> Any:
-        value = getattr(self.inner, attr)
+        if attr.startswith("_"):  # the wrapper's own (and copy's, pickle's probes): not forwarded
+            raise AttributeError(attr)
+        value = getattr(self._plugin, attr)
         if attr in _CALLS and callable(value):
             return functools.partial(self._call, attr, value)
         return value
 
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._plugin, attr, value)  # θ set by a user, say: the plugin's own
+
     def _call(self, attr: str, method: Any, *args: Any) -> Any:
         label = _CALLS[attr].split("(")[0]
-        result = registry.call("strategy", self.name, method, args, label=label, calls=_CALLS[attr])
+        result = registry.call(
+            "strategy", self._plugin_name, method, args, label=label, calls=_CALLS[attr]
+        )
         if attr == "sample":
             return self._indices(result, (int(args[0]), self._categories.size), label)
         if attr == "mle":
@@ -54,11 +62,19 @@ class CheckedStrategy:
     def _indices(self, result: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
         """``result`` as an int64 array of ``shape`` (architectures x choices), each an option
         index of its choice; else the plugin's failure, saying what it returned."""
-        x = np.asarray(result)
+        try:
+            x = np.asarray(result)
+        except (TypeError, ValueError) as e:  # ragged rows, say
+            raise registry.failure(
+                "strategy",
+                self._plugin_name,
+                f"returned {registry.shown(result)} from {label}, which is no array of option "
+                f"indices ({e})",
+            ) from None
         if not (np.issubdtype(x.dtype, np.integer) and x.shape == shape):
             raise registry.failure(
                 "strategy",
-                self.name,
+                self._plugin_name,
                 f"returned an array of shape {x.shape} and type {x.dtype} from {label}, not "
                 f"integers of shape {shape} (an option index per choice)",
             )
@@ -68,7 +84,7 @@ class CheckedStrategy:
             choice = where[-1]
             raise registry.failure(
                 "strategy",
-                self.name,
+                self._plugin_name,
                 f"returned option {int(x[where])} for choice {choice} from {label}, which has "
                 f"{int(self._categories[choice])} options",
             )
@@ -77,4 +93,4 @@ class CheckedStrategy:
 
 def unchecked(strategy: Any) -> Any:
     """The strategy itself, without :class:`CheckedStrategy` (what a checkpoint saves)."""
-    return strategy.inner if isinstance(strategy, CheckedStrategy) else strategy
+    return strategy._plugin if isinstance(strategy, CheckedStrategy) else strategy

@@ -272,10 +272,14 @@ def _refuse_changed_state(args: argparse.Namespace, config, saved: Path) -> None
         for name in where.split("."):
             before, after = getattr(before, name), getattr(after, name)
         if before != after:
+            given = next(
+                (item for item in args.set if where.startswith(item.split("=", 1)[0].strip())),
+                f"{where}={after}",
+            )
             raise UserError(
-                f"--set: {where} {after}, but the run {args.resume} has {before}: its "
-                f"checkpoint holds {before}'s state, which {after} cannot continue from; start a "
-                f"new run for {after} (without --resume)"
+                f"--set {given}: the run {args.resume} has {where} {before}, and its checkpoint "
+                f"holds {before}'s state, which {after} cannot continue from; start a new run "
+                f"for {after} (without --resume)"
             )
 
 

@@ -268,7 +268,7 @@ def _output_problem(
     return None
 
 
-#: (cell op name, module class, channels, stride) -> what is wrong with the module's output
+#: (cell op plugin, module class, channels, stride) -> what is wrong with the module's output
 _CELL_OP_CHECKED: dict[tuple[Any, ...], str | None] = {}
 
 
@@ -279,7 +279,8 @@ def check_cell_op(name: str, module: nn.Module, channels: int, stride: int) -> N
     deep in a cell's forward pass). Run once per (op, module class, channels, stride) on an 8×8
     input of zeros, as :func:`trial_output` runs it; a module that cannot run there is not
     checked."""
-    key = (name, type(module), channels, stride)
+    key = (registry.get("cell_op", name), type(module), channels, stride)  # not by name: a
+    # plugin registered again under it (override=True) is checked again
     if key not in _CELL_OP_CHECKED:
         if _on_meta(module):
             return

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import registry
-from .augment import check_augment_fits
 from .config import Config
 from .data import check_augment, check_root
 from .network import check_ops
@@ -100,8 +99,7 @@ def check_augments(config: Config, sample_shape: Sequence[int], search: bool) ->
     search's config also retrains what it finds), ``search.augment`` for a search."""
     sections = (("search.augment", config.search.augment),) if search else ()
     for where, cfg in (*sections, ("train.augment", config.train.augment)):
-        check_augment(cfg, sample_shape, where)
-        check_augment_fits(cfg, sample_shape, where)
+        check_augment(cfg, sample_shape, where)  # with check_augment_fits
 
 
 def _check_augments_of(config: Config, info: dict[str, Any], search: bool) -> None:

@@ -421,27 +421,66 @@ def plugins() -> list[PluginInfo]:
 
 
 def failure_in_traceback(e: BaseException) -> PluginFailure | None:
-    """The :class:`PluginFailure` for ``e`` if a loaded plugin's own code raised it (a frame of
-    the plugin's package is where it was raised, or the nearest caller of where it was), though
-    nasframe did not call that code through :func:`call`: a strategy's method, an optimizer's
-    ``step``, an op's ``forward``. None for nasframe's own errors and torch's, and for a user's
-    mistake (see :func:`_ours`)."""
+    """The :class:`PluginFailure` for ``e`` if a loaded plugin's own code raised it, though
+    nasframe did not call that code through :func:`call` (a strategy's method, an optimizer's
+    ``step``, an op's ``forward``): the frame nearest to where it was raised that runs a
+    plugin's own function or a method of its class names that plugin; failing that, one in the
+    package of a single loaded plugin names that one. None for nasframe's own errors and
+    torch's, and for a user's mistake (see :func:`_ours`)."""
     if _ours(e):
         return None
-    packages: dict[str, PluginInfo] = {}
-    for table in _discover().values():
-        for info in table.values():
-            package = (getattr(info.obj, "__module__", None) or "").split(".")[0]
-            if info.loaded and package and package not in ("nasframe", "torch", "builtins"):
-                packages.setdefault(package, info)
+    loaded = [
+        info
+        for table in _discover().values()
+        for info in table.values()
+        if info.loaded and _package(info.obj) not in ("", "nasframe", "torch", "builtins")
+    ]
+    codes = {code: info for info in loaded for code in _own_code(info.obj)}
+    by_package: dict[str, list[PluginInfo]] = {}
+    for info in loaded:
+        by_package.setdefault(_package(info.obj), []).append(info)
     frames = []
     tb = e.__traceback__
     while tb is not None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
-    for frame in reversed(frames):  # from where it was raised, outwards
-        info = packages.get(str(frame.f_globals.get("__name__", "")).split(".")[0])
-        if info is not None:
-            what = f"failed in {frame.f_code.co_name}: {_first_line(e)}"
-            return failure(info.kind, info.name, what, e)
-    return None
+    found = next((codes[f.f_code] for f in reversed(frames) if f.f_code in codes), None)
+    if found is None:  # raised in a helper of the plugin's package, not in its own code
+        for frame in reversed(frames):
+            owners = by_package.get(str(frame.f_globals.get("__name__", "")).split(".")[0])
+            if owners is not None:
+                found = owners[0] if len(owners) == 1 else None
+                break
+    if found is None:
+        return None
+    mine = [f for f in frames if _package_of(f) == _package(found.obj)] or frames
+    what = f"failed in {mine[-1].f_code.co_name}: {_first_line(e)}"
+    return failure(found.kind, found.name, what, e)
+
+
+def _package(obj: Any) -> str:
+    """The top-level package an object (a plugin's class or function) is defined in."""
+    return (getattr(obj, "__module__", None) or "").split(".")[0]
+
+
+def _package_of(frame: Any) -> str:
+    return str(frame.f_globals.get("__name__", "")).split(".")[0]
+
+
+def _own_code(obj: Any) -> list[Any]:
+    """The code objects of a plugin's own function, or of the functions its class and the
+    classes it derives from define outside nasframe and torch (a subclass of ``nasframe.ASNG``
+    owns the methods it overrides)."""
+    if not isinstance(obj, type):
+        code = getattr(obj, "__code__", None)
+        return [code] if code is not None else []
+    codes = []
+    for klass in obj.__mro__:
+        if _package(klass) in ("nasframe", "torch", "builtins", "typing"):
+            continue
+        for value in vars(klass).values():
+            function = getattr(value, "__func__", value)  # classmethod, staticmethod
+            code = getattr(function, "__code__", None)
+            if code is not None:
+                codes.append(code)
+    return codes

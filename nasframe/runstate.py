@@ -302,9 +302,9 @@ def unloadable(state: Any, where: str = "", depth: int = 0) -> tuple[str, Any, s
             items = [(_key_path(where, k), k, v) for k, v in state.items()]
         for path, key, value in items:
             if key is not None and type(key) not in _PLAIN_LEAVES:
-                why = _round_trip(key)
-                if why is not None:
-                    return path, key, f"as a key, {why}"
+                bad_key = unloadable(key, path, depth + 1)  # a tuple of plain values: at a glance
+                if bad_key is not None:
+                    return path, key, f"as a key, {bad_key[2]}"
             bad = unloadable(value, path, depth + 1)
             if bad is not None:
                 return bad

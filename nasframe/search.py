@@ -483,7 +483,10 @@ class _SearchRun:
         """', or above X' for the thresholds at which a converged search goes on: above how far
         θ has decided ('' for a strategy that cannot say, or for θ decided beyond any threshold)."""
         level = getattr(self.strategy, "convergence", None)
-        above = math.ceil(level() * 1000) / 1000 if level is not None else 1.0
+        try:
+            above = math.ceil(float(level()) * 1000) / 1000 if level is not None else 1.0
+        except (TypeError, ValueError, OverflowError):  # a plugin's that is no number: no hint
+            return ""
         return f", or above {above:g}" if above < 1.0 else ""
 
     def epochs_left(self) -> bool:

@@ -254,13 +254,18 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     return SearchSpace(config)
 
 
-@functools.cache
 def _adds_nothing(op: str, layout: str) -> bool:
     """Whether a chain layer of op ``op`` leaves the network as it is: a channel-preserving op
     that builds no module (``identity``)."""
     try:
-        cls = registry.get("op", op)
-        preserving = bool(getattr(cls, "channel_preserving", False))
-        return preserving and list(cls.build(4, 4, 1, layout)) == []
+        return _builds_nothing(registry.get("op", op), layout)
     except Exception:  # a broken plugin is reported where the network is built
         return False
+
+
+@functools.cache
+def _builds_nothing(cls: Any, layout: str) -> bool:
+    """Whether op class ``cls`` is channel-preserving and builds no module (cached by class: a
+    plugin registered again under the same name is asked again)."""
+    preserving = bool(getattr(cls, "channel_preserving", False))
+    return preserving and list(cls.build(4, 4, 1, layout)) == []

@@ -649,3 +649,60 @@ def test_nasframes_own_bug_still_shows_its_traceback(tmp_path, monkeypatch):
     text = (SPACES / "mlp.yaml").read_text()
     with pytest.raises(ZeroDivisionError):
         main(_search(tmp_path, text))
+
+
+class _PackagedOp(Op):
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        return [nn.Linear(in_channels, out_channels)]
+
+
+def test_a_failure_names_the_plugin_whose_code_raised_it_among_a_packages_plugins(
+    tmp_path, capsys, plugin
+):
+    """Two plugins of one package (this test module): an optimizer's step raising is the
+    optimizer's, though the op of the same package was loaded first."""
+    plugin("op", "test_packaged_op", _PackagedOp)
+    registry.get("op", "test_packaged_op")
+    plugin("optimizer", "test_step_crash2", StepCrashes)
+    text = _mlp(
+        "optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 3.0e-4}",
+        "optimizer: {name: test_step_crash2, lr: 0.1}",
+    )
+    line = _last_line(_search(tmp_path, text), capsys)
+    assert line.startswith("optimizer plugin 'test_step_crash2' "), line
+    assert "failed in step: RuntimeError: step went wrong" in line
+
+
+class SamplesRagged(ASNG):
+    def sample(self, n=1):
+        return [[0, 1], [0]]
+
+
+def test_a_strategy_plugin_returning_ragged_samples_is_named(tmp_path, capsys, plugin):
+    plugin("strategy", "test_ragged", SamplesRagged)
+    text = _mlp("search:\n", "search:\n  strategy: test_ragged\n")
+    line = _last_line(_search(tmp_path, text), capsys)
+    assert line.startswith("strategy plugin 'test_ragged' "), line
+    assert "returned [[0, 1], [0]] from sample, which is no array of option indices" in line
+
+
+def test_a_checked_strategy_copies_pickles_and_sets_through(plugin):
+    import copy
+    import pickle
+
+    import numpy as np
+
+    from nasframe.checked_strategy import CheckedStrategy, unchecked
+
+    plugin("strategy", "test_subclass", UpdateCrashes)
+    wrapped = CheckedStrategy(UpdateCrashes([3, 4], seed=1), "test_subclass", [3, 4])
+    for make in (copy.copy, copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))):
+        expected = copy.deepcopy(wrapped).sample(3)
+        assert np.array_equal(make(wrapped).sample(3), expected)
+    theta = np.full_like(wrapped.theta, 0.0)
+    theta[:, 0] = 1.0
+    wrapped.theta = theta  # set through, to the plugin's own
+    assert unchecked(wrapped).theta is theta and not hasattr(wrapped, "_missing")
