@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import registry
 
@@ -62,9 +63,11 @@ class CheckedStrategy:
     def _indices(self, result: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
         """``result`` as an int64 array of ``shape`` (architectures x choices), each an option
         index of its choice; else the plugin's failure, saying what it returned."""
+        if isinstance(result, torch.Tensor):  # on the GPU, say: indices all the same
+            result = result.detach().cpu()
         try:
             x = np.asarray(result)
-        except (TypeError, ValueError) as e:  # ragged rows, say
+        except (TypeError, ValueError, RuntimeError) as e:  # ragged rows, say
             raise registry.failure(
                 "strategy",
                 self._plugin_name,

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .interrupt import stop_note
 from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
-from .run_lock import RunLock
+from .run_lock import RunLock, refuse_while_running
 from .runstate import RUN_NAMES
 from .yaml_io import dump_yaml, is_a_directory
 
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--resume", metavar="DIR", help="continue the run in DIR from its checkpoint"
         )
-        sp.add_argument("--quiet", action="store_true", help="no progress output")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     run_args(
         sub.add_parser("search", help="search a space, export the most likely architecture"),
@@ -555,6 +555,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     from .prune_run import run_prune
 
+    refuse_while_running(args.run_dir, "prune")
     run_prune(args.run_dir, threshold=args.threshold, out=args.out)  # it checks the threshold
     return 0
 
@@ -572,6 +573,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
+    refuse_while_running(args.run_dir, "export")
     done = export_run(args.run_dir, args.out)
     shape = "(" + ", ".join(str(v) for v in done["input_shape"]) + ")"
     print(

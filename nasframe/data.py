@@ -71,6 +71,43 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     for split, x in (("train", data.x_train), ("test", data.x_test)):
         if x.shape[0] == 0:  # caught here, not as a crash after the first epoch
             raise UserError(f"data.options: dataset '{cfg.name}' gave an empty {split} split")
+    return _checked_tensors(cfg.name, data)
+
+
+def _checked_tensors(name: str, data: Dataset) -> Dataset:
+    """``data`` with float32 inputs and int64 labels (other float and integer types converted:
+    numpy's float64, say), or the plugin's failure for what no run could train on: inputs that
+    are not floats, labels that are not integers, one per sample, in ``0 .. num_classes - 1``,
+    test samples of another shape than the training samples."""
+
+    def wrong(what: str) -> registry.PluginFailure:
+        return registry.failure("dataset", name, f"returned a Dataset whose {what}")
+
+    for split in ("train", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if not x.is_floating_point():
+            raise wrong(f"x_{split} holds {x.dtype}, not floats (convert, e.g. x.float() / 255)")
+        if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+            raise wrong(f"y_{split} holds {y.dtype}, not integer class labels")
+        if y.shape != (x.shape[0],):
+            raise wrong(
+                f"y_{split} has shape {tuple(y.shape)}, not ({x.shape[0]},): one class label "
+                f"per sample of x_{split}"
+            )
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= data.num_classes:
+            bad = low if low < 0 else high
+            raise wrong(
+                f"y_{split} holds the label {bad}, outside 0..{data.num_classes - 1} "
+                f"(num_classes {data.num_classes})"
+            )
+        setattr(data, f"x_{split}", x.float())
+        setattr(data, f"y_{split}", y.long())
+    if data.x_test.shape[1:] != data.x_train.shape[1:]:
+        raise wrong(
+            f"test samples have shape {tuple(data.x_test.shape[1:])}, the training samples "
+            f"{tuple(data.x_train.shape[1:])}"
+        )
     return data
 
 

@@ -445,17 +445,26 @@ def failure_in_traceback(e: BaseException) -> PluginFailure | None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
     found = next((codes[f.f_code] for f in reversed(frames) if f.f_code in codes), None)
-    if found is None:  # raised in a helper of the plugin's package, not in its own code
-        for frame in reversed(frames):
-            owners = by_package.get(str(frame.f_globals.get("__name__", "")).split(".")[0])
-            if owners is not None:
-                found = owners[0] if len(owners) == 1 else None
-                break
-    if found is None:
-        return None
-    mine = [f for f in frames if _package_of(f) == _package(found.obj)] or frames
-    what = f"failed in {mine[-1].f_code.co_name}: {_first_line(e)}"
-    return failure(found.kind, found.name, what, e)
+    if found is not None:
+        mine = [f for f in frames if _package_of(f) == _package(found.obj)] or frames
+        what = f"failed in {mine[-1].f_code.co_name}: {_first_line(e)}"
+        return failure(found.kind, found.name, what, e)
+    for frame in reversed(frames):  # raised in a helper of a plugin package, not a plugin's own
+        owners = by_package.get(_package_of(frame))
+        if owners is None:
+            continue
+        if len(owners) == 1:
+            what = f"failed in {frame.f_code.co_name}: {_first_line(e)}"
+            return failure(owners[0].kind, owners[0].name, what, e)
+        names = ", ".join(f"{o.kind} '{o.name}'" for o in owners)
+        message = (
+            f"code of package {_package_of(frame)} (which provides the plugins {names}) failed "
+            f"in {frame.f_code.co_name}: {_first_line(e)}; this is {_advice(owners[0])}"
+        )
+        if not traceback_wanted():
+            message += " (NASFRAME_TRACEBACK=1 shows its traceback)"
+        return PluginFailure(message)
+    return None
 
 
 def _package(obj: Any) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .console import say
 from .errors import UserError
 
-__all__ = ["LOCK", "RunLock"]
+__all__ = ["LOCK", "RunLock", "refuse_while_running"]
 
 LOCK = ".lock"  #: the lock file in a run directory (removed when the run ends)
 
@@ -88,3 +88,30 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
+
+
+def refuse_while_running(run_dir: str | Path, what: str) -> None:
+    """Refuse to ``what`` (``export``, ``prune``) a run while a process runs in it: it would read
+    weights that the run is about to replace."""
+    path = Path(run_dir) / LOCK
+    if fcntl is None or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                pid = f" (pid {holder})" if holder.isdigit() else ""
+                raise UserError(
+                    f"{run_dir}: a nasframe process{pid} is running in this directory; {what} "
+                    "it once that run has ended"
+                ) from None
+            return
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -847,6 +847,9 @@ def make_strategy(
             return None
         if own or registry.named_option(str(e), options) is not None:
             return f"search.strategy_options: {e}"
+        given = registry.named_option(str(e), {"lam": lam, "seed": seed})  # set by the user too
+        if given is not None:
+            return f"{'search.lam' if given == 'lam' else 'seed'}: strategy '{name}': {e}"
         return None
 
     strategy = registry.call(

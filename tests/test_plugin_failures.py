@@ -706,3 +706,107 @@ def test_a_checked_strategy_copies_pickles_and_sets_through(plugin):
     theta[:, 0] = 1.0
     wrapped.theta = theta  # set through, to the plugin's own
     assert unchecked(wrapped).theta is theta and not hasattr(wrapped, "_missing")
+
+
+def _tensors(**changes):
+    """A 2-class dataset of 8 samples of 3 floats, with ``changes`` to its tensors."""
+    parts = {
+        "x_train": torch.randn(8, 3),
+        "y_train": torch.tensor([0, 1] * 4),
+        "x_test": torch.randn(4, 3),
+        "y_test": torch.tensor([1, 0] * 2),
+    }
+    parts.update(changes)
+    return Dataset("t", parts["x_train"], parts["y_train"], parts["x_test"], parts["y_test"], 2)
+
+
+@pytest.mark.parametrize(
+    "changes, said",
+    [
+        (
+            {"x_train": torch.zeros(8, 3, dtype=torch.uint8)},
+            "x_train holds torch.uint8, not floats",
+        ),
+        ({"y_train": torch.zeros(8)}, "y_train holds torch.float32, not integer class labels"),
+        ({"y_train": torch.zeros(8, 1, dtype=torch.long)}, "y_train has shape (8, 1), not (8,)"),
+        ({"y_test": torch.tensor([0, 1, 2, 0])}, "y_test holds the label 2, outside 0..1"),
+        ({"x_test": torch.randn(4, 5)}, "test samples have shape (5,), the training samples (3,)"),
+    ],
+)
+def test_a_dataset_plugins_tensors_no_run_could_train_on_are_its_failure(plugin, changes, said):
+    plugin("dataset", "test_tensors", lambda root=None: _tensors(**changes))
+    with pytest.raises(PluginFailure) as e:
+        load_dataset(DataConfig(name="test_tensors"))
+    assert f"returned a Dataset whose {said}" in str(e.value)
+
+
+def test_a_dataset_plugins_other_float_and_integer_types_are_converted(plugin):
+    data = _tensors(
+        x_train=torch.randn(8, 3, dtype=torch.float64),
+        y_test=torch.tensor([1, 0] * 2, dtype=torch.int32),
+    )
+    plugin("dataset", "test_float64", lambda root=None: data)
+    loaded = load_dataset(DataConfig(name="test_float64"))
+    assert loaded.x_train.dtype == torch.float32 and loaded.y_test.dtype == torch.int64
+
+
+class _Explodes(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("helper exploded")
+
+
+class ExplodingOp(Op):
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        return [_Explodes()]
+
+
+def test_a_helper_of_a_package_of_several_plugins_names_the_package(tmp_path, capsys, plugin):
+    """The forward of a module an op builds is no plugin's own code; in a package of one plugin
+    that one is named, in a package of several the package and its plugins are."""
+    plugin("op", "test_explode", ExplodingOp)
+    plugin("op", "test_packaged_op", _PackagedOp)
+    registry.get("op", "test_packaged_op")
+    text = _mlp("op: {choices: [linear, identity]}", "op: {choices: [test_explode, identity]}")
+    line = _last_line(_search(tmp_path, text), capsys)
+    assert line.startswith(
+        "code of package test_plugin_failures (which provides the plugins op 'test_explode', "
+        "op 'test_packaged_op') failed in forward: RuntimeError: helper exploded; this is a bug"
+    ), line
+
+
+class EvenLamOnly(ASNG):
+    def __init__(self, categories, *, lam, seed):
+        if lam % 2:
+            raise ValueError(f"lam must be even, got {lam}")
+        super().__init__(categories, lam=lam, seed=seed)
+
+
+class SamplesTensors(ASNG):
+    def sample(self, n=1):
+        return torch.as_tensor(super().sample(n))
+
+
+class SamplesGradTensors(ASNG):
+    def sample(self, n=1):
+        return torch.as_tensor(super().sample(n), dtype=torch.float32).requires_grad_()
+
+
+def test_a_strategy_refusing_the_users_lam_is_located_there(tmp_path, capsys, plugin):
+    plugin("strategy", "test_even", EvenLamOnly)
+    text = _mlp("search:\n", "search:\n  strategy: test_even\n  lam: 3\n")
+    line = _last_line(_search(tmp_path, text), capsys)
+    assert line.endswith("search.lam: strategy 'test_even': lam must be even, got 3"), line
+
+
+def test_tensor_samples_are_taken_and_float_ones_refused(tmp_path, capsys, plugin):
+    plugin("strategy", "test_tensors", SamplesTensors)
+    assert main(_search(tmp_path, _mlp("search:\n", "search:\n  strategy: test_tensors\n"))) == 0
+    capsys.readouterr()
+    plugin("strategy", "test_grad", SamplesGradTensors)
+    text = _mlp("search:\n", "search:\n  strategy: test_grad\n")
+    (tmp_path / "g").mkdir()
+    line = _last_line(_search(tmp_path / "g", text), capsys)
+    assert "returned an array of shape (2, 5) and type float32 from sample" in line, line

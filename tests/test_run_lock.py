@@ -112,3 +112,16 @@ def test_a_file_system_without_locks_runs_unlocked_and_says_so(tmp_path, monkeyp
         capsys.readouterr().err
     )
     assert (run / "arch.yaml").exists() and not (run / LOCK).exists()
+
+
+@pytest.mark.parametrize("command", ["export", "prune"])
+def test_export_and_prune_wait_for_a_run_in_their_directory(stopped_run, capsys, command):
+    held = RunLock.acquire(stopped_run)
+    try:
+        assert main([command, str(stopped_run)]) == 2
+    finally:
+        held.release()
+    assert capsys.readouterr().err.strip() == (
+        f"{stopped_run}: a nasframe process (pid {os.getpid()}) is running in this directory; "
+        f"{command} it once that run has ended"
+    )
