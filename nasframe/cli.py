@@ -661,10 +661,12 @@ def main(argv: list[str] | None = None) -> int:
         note = stop_note(e)
         print("interrupted" + (f" {note}" if note else ""), file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (`nasframe plugins | head`): not an error
+    except BrokenPipeError:  # the reader went away (`nasframe plugins | head`)
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout stays quiet
-        return 0
+        for stream in (sys.stdout, sys.stderr):  # so that the exit's flush stays quiet
+            os.dup2(devnull, stream.fileno())
+        # a listing cut short is no error; a run stopped by it is (its last checkpoint resumes)
+        return 128 + signal.SIGPIPE if args.command in ("search", "train") else 0
     except _Terminated as e:
         note = stop_note(e)
         if note is None and args.command in ("search", "train"):

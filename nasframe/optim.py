@@ -27,6 +27,7 @@ def build_optimizer(
     cls = registry.get("optimizer", cfg.name)
     kwargs = _checked_kwargs(cls, cfg.kwargs(), where)
     params = list(params)
+    _refuse_unsupported(kwargs, params, where)
     torch_own = _from_torch(cls)
 
     def blame(e: Exception) -> str | None:
@@ -40,6 +41,15 @@ def build_optimizer(
     returns = (lambda o: isinstance(o, torch.optim.Optimizer), "a torch.optim.Optimizer")
     options = {k: v for k, v in kwargs.items() if k != "lr"}  # the user's (lr: every optimizer's)
     if cfg.gc:
+
+        def gc_blame(e: Exception) -> str | None:
+            """An option's refusal at its key; GC's own refusals of what the config combines
+            (sgd_gc with gc: conv) are the user's too, at ``gc``."""
+            at = _blamed(str(e), kwargs, where)
+            if at == where and isinstance(e, ValueError):
+                return f"{where}.gc: {e}"
+            return blame(e)
+
         return registry.call(
             "optimizer",
             "gc",
@@ -48,7 +58,7 @@ def build_optimizer(
             {"base": cfg.name, "mode": cfg.gc, **kwargs},
             options=options,
             where=where,
-            blame=blame,
+            blame=gc_blame,
             returns=returns,
         )
     if "foreach" not in kwargs and not kwargs.get("fused") and _foreach_on_cpu(cls, params):
@@ -65,6 +75,23 @@ def build_optimizer(
         blame=blame,
         returns=returns,
     )
+
+
+def _refuse_unsupported(kwargs: dict[str, Any], params: list, where: str) -> None:
+    """Refuse, at its key, what torch's optimizers take but a run cannot use: ``differentiable``
+    (the run's steps are not differentiated through; torch fails in its first step) and
+    ``capturable`` for parameters that are not on a CUDA device (torch asserts it there)."""
+    if kwargs.get("differentiable"):
+        raise UserError(
+            f"{where}.differentiable: not supported (nasframe does not differentiate through "
+            "the optimizer's steps); remove it"
+        )
+    if kwargs.get("capturable") and any(p.device.type != "cuda" for p in params):
+        raise UserError(
+            f"{where}.capturable: needs the parameters on a CUDA device, these are on "
+            f"{next(p.device for p in params if p.device.type != 'cuda')}; remove it, or set "
+            "device: cuda"
+        )
 
 
 #: torch's refusal of an optimizer given no parameters, which it checks after their options

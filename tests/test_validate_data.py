@@ -164,3 +164,48 @@ def test_a_gradient_centralized_optimizer_validates(tmp_path, capsys):
     cfg.write_text(text.replace(old, "{name: sgd, lr: 0.05, momentum: -0.9, gc: conv}"))
     assert main(["validate", str(cfg)]) == 2
     assert "search.optimizer.momentum: " in capsys.readouterr().err
+
+
+def test_optimizer_options_a_run_cannot_use_are_refused_at_their_key(tmp_path, capsys):
+    text = (SPACES / "digits.yaml").read_text()
+    old = "{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 3.0e-4}"
+    cases = [
+        (
+            "{name: sgd, lr: 0.05, momentum: 0.9, differentiable: true}",
+            "search.optimizer.differentiable: not supported",
+        ),
+        ("{name: sgd_gc, lr: 0.05, gc: conv}", "search.optimizer.gc: SGD_GC already applies"),
+    ]
+    for i, (new, said) in enumerate(cases):
+        cfg = tmp_path / f"c{i}.yaml"
+        cfg.write_text(text.replace(old, new))
+        assert main(["validate", str(cfg)]) == 2
+        line = _line_of(cfg, new)
+        assert capsys.readouterr().err.strip().startswith(f"{cfg}:{line}: {said}")
+    cfg = tmp_path / "capturable.yaml"  # a CPU run: refused where the run builds it
+    cfg.write_text(text.replace(old, "{name: adam, lr: 0.001, capturable: true}"))
+    assert main(["validate", "--data", str(cfg), "--set", "device=cpu"]) == 2
+    assert (
+        "search.optimizer.capturable: needs the parameters on a CUDA device, these are on cpu"
+        in (capsys.readouterr().err)
+    )
+
+
+def test_a_run_whose_output_pipe_closes_stops_with_a_failing_status(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "nasframe",
+        "search",
+        str(SPACES / "digits.yaml"),
+        "--out",
+        str(run),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.readline()  # the first line, then the reader goes away (`| head -1`)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
