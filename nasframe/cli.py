@@ -157,6 +157,12 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
                 f"--out {out}: already holds a run; continue it with --resume {out} or choose "
                 "another directory"
             )
+        held = [n for n in (RUN_CONFIG, SUMMARY, WEIGHTS, ARCH) if (out / n).exists()]
+        if held:  # a run's results, or the user's own files of those names: never overwritten
+            raise UserError(
+                f"--out {out}: holds {', '.join(held)}, which a run there would overwrite; choose "
+                f"another directory (or continue a run stopped there with --resume {out})"
+            )
         return out
     kind = "" if args.command == "search" else f"-{args.command}"
     return _new_dir(Path("runs") / f"{name}{kind}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -125,3 +125,18 @@ def test_export_and_prune_wait_for_a_run_in_their_directory(stopped_run, capsys,
         f"{stopped_run}: a nasframe process (pid {os.getpid()}) is running in this directory; "
         f"{command} it once that run has ended"
     )
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "summary.json", "weights.pt", "arch.yaml"])
+def test_out_never_overwrites_a_runs_or_the_users_files(tmp_path, capsys, name):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / name).write_text("# the user's own\n")
+    args = ["search", str(SPACES / "digits.yaml"), "--out", str(out), *QUICK]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"--out {out}: holds {name}, which a run there would overwrite; choose another "
+        f"directory (or continue a run stopped there with --resume {out})"
+    )
+    assert [p.name for p in out.iterdir()] == [name]
+    assert (out / name).read_text() == "# the user's own\n"
