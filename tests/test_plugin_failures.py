@@ -476,9 +476,9 @@ def test_a_malformed_theta_for_asng_is_the_user_s_option(tmp_path, capsys):
 
 
 def test_torch_s_own_refusal_of_an_option_combination_is_the_user_s(tmp_path, capsys):
-    opt = "{name: sgd, fused: true, differentiable: true, foreach: false,"
+    opt = "{name: sgd, fused: true, foreach: true,"
     line = _one_line(_search(tmp_path, _mlp("{name: sgd,", opt)), capsys)
-    assert "search.optimizer.fused: optimizer 'sgd': `fused` does not support" in line
+    assert "optimizer 'sgd': `fused` and `foreach` cannot be `True` together" in line
     assert "bug" not in line
 
 
