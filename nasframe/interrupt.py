@@ -6,7 +6,14 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["StopFlag", "stop_on_signals", "stopping_means", "stop_note"]
+__all__ = [
+    "StopFlag",
+    "stop_on_signals",
+    "stopping_means",
+    "stop_note",
+    "IN_THE_LOOP",
+    "WRITING_RESULTS",
+]
 
 
 class StopFlag:
@@ -56,3 +63,15 @@ def stopping_means(note: str) -> Iterator[None]:
 def stop_note(e: BaseException) -> str | None:
     """The note that :func:`stopping_means` gave ``e``, or None."""
     return getattr(e, "nasframe_stop_note", None)
+
+
+#: what a stop left, by where it came (``.format(command=..., run_dir=...)``): a second Ctrl-C in
+#: a run's loop (no checkpoint of its own), a stop while the run wrote its results
+IN_THE_LOOP = (
+    "again: stopped without a checkpoint; continue from the last one with: nasframe {command} "
+    "--resume {run_dir}"
+)
+WRITING_RESULTS = (
+    "while writing the results; the checkpoint is written: finish with nasframe {command} "
+    "--resume {run_dir}"
+)

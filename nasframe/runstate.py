@@ -98,6 +98,13 @@ class RunState:
             self._state_of(name, part)
         return resume_note(self.saved_environment, self.environment) if resume else None
 
+    def resumed_at(self, epochs_left: bool) -> str:
+        """Where a resumed run goes on, for its first line: at an epoch and step, or (stopped in
+        its final selection or while writing its results) after its last epoch."""
+        if epochs_left:
+            return f"at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
+        return "after its last epoch: writing its results"
+
     def wall_s(self) -> float:
         """Seconds this run has been running, over all its resumptions."""
         return self._wall0 + time.perf_counter() - self._t0

@@ -38,7 +38,7 @@ from .datasets import Dataset
 from .device import resolve_device
 from .distributed import Group, join_group
 from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
-from .interrupt import StopFlag, stop_on_signals, stopping_means
+from .interrupt import IN_THE_LOOP, WRITING_RESULTS, StopFlag, stop_on_signals, stopping_means
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
@@ -218,22 +218,18 @@ def run_search(
     run.start(on_ready)
     if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
         return run.finished
-    again = (  # a second Ctrl-C stops at once, without the checkpoint of a first
-        f"again: stopped without a checkpoint; continue from the last one with: nasframe search "
-        f"--resume {run_dir}"
-    )
-    try:
-        with stopping_means(again), stop_on_signals() as stop:
+    try:  # a second Ctrl-C stops at once, without the checkpoint of a first
+        with (
+            stopping_means(IN_THE_LOOP.format(command="search", run_dir=run_dir)),
+            stop_on_signals() as stop,
+        ):
             while run.epochs_left():
                 run.epoch(stop)
             selection = run.select_final(stop)
         run.log_hparams()
     finally:
         run.close()
-    with stopping_means(
-        f"while writing the results; the checkpoint is written: finish with "
-        f"nasframe search --resume {run_dir}"
-    ):
+    with stopping_means(WRITING_RESULTS.format(command="search", run_dir=run_dir)):
         return run.write_results(selection)
 
 
@@ -401,10 +397,7 @@ class _SearchRun:
         if on_ready is not None:
             on_ready()
         if self.resume:
-            if self.epochs_left():
-                where = f"at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
-            else:  # stopped during its final selection or while writing its results
-                where = "after its last epoch: writing its results"
+            where = self.state.resumed_at(self.epochs_left())
             self.tell(f"resuming {self.run_dir} {where}")
             if note:
                 self.tell(note)

@@ -24,7 +24,7 @@ from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .datasets import Dataset
 from .device import resolve_device
 from .errors import Interrupted, TrainingDiverged, UserError
-from .interrupt import StopFlag, stop_on_signals, stopping_means
+from .interrupt import IN_THE_LOOP, WRITING_RESULTS, StopFlag, stop_on_signals, stopping_means
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
@@ -166,21 +166,17 @@ def run_train(
     run.start(on_ready)
     if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
         return run.finished
-    again = (  # a second Ctrl-C stops at once, without the checkpoint of a first
-        f"again: stopped without a checkpoint; continue from the last one with: nasframe train "
-        f"--resume {run_dir}"
-    )
-    try:
-        with stopping_means(again), stop_on_signals() as stop:
+    try:  # a second Ctrl-C stops at once, without the checkpoint of a first
+        with (
+            stopping_means(IN_THE_LOOP.format(command="train", run_dir=run_dir)),
+            stop_on_signals() as stop,
+        ):
             while run.epochs_left():
                 run.epoch(stop)
         run.log_hparams()
     finally:
         run.close()
-    with stopping_means(
-        f"while writing the results; the checkpoint is written: finish with "
-        f"nasframe train --resume {run_dir}"
-    ):
+    with stopping_means(WRITING_RESULTS.format(command="train", run_dir=run_dir)):
         return run.write_results()
 
 
@@ -312,10 +308,7 @@ class _TrainRun:
         if on_ready is not None:
             on_ready()
         if self.resume:
-            if self.epochs_left():
-                where = f"at epoch {self.pos['epoch'] + 1}, step {self.pos['step']}"
-            else:  # stopped while it wrote its results (pruning, the growth baseline)
-                where = "after its last epoch: writing its results"
+            where = self.state.resumed_at(self.epochs_left())
             say(f"resuming {self.run_dir} {where}")
             if note:
                 say(note)
