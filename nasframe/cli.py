@@ -209,9 +209,10 @@ def _load_for_run(args: argparse.Namespace):
     if not saved.exists():
         raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
     config, raw = load_config(saved, args.set)
-    _refuse_other_kind(args, _config_kind(saved, config, bool(args.set)))
-    if args.set and (Path(args.resume) / CHECKPOINT).exists():
-        _refuse_changed_state(args, config, saved)
+    ran = _as_saved(saved, config, bool(args.set))
+    _refuse_other_kind(args, _config_kind(ran))
+    if args.set and ran is not None and (Path(args.resume) / CHECKPOINT).exists():
+        _refuse_changed_state(args, config, ran)
     if args.config is not None:
         _check_same_config(args, config, saved)
         args.config = None  # from here on, as if only --resume had been given
@@ -227,7 +228,7 @@ def _refuse_run_directory(path: Path) -> None:
         config, _ = load_config(path / RUN_CONFIG)
     except UserError:  # a damaged run: say what a directory is, as for any other
         config = None
-    if config is not None and _config_kind(path / RUN_CONFIG, config, False) == "train":
+    if config is not None and _config_kind(config) == "train":
         what = (
             f"is a training run's directory, not a search space; continue it with nasframe "
             f"train --resume {path}, or search with a config that has choices"
@@ -238,16 +239,27 @@ def _refuse_run_directory(path: Path) -> None:
     raise ConfigError([Problem(str(path), None, "", what)])
 
 
-def _config_kind(saved: Path, config, changed: bool) -> str | None:
-    """The kind of run a run directory's config makes (``saved`` as written, when ``--set``
-    ``changed`` it), told before either command refuses the other's config: a search has choices
+def _as_saved(saved: Path, config, changed: bool):
+    """A run directory's config as ``saved`` has it (``config`` itself unless ``--set``
+    ``changed`` it), or None when it does not load: the run itself then says why."""
+    if not changed:
+        return config
+    try:
+        return load_config(saved)[0]
+    except UserError:
+        return None
+
+
+def _config_kind(config) -> str | None:
+    """The kind of run a run directory's config makes (None: no config, or one that does not
+    make a space), told before either command refuses the other's config: a search has choices
     open (``nasframe search`` refuses a config without), a training none (``nasframe train``
     refuses one with). A checkpoint of another kind is for the resumed run to refuse, as such."""
     from .space import SearchSpace
 
+    if config is None:
+        return None
     try:
-        if changed:
-            config, _ = load_config(saved)
         return "search" if SearchSpace(config).open_paths else "train"
     except UserError:  # the run itself says what is wrong with its config
         return None
@@ -270,9 +282,9 @@ _KEPT_ON_RESUME = {
 }
 
 
-def _refuse_changed_state(args: argparse.Namespace, config, saved: Path) -> None:
-    """Refuse a ``--set`` on resume that changes a setting whose state the checkpoint holds."""
-    ran, _ = load_config(saved)
+def _refuse_changed_state(args: argparse.Namespace, config, ran) -> None:
+    """Refuse a ``--set`` on resume that changes a setting whose state the checkpoint holds
+    (``ran``: the config the run ran with, ``config``: with the ``--set``)."""
     for where in _KEPT_ON_RESUME[args.command]:
         before, after = ran, config
         for name in where.split("."):
