@@ -235,6 +235,13 @@ class ChainSpace(Strict):
                     j=seen[st.name],
                 )
             seen[st.name] = i
+            if self.layout == "linear" and st.stride != 1:
+                raise error_at(
+                    "stride",
+                    "a linear space's vectors have no length to reduce: stride must be 1, got {s}",
+                    ("stages", i, "stride"),
+                    s=st.stride,
+                )
         return self
 
 

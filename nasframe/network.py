@@ -245,8 +245,8 @@ def _output_problem(
     net: nn.Module, in_channels: int, out_channels: int, stride: int, layout: str
 ) -> str | None:
     """What is wrong with the output of ``net`` (an op's modules, built for these arguments) on
-    one input: not a tensor shaped like the input (N, C[, L[, W]]), or not ``out_channels``
-    channels; None when it is right or cannot be run (:func:`trial_output`). The input's side is
+    one input: not a tensor shaped like the input (N, C[, L[, W]]), not ``out_channels``
+    channels, or not reduced at a ``stride`` above 1; None when it is right or cannot be run (:func:`trial_output`). The input's side is
     ``2 * stride`` (cheap at any width), else, for ops that cannot take so few pixels (a
     convolution without padding), ``16 * stride``."""
     dims = LAYOUTS[layout]
@@ -265,6 +265,11 @@ def _output_problem(
     if y.shape[1] != out_channels:
         got = y.shape[1]
         return f"whose output has {got} channel{'' if got == 1 else 's'}, not {out_channels}"
+    if stride > 1 and any(n >= side * stride for n in y.shape[2:]):
+        return (
+            f"that ignore stride {stride}: an input shaped {shape} comes out as "
+            f"{tuple(y.shape)}, no smaller"
+        )
     return None
 
 

@@ -70,14 +70,17 @@ class Op:
 
 
 class Identity(Op):
-    """No operation (stride 1, same width)."""
+    """No operation (same width); at stride s > 1 it keeps every s-th position (a parameter-free
+    subsampling, as a 1-wide pooling does), so a strided stage still reduces the resolution."""
 
     layouts = ("linear", "conv1d", "conv2d")
     channel_preserving = True
 
     @classmethod
     def build(cls, in_channels, out_channels, stride, layout):
-        return []
+        if stride == 1:
+            return []
+        return [layer_types(layout)["max_pool"](1, stride=stride)]
 
 
 class Conv(Op):

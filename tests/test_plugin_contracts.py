@@ -142,6 +142,30 @@ def test_every_built_in_op_passes_and_is_really_checked():
                 y = trial_output(nn.Sequential(*modules), shape)
                 assert isinstance(y, torch.Tensor), (name, layout, stride)  # run, not skipped
                 assert y.shape[1] == c_out, (name, layout, stride)
+                if stride == 2:  # an input of side 4 comes out at side 2
+                    assert all(n == 2 for n in y.shape[2:]), (name, layout)
+
+
+def test_an_op_ignoring_stride_is_refused(plugin):
+    """An op that keeps the resolution at stride 2 made a strided stage reduce nothing, silently
+    (the built-in identity did, until it subsampled)."""
+
+    class IgnoresStride(Op):
+        layouts = ("conv1d", "conv2d")
+
+        @classmethod
+        def build(cls, in_channels, out_channels, stride, layout):
+            conv = nn.Conv1d if layout == "conv1d" else nn.Conv2d
+            return [conv(in_channels, out_channels, 3, padding=1)]
+
+    plugin("op", "test_no_stride", IgnoresStride)
+    build_op(IgnoresStride, "test_no_stride", 3, 5, 1, "conv1d")  # right at stride 1
+    with pytest.raises(PluginFailure) as e:
+        build_op(IgnoresStride, "test_no_stride", 3, 5, 2, "conv1d")
+    assert (
+        "returned from build(3, 5, 2, 'conv1d') modules that ignore stride 2: an input shaped "
+        "(1, 3, 4) comes out as (1, 5, 4), no smaller; " + ADVICE
+    ) in str(e.value)
 
 
 def test_the_check_runs_once_per_signature_and_leaves_modules_and_rng_alone(monkeypatch):

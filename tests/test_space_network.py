@@ -93,6 +93,43 @@ def test_supernet_equals_frozen_network_of_the_sample(spec, shape):
         torch.testing.assert_close(net(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
 
 
+def test_an_identity_transition_with_stride_reduces_the_resolution():
+    """``transition: identity`` at stride 2 used to build nothing: the stage kept the input's
+    length, silently. It subsamples now, in the supernet and the frozen network alike."""
+    widths = ["space.stages.s1.width=16", "space.stages.s2.width=16"]
+    cfg, _ = load_config(SPACES / "mnist1d.yaml", ["space.stages.s2.transition=identity", *widths])
+    space = SearchSpace(cfg)
+    torch.manual_seed(0)
+    net = Supernet(space, (1, 40), 10)
+    x = torch.randn(4, 1, 40)
+    sample = space.random_sample(np.random.default_rng(0))
+    frozen = build_network(validate_data(space.freeze(sample)), (1, 40), 10)
+    seen = []
+    pool = next(m for m in frozen if isinstance(m, nn.AdaptiveAvgPool1d))
+    pool.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]))
+    _copy_sliced(net, frozen, space, sample)
+    frozen.train()
+    torch.testing.assert_close(net(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
+    assert seen == [10]  # 40, halved by s2's identity and by s3's conv
+
+
+def test_a_linear_space_refuses_a_stride(tmp_path):
+    from nasframe.errors import UserError
+
+    text = (
+        (SPACES / "mlp.yaml")
+        .read_text()
+        .replace("transition: linear", "transition: linear\n      stride: 2")
+    )
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(UserError) as e:
+        load_config(tmp_path / "c.yaml")
+    assert str(e.value).endswith(
+        "c.yaml:13: space.stages.hidden.stride: a linear space's vectors have no length to reduce: "
+        "stride must be 1, got 2"
+    )
+
+
 PER_LAYER_WIDTHS = """
 version: 1
 data: {name: digits}
