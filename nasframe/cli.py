@@ -198,6 +198,24 @@ def _new_dir(path: Path) -> Path:
     raise UserError(f"{path}: could not find a free run directory name")
 
 
+def _why_not_a_run(path: Path, args: argparse.Namespace) -> str:
+    """Why ``path``, without a config.yaml, cannot be resumed: not there, a run stopped while it
+    set up (empty, or only its lock and temporary files), or not a run directory."""
+    if not path.is_dir():
+        return "no such directory" if not path.exists() else "not a directory"
+    try:
+        names = [p.name for p in path.iterdir()]
+    except OSError:
+        names = ["?"]
+    if all(n == ".lock" or (n.startswith(".") and n.endswith(".tmp")) for n in names):
+        return (
+            f"no {RUN_CONFIG} here, so nothing to resume (a run stopped while it set up leaves "
+            f"its directory so); start the run again with: nasframe {args.command} CONFIG "
+            f"--out {path}"
+        )
+    return f"no {RUN_CONFIG} here; is it a run directory?"
+
+
 def _load_for_run(args: argparse.Namespace):
     if args.config is not None and args.command == "search":
         _refuse_run_directory(Path(args.config))
@@ -207,7 +225,7 @@ def _load_for_run(args: argparse.Namespace):
         return load_config(args.config, args.set)
     saved = Path(args.resume) / RUN_CONFIG
     if not saved.exists():
-        raise UserError(f"--resume {args.resume}: no {RUN_CONFIG} here; is it a run directory?")
+        raise UserError(f"--resume {args.resume}: {_why_not_a_run(Path(args.resume), args)}")
     config, raw = load_config(saved, args.set)
     ran = _as_saved(saved, config, bool(args.set))
     _refuse_other_kind(args, _config_kind(ran))

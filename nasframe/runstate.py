@@ -73,7 +73,9 @@ class RunState:
     space's hash for a search, the trained architecture's network hash for a training.
     ``parts`` are objects with ``state_dict`` / ``load_state_dict`` (model, optimizer, schedule,
     strategy). ``pos`` counts epochs, steps within the epoch and iterations; ``meter`` holds the
-    current epoch's running metrics and ``metrics`` the last finished epoch's.
+    current epoch's running metrics and ``metrics`` the last finished epoch's. ``final`` holds
+    what the run's final phase computed and logged after its last epoch (a search's selection),
+    so that a run stopped after it neither redoes nor logs it again; an epoch clears it.
     """
 
     def __init__(self, kind: str, space_hash: str, run_dir: Path, **parts: Any) -> None:
@@ -83,6 +85,7 @@ class RunState:
         self.pos: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "wall_s": 0.0}
         self.meter = Meter()
         self.metrics: dict[str, float] = {}
+        self.final: dict[str, Any] = {}
         self.environment: dict[str, Any] | None = None  # what this process runs on
         self.saved_environment: dict[str, Any] | None = None  # what the checkpoint was made on
         self._t0, self._wall0 = time.perf_counter(), 0.0
@@ -112,6 +115,7 @@ class RunState:
     def end_epoch(self, metrics: dict[str, float]) -> None:
         self.metrics = dict(metrics)
         self.meter = Meter()
+        self.final = {}
         self.pos["epoch"] += 1
         self.pos["step"] = 0
 
@@ -129,6 +133,7 @@ class RunState:
                 "pos": dict(self.pos),
                 "meter": self.meter.state_dict(),
                 "metrics": dict(self.metrics),
+                "final": dict(self.final),
                 "environment": self.environment,
             },
             self.path,
@@ -177,6 +182,9 @@ class RunState:
             metrics = dict(ckpt["metrics"])
             if not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):
                 raise DamagedState("metrics are not all names of numbers")
+            final = ckpt.get("final", {})  # older checkpoints have none
+            if not (isinstance(final, dict) and all(isinstance(k, str) for k in final)):
+                raise DamagedState(f"final results are a {type(final).__name__}, not a mapping")
             environment = ckpt.get("environment")  # older checkpoints have none
             if environment is not None and not isinstance(environment, dict):
                 raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
@@ -213,7 +221,7 @@ class RunState:
                 + (f", or {plugin} cannot load it" if plugin else "")
             ) from None
         self.pos.update(pos)
-        self.metrics, self.saved_environment = metrics, environment
+        self.metrics, self.final, self.saved_environment = metrics, final, environment
         self._t0, self._wall0 = time.perf_counter(), float(self.pos["wall_s"])
 
     def _check_identity(self, ckpt: Any) -> None:

@@ -9,6 +9,8 @@ those losses (together with the logging metrics).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -506,6 +508,7 @@ class _SearchRun:
         while pos["step"] < self.steps:
             self._iteration(epoch, tr_order, va_order, bar, stop)
         self._end_epoch(epoch, bar, first_step, t_epoch)
+        self._halt_after_epoch(stop)
 
     def _iteration(
         self,
@@ -581,17 +584,35 @@ class _SearchRun:
     def _checkpoint_or_halt(self, stop: StopFlag) -> None:
         """Save every ``search.checkpoint_every`` iterations, except at an epoch's last, which
         the epoch's own checkpoint follows once its logs are written (a checkpoint before them
-        would have a resume log them twice); on a signal (under torchrun: any rank's), save and
-        raise :class:`Interrupted`."""
+        would have a resume log them twice, a stop there would lose them); on a signal (under
+        torchrun: any rank's), save and raise :class:`Interrupted`."""
         S, pos, group = self.S, self.pos, self.group
+        if pos["step"] == self.steps:  # the epoch's end checkpoints, and stops on a signal
+            return
         halt = group.stopping if group.distributed else bool(stop)
         due = S.checkpoint_every and pos["global_step"] % S.checkpoint_every == 0
-        if group.main and (halt or (due and pos["step"] < self.steps)):
+        if group.main and (halt or due):
             self.state.save()
         if halt:
             raise Interrupted(
                 f"stopped by signal {stop.signal or 'on another process'} after iteration "
                 f"{pos['global_step']}; checkpoint written; continue with: "
+                f"nasframe search --resume {self.run_dir}"
+            )
+
+    def _halt_after_epoch(self, stop: StopFlag) -> None:
+        """Raise :class:`Interrupted` after an epoch's checkpoint when a signal came in its last
+        iteration or its end (its test, logs, checkpoint): the last epoch's too, which went on to
+        the results, unasked. Under torchrun, any rank's signal stops them all."""
+        group, halt = self.group, bool(stop)
+        if group.distributed:
+            earlier = group.stopping  # asked during the last iteration, known to every rank
+            group.reduce(torch.zeros(0, device=self.device), 0, stop=halt)
+            halt = earlier or group.stopping
+        if halt:
+            raise Interrupted(
+                f"stopped by signal {stop.signal or 'on another process'} after epoch "
+                f"{self.pos['epoch']} of {self.S.epochs}; checkpoint written; continue with: "
                 f"nasframe search --resume {self.run_dir}"
             )
 
@@ -649,6 +670,15 @@ class _SearchRun:
             )
         if self.select is None:
             return None
+        settings = hashlib.sha256(
+            json.dumps(self.config.search.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
+        saved = self.state.final.get("selection")
+        if isinstance(saved, dict) and saved.get("settings") == settings:
+            kept = Selection.from_state(saved, self.space.categories)
+            if kept is not None:
+                self.tell("final selection: made and logged before the stop; kept")
+                return kept
         self.net.train()
         cost_penalty = (lambda a: S.cost_penalty * self.cost(a)) if S.cost_penalty else None
         selection = run_selection(
@@ -672,6 +702,9 @@ class _SearchRun:
                 f"with: nasframe search --resume {self.run_dir}"
             )
         _log_selection(self.logger, self.space, selection, pos["global_step"])
+        if self.group.main:  # a stop from here on keeps it, rather than logging it again
+            self.state.final["selection"] = {**selection.state_dict(), "settings": settings}
+            self.state.save()
         return selection
 
     def log_hparams(self) -> None:

@@ -53,6 +53,41 @@ class Selection:
     def chosen(self) -> np.ndarray:
         return self.candidates[self.best]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The selection as tensors and numbers (what a checkpoint holds)."""
+        arrays = {
+            name: torch.from_numpy(np.ascontiguousarray(getattr(self, name)))
+            for name in ("candidates", "losses", "accuracies", "scores")
+        }
+        gens = self.generations
+        return {
+            **arrays,
+            "samples": int(self.samples),
+            "generations": None if gens is None else torch.from_numpy(np.asarray(gens)),
+        }
+
+    @classmethod
+    def from_state(cls, state: Any, categories: Sequence[int]) -> Selection | None:
+        """The selection :meth:`state_dict` saved, or None where ``state`` is not one of a
+        space with ``categories`` (then the selection is made again)."""
+        try:
+            arrays = [state[k].numpy() for k in ("candidates", "losses", "accuracies", "scores")]
+            gens = state["generations"]
+            gens = None if gens is None else gens.numpy()
+            selection = cls(*arrays, samples=int(state["samples"]), generations=gens)
+        except (LookupError, TypeError, AttributeError, ValueError, RuntimeError):
+            return None
+        rows = selection.candidates
+        n = len(rows) if rows.ndim == 2 else -1
+        fits = (
+            n > 0
+            and rows.shape[1] == len(categories)
+            and ((rows >= 0) & (rows < np.asarray(categories))).all()
+            and all(len(a) == n for a in arrays[1:])
+            and (gens is None or len(gens) == n)
+        )
+        return selection if fits else None
+
 
 def run_selection(
     select: SelectConfig,

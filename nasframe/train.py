@@ -378,6 +378,11 @@ class _TrainRun:
         while pos["step"] < self.steps:
             self._step(epoch, order, bar, stop)
         self._end_epoch(bar, first_step, t_epoch)
+        if stop:  # came in the last step or the epoch's end: the last epoch's too (not ignored)
+            raise Interrupted(
+                f"stopped by signal {stop.signal} after epoch {pos['epoch']} of {T.epochs}; "
+                f"checkpoint written; continue with: nasframe train --resume {self.run_dir}"
+            )
 
     def _step(self, epoch: int, order: torch.Tensor, bar: EpochProgress, stop: StopFlag) -> None:
         """One optimizer step at ``pos``, then growth when due; on a signal, save and raise
@@ -408,7 +413,7 @@ class _TrainRun:
             )
             if info is not None:
                 self.logger.scalars(info["scalars"], pos["global_step"])
-        if stop:
+        if stop and pos["step"] < self.steps:  # at the last step: after the epoch's end
             self._add_sums()
             self.state.save()
             raise Interrupted(

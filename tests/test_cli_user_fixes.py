@@ -177,10 +177,26 @@ def test_a_training_stopped_before_its_first_checkpoint_resumes_from_the_beginni
 
 
 def test_what_cannot_start_over_is_refused(digits_runs, tmp_path, capsys):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert main(["search", "--resume", str(empty)]) == 2
-    assert _err(capsys) == f"--resume {empty}: no config.yaml here; is it a run directory?"
+    set_up = tmp_path / "set_up"  # a run killed while it set up: its lock, a temporary file
+    set_up.mkdir()
+    (set_up / ".lock").write_text("")
+    (set_up / ".config.yaml.123.tmp").write_text("version: 1\n")
+    for command in ("search", "train"):
+        assert main([command, "--resume", str(set_up)]) == 2
+        assert _err(capsys) == (
+            f"--resume {set_up}: no config.yaml here, so nothing to resume (a run stopped while "
+            f"it set up leaves its directory so); start the run again with: nasframe {command} "
+            f"CONFIG --out {set_up}"
+        )
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["search", "--resume", str(other)]) == 2
+    assert _err(capsys) == f"--resume {other}: no config.yaml here; is it a run directory?"
+    assert main(["search", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert _err(capsys) == f"--resume {tmp_path / 'nowhere'}: no such directory"
+    assert main(["search", "--resume", str(other / "notes.txt")]) == 2
+    assert _err(capsys) == f"--resume {other / 'notes.txt'}: not a directory"
     finished = tmp_path / "finished"  # its results would be overwritten
     shutil.copytree(digits_runs["train"], finished)
     (finished / "checkpoint.pt").unlink()

@@ -454,3 +454,155 @@ def test_a_resume_that_ends_a_run_again_logs_its_hparams_once(runs, tmp_path):
     points = _points(run)
     hparams = {tag: steps for tag, steps in points.items() if tag.startswith("hparam/")}
     assert hparams and all(steps == [0] for steps in hparams.values()) and not _twice(points)
+
+
+def _signal_in(monkeypatch, cls: type, method: str, when) -> None:
+    """Send this process a SIGTERM at the start of ``cls.method`` when ``when(self)`` holds, as a
+    scheduler would (the run's own handler takes it)."""
+    import os
+    import signal
+
+    original = getattr(cls, method)
+
+    def signalled(self, *args, **kwargs):
+        if when(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, signalled)
+
+
+def test_a_signal_during_the_last_epochs_end_stops_the_search_before_its_results(
+    runs, tmp_path, capsys, monkeypatch
+):
+    """It was taken and ignored: the run went on to its results and ended with status 0."""
+    from nasframe import search
+
+    run = tmp_path / "s"
+    _signal_in(monkeypatch, search._SearchRun, "_end_epoch", lambda self: True)
+    space = str(SPACES / "digits_prune.yaml")
+    assert main(["search", space, "--out", str(run), *ONE_EPOCH]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "stopped by signal 15 after epoch 1 of 1; checkpoint written; continue with: "
+        f"nasframe search --resume {run}"
+    )
+    assert not (run / "summary.json").exists() and not (run / "arch.yaml").exists()
+    monkeypatch.undo()
+    assert main(["search", "--resume", str(run), "--quiet"]) == 0
+    assert (run / "arch.yaml").read_text() == (runs["search"] / "arch.yaml").read_text()
+    assert _timeless(_summary(run)) == _timeless(_summary(runs["search"]))
+    assert not _twice(_points(run))
+
+
+def test_a_signal_before_the_growth_baseline_stops_the_training_there(
+    tmp_path, capsys, monkeypatch
+):
+    """The baseline is a second training: a scheduler's SIGTERM just before it was ignored for
+    all of it."""
+    from nasframe import SearchSpace, load_config, train
+    from nasframe.yaml_io import dump_yaml
+
+    cfg, _ = load_config(SPACES / "digits.yaml", ["log.tensorboard=false"])
+    space = SearchSpace(cfg)
+    arch = space.freeze([0] * len(space.paths))
+    arch["train"]["epochs"] = 1
+    arch["train"]["growth"] = {
+        "strategy": "random",
+        "start_fraction": 0.5,
+        "every": 5,
+        "steps": 1,
+        "baseline": True,
+    }
+    dump_yaml(arch, tmp_path / "arch.yaml")
+    run = tmp_path / "grown"
+    _signal_in(monkeypatch, train._TrainRun, "_end_epoch", lambda self: self.run_dir == run)
+    assert main(["train", str(tmp_path / "arch.yaml"), "--out", str(run), "--quiet"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "stopped by signal 15 after epoch 1 of 1; checkpoint written; continue with: "
+        f"nasframe train --resume {run}"
+    )
+    assert not (run / "full_width").exists() and not (run / "summary.json").exists()
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert 0 <= _summary(run)["growth"]["full_width_test_acc"] <= 1
+
+
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_a_stop_at_an_epochs_last_step_ends_that_epoch_first(tmp_path, capsys, monkeypatch, kind):
+    """It stopped before the epoch's end, which the resume then ran with no step: its speed
+    points were lost, and the resume said "at epoch 1, step 10" of 10."""
+    from nasframe import search, train
+
+    two = ["--quiet", "--set", f"{kind}.epochs=2"]
+    source = str(SPACES / "digits.yaml")
+    if kind == "train":
+        assert main(["search", source, "--out", str(tmp_path / "s"), *ONE_EPOCH]) == 0
+        source = str(tmp_path / "s" / "arch.yaml")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main([kind, source, "--out", str(ref), *two]) == 0
+    cls, method = (
+        (search._SearchRun, "_iteration") if kind == "search" else (train._TrainRun, "_step")
+    )
+    last = lambda self: self.pos["epoch"] == 0 and self.pos["step"] == self.steps - 1  # noqa: E731
+    _signal_in(monkeypatch, cls, method, last)
+    capsys.readouterr()
+    assert main([kind, source, "--out", str(run), *two]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "stopped by signal 15 after epoch 1 of 2; checkpoint written; continue with: "
+        f"nasframe {kind} --resume {run}"
+    )
+    monkeypatch.undo()
+    assert main([kind, "--resume", str(run)]) == 0
+    assert f"resuming {run} at epoch 2, step 0" in capsys.readouterr().err
+    assert _points(run).keys() == _points(ref).keys()
+    assert _points(run) == _points(ref)  # sys/step_time and sys/samples_per_s too
+    assert _timeless(_summary(run)) == _timeless(_summary(ref))
+
+
+@pytest.mark.parametrize("method", ["random", "evolution"])
+def test_a_search_stopped_after_its_selection_keeps_it_and_logs_it_once(
+    tmp_path, capsys, monkeypatch, method
+):
+    """A stop between the logged selection and summary.json selected again on resume and logged
+    select/* (and an evolution's select/best_score_by_generation) a second time at the same
+    steps; the checkpoint now holds the selection made."""
+    from nasframe import search
+
+    sets = ["search.select.candidates=12", f"search.select.method={method}"]
+    if method == "evolution":
+        sets.append("search.select.population=4")
+    args = [*ONE_EPOCH, *[x for kv in sets for x in ("--set", kv)]]
+    space = str(SPACES / "digits.yaml")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(["search", space, "--out", str(ref), *args]) == 0
+
+    def killed(self):  # as a kill once the selection is logged: nothing after it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search._SearchRun, "log_hparams", killed)
+    assert main(["search", space, "--out", str(run), *args]) == 130
+    assert not (run / "summary.json").exists()
+    monkeypatch.undo()
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("selected again")
+
+    monkeypatch.setattr(search, "run_selection", not_again)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run)]) == 0
+    assert "final selection: made and logged before the stop; kept" in capsys.readouterr().err
+    assert (run / "arch.yaml").read_text() == (ref / "arch.yaml").read_text()
+    assert _timeless(_summary(run)) == _timeless(_summary(ref))
+    points = _points(run)
+    assert points == _points(ref) and not _twice(points)
+    assert "select/valid_loss" in points
+    if method == "evolution":  # one point a generation, as in the uninterrupted run
+        assert len(points["select/best_score_by_generation"]) > 1
+    # a resume with other selection settings selects again
+    monkeypatch.undo()
+    (run / "summary.json").unlink()
+    assert main(["search", "--resume", str(run), "--set", "search.select.candidates=8"]) == 0
+    assert "made and logged before the stop" not in capsys.readouterr().err
+    assert len(_summary(run)["selection"]["candidates"]) < len(
+        _summary(ref)["selection"]["candidates"]
+    )
