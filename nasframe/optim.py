@@ -80,7 +80,13 @@ def build_optimizer(
 def _refuse_unsupported(kwargs: dict[str, Any], params: list, where: str) -> None:
     """Refuse, at its key, what torch's optimizers take but a run cannot use: ``differentiable``
     (the run's steps are not differentiated through; torch fails in its first step) and
-    ``capturable`` for parameters that are not on a CUDA device (torch asserts it there)."""
+    ``capturable`` for parameters that are not on a CUDA device (torch asserts it there); and
+    ``fused`` with ``foreach``, which torch refuses only once it has parameters."""
+    if kwargs.get("fused") and kwargs.get("foreach"):
+        raise UserError(
+            f"{where}.fused: cannot be true together with foreach: true (a step is fused or "
+            "multi-tensor, not both); remove one"
+        )
     if kwargs.get("differentiable"):
         raise UserError(
             f"{where}.differentiable: not supported (nasframe does not differentiate through "

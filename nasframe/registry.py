@@ -156,7 +156,8 @@ def shown(value: Any, width: int = 40) -> str:
     if len(text) <= width and "\n" not in text:
         return text
     kind = type(value).__name__
-    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+    named = {"ndarray": "a NumPy array", "Tensor": "a tensor"}
+    return named.get(kind) or f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def _call_text(label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:

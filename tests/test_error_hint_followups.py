@@ -87,7 +87,6 @@ def test_an_optimizer_plugin_s_own_mode_error_is_its_bug(plugin):
 @pytest.mark.parametrize(
     "options, expected",
     [
-        ({"fused": True, "foreach": True}, "train.optimizer.fused: optimizer 'sgd': `fused` and"),
         ({"momentum": -0.5}, "train.optimizer.momentum: optimizer 'sgd': Invalid momentum value"),
         ({"dampening": 0.5, "nesterov": True}, "train.optimizer.nesterov: optimizer 'sgd': Nest"),
     ],

@@ -476,10 +476,24 @@ def test_a_malformed_theta_for_asng_is_the_user_s_option(tmp_path, capsys):
 
 
 def test_torch_s_own_refusal_of_an_option_combination_is_the_user_s(tmp_path, capsys):
-    opt = "{name: sgd, fused: true, foreach: true,"
+    opt = "{name: sgd, nesterov: true, dampening: 0.5,"
     line = _one_line(_search(tmp_path, _mlp("{name: sgd,", opt)), capsys)
-    assert "optimizer 'sgd': `fused` and `foreach` cannot be `True` together" in line
+    assert "optimizer 'sgd': Nesterov momentum requires a momentum and zero dampening" in line
     assert "bug" not in line
+
+
+def test_fused_with_foreach_is_refused_by_the_run_and_by_validate(tmp_path, capsys):
+    """torch refuses it only once given parameters: validate without --data said ok."""
+    opt = "{name: sgd, fused: true, foreach: true,"
+    args = _search(tmp_path, _mlp("{name: sgd,", opt))
+    cfg = args[1]
+    line = _one_line(args, capsys)
+    expected = (
+        "search.optimizer.fused: cannot be true together with foreach: true (a step is fused or "
+        "multi-tensor, not both); remove one"
+    )
+    assert line.startswith(f"{cfg}:") and line.endswith(expected), line
+    assert _one_line(["validate", cfg], capsys) == line
 
 
 def test_fused_alone_is_not_combined_with_foreach():
@@ -596,10 +610,10 @@ class StepCrashes(torch.optim.SGD):
 @pytest.mark.parametrize(
     "cls, said",
     [
-        (UpdateCrashes, "failed in update(a ndarray, a list): KeyError: 'oops'; this"),
+        (UpdateCrashes, "failed in update(a NumPy array, a list): KeyError: 'oops'; this"),
         (
             UpdateTakesOneArgument,
-            "failed in update(a ndarray, a list): TypeError: UpdateTakesOneArgument.update() "
+            "failed in update(a NumPy array, a list): TypeError: UpdateTakesOneArgument.update() "
             "takes 2 positional arguments but 3 were given; nasframe calls it as "
             "update(samples, losses); this",
         ),
