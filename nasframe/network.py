@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -318,53 +318,98 @@ def _ops_for(layout: str) -> list[str]:
     return fits
 
 
+class Width(NamedTuple):
+    """A width that can reach a slot: the choice (or config) path that decides it (None: the
+    data's, or a frozen network's) and its possible values. Two widths with the same path are
+    always equal; otherwise they are chosen apart."""
+
+    path: str | None
+    values: tuple[int, ...]
+
+
 def _checked_op(
-    slot: Slot, name: str, layout: str, ins: Sequence[int], out_w: Any, preserving: bool = True
+    slot: Slot,
+    name: str,
+    layout: str,
+    ins: Sequence[Width],
+    out: Width,
+    preserving: bool = True,
 ) -> Any:
     """The op class ``name`` at ``slot``, refused at its config path when it does not support
-    ``layout`` or (with ``preserving``) keeps its width while ``ins`` and ``out_w`` can differ."""
+    ``layout`` or (with ``preserving``) keeps its width while an input width in ``ins`` and
+    ``out`` can differ in some architecture."""
     where = op_option_location(slot, name)
     cls = op_class(name, layout, where)
-    if preserving:
-        _check_preserving(cls, name, ins, out_w, where)
+    if preserving and getattr(cls, "channel_preserving", False):
+        for width in ins:
+            if not _always_equal(width, out):
+                raise UserError(
+                    f"{where}: op '{name}' keeps the number of channels, but its input width "
+                    f"({_shown_width(width)}) and its output width ({_shown_width(out)}) can "
+                    f"differ; use an op that changes the width here ({_changes_width(layout)})"
+                )
     return cls
 
 
-def _check_preserving(cls: Any, name: str, ins: Sequence[int], out_w: Any, where: str) -> None:
-    if getattr(cls, "channel_preserving", False) and set(ins) != set(options(out_w)):
-        raise UserError(
-            f"{where}: op '{name}' keeps the number of channels, but its input width can be "
-            f"{sorted(set(ins))} and its output width {options(out_w)}; use a convolution here"
-        )
+def _always_equal(a: Width, b: Width) -> bool:
+    """Whether widths ``a`` and ``b`` are equal in every architecture: decided by one choice, or
+    each fixed at the same value."""
+    if a.path is not None and a.path == b.path:
+        return True
+    return len(set(a.values)) == 1 and set(a.values) == set(b.values)
+
+
+def _shown_width(width: Width) -> str:
+    values = " or ".join(str(v) for v in sorted(set(width.values)))
+    return values if width.path is None else f"{width.path}: {values}"
+
+
+def _changes_width(layout: str) -> str:
+    """A few built-in ops of ``layout`` that change the width, for the advice."""
+    return "linear or dense" if layout == "linear" else "e.g. conv3"
 
 
 def reaching_widths(chain: Sequence[Slot], in_channels: int) -> tuple[list[list[int]], list[int]]:
-    """The widths that can reach each slot, and the head, over every depth choice.
+    """The widths that can reach each slot, and the head, over every depth choice."""
+    ins, head = reaching_sources(chain, in_channels)
+    return [_values(w) for w in ins], _values(head)
+
+
+def _values(widths: Sequence[Width]) -> list[int]:
+    return sorted(set().union(*(w.values for w in widths)))
+
+
+def reaching_sources(
+    chain: Sequence[Slot], in_channels: int
+) -> tuple[list[list[Width]], list[Width]]:
+    """The widths (:class:`Width`) that can reach each slot, and the head, over every depth
+    choice.
 
     Inside a stage a layer's input is the previous layer's output (depth skips trailing layers),
     but what leaves a stage is the output of whichever layer the sampled depth makes the last.
     """
-    ins: list[list[int]] = []
-    exits = [in_channels]
-    block: list[list[int]] = []  # outputs of the current block: its first slot, then its layers
+    ins: list[list[Width]] = []
+    exits = [Width(None, (in_channels,))]
+    block: list[Width] = []  # outputs of the current block: its first slot, then its layers
     depths: list[int] | None = None
     for slot in chain:
+        out = Width(slot.out_path, tuple(options(slot.out)))
         if slot.layer is None:  # the stem or a transition starts a block
             if block:
                 exits = _block_exits(block, depths)
             ins.append(exits)
-            block, depths = [options(slot.out)], None
+            block, depths = [out], None
         else:
-            ins.append(block[-1])
-            block.append(options(slot.out))
+            ins.append([block[-1]])
+            block.append(out)
             depths = options(slot.depth_field)
     return ins, _block_exits(block, depths) if block else exits
 
 
-def _block_exits(block: list[list[int]], depths: list[int] | None) -> list[int]:
+def _block_exits(block: list[Width], depths: list[int] | None) -> list[Width]:
     if depths is None:
-        return sorted(set(block[-1]))
-    return sorted(set().union(*(block[d] for d in depths if d < len(block))))
+        return [block[-1]]
+    return list(dict.fromkeys(block[d] for d in depths if d < len(block)))
 
 
 def executed_slots(
@@ -389,11 +434,12 @@ def check_ops(config: Config, in_channels: int | None = None) -> None:
     if config.space.type != "chain":
         return
     chain = slots(config)
-    ins, _ = reaching_widths(chain, in_channels or 0)
+    ins, _ = reaching_sources(chain, in_channels or 0)
     for k, (slot, reaching) in enumerate(zip(chain, ins, strict=True)):
+        out = Width(slot.out_path, tuple(options(slot.out)))
         for name in options(slot.op):
             stem_known = k > 0 or in_channels is not None
-            _checked_op(slot, name, config.space.layout, reaching, slot.out, stem_known)
+            _checked_op(slot, name, config.space.layout, reaching, out, stem_known)
 
 
 class Supernet(nn.Module):
@@ -405,18 +451,19 @@ class Supernet(nn.Module):
         self.space = space
         self.layout = cfg.space.layout
         self.slots = slots(cfg)
-        ins, head = reaching_widths(self.slots, _input_channels(self.layout, sample_shape))
+        ins, head = reaching_sources(self.slots, _input_channels(self.layout, sample_shape))
         self.candidates = nn.ModuleList()
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
+            out = Width(slot.out_path, tuple(options(slot.out)))
             for name in options(slot.op):
-                cls = _checked_op(slot, name, self.layout, reaching, slot.out)
+                cls = _checked_op(slot, name, self.layout, reaching, out)
                 modules = build_op(
-                    cls, name, max(reaching), max(options(slot.out)), slot.stride, self.layout
+                    cls, name, max(_values(reaching)), max(out.values), slot.stride, self.layout
                 )
                 ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
-        self.max_width = max(head)
+        self.max_width = max(_values(head))
         self.classifier = nn.Linear(self.max_width, num_classes)
         self.pool = cfg.space.head.pool
 
@@ -481,7 +528,7 @@ def build_network_layout(
     placed: list[PlacedSlot] = []
     prev: Any = in_ch
     for slot, name, out in executed_slots(space, slots(config), sample):
-        cls = _checked_op(slot, name, layout, [prev], out)
+        cls = _checked_op(slot, name, layout, [Width(None, (prev,))], Width(None, (out,)))
         start = len(modules)
         modules.extend(build_op(cls, name, prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))

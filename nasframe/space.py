@@ -221,7 +221,8 @@ class SearchSpace:
         return json.dumps(arch, sort_keys=True)
 
     def describe(self, sample: Sequence[int]) -> str:
-        """A readable one-architecture summary: one stage (or cell kind) per line."""
+        """A readable one-architecture summary: one stage (or cell kind) per line; a layer with
+        a width of its own shows it, ``conv3(24)``."""
         cfg = self.config
         if self.is_cells:
             sp = cfg.space
@@ -237,10 +238,12 @@ class SearchSpace:
             paths = StagePaths(st.name)
             depth = self.value(paths.depth, st.depth, sample)
             width = self.value(paths.width, st.width, sample)
-            ops = [
-                str(self.value(paths.op(i), layer.op, sample))
-                for i, layer in enumerate(st.layer_configs()[:depth])
-            ]
+            ops = []
+            for i, layer in enumerate(st.layer_configs()[:depth]):
+                op = str(self.value(paths.op(i), layer.op, sample))
+                if layer.width is not None:
+                    op += f"({self.value(paths.layer_width(i), layer.width, sample)})"
+                ops.append(op)
             lines.append(
                 f"{st.name}: stride {st.stride}, width {width}, depth {depth}: "
                 + (" > ".join(ops) if ops else "(transition only)")

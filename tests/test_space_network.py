@@ -172,6 +172,20 @@ def test_every_depth_runs_with_per_layer_widths(tmp_path):
         torch.testing.assert_close(net(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_layer_s_own_width_is_shown_in_the_architecture(tmp_path):
+    """A searched per-layer width was in arch.yaml but in no printed architecture."""
+    path = tmp_path / "space.yaml"
+    path.write_text(PER_LAYER_WIDTHS)
+    space = SearchSpace(load_config(path)[0])
+    sample = [0] * len(space.choices)
+    sample[space.index("space.stages.s1.depth")] = 2
+    sample[space.index("space.stages.s1.layer0.width")] = 1
+    sample[space.index("space.stages.s2.layer0.width")] = 1
+    lines = space.describe(sample).splitlines()
+    assert lines[1] == "s1: stride 1, width 8, depth 2: conv3(64) > conv3(4)"
+    assert lines[2] == "s2: stride 2, width 12, depth 1: conv3(48)"
+
+
 def _every(space):
     import itertools
 
@@ -227,6 +241,99 @@ def test_channel_preserving_op_cannot_change_width():
 
     cfg, _ = load_config(SPACES / "digits.yaml", ["space.stages.s1.transition=max_pool3"])
     with pytest.raises(UserError, match="keeps the number of channels"):
+        Supernet(SearchSpace(cfg), (1, 8, 8), 10)
+
+
+PRESERVING = """
+version: 1
+data: {name: digits}
+space:
+  layout: LAYOUT
+  stem: {op: STEM, channels: {choices: [8, 16]}}
+  stages:
+    - name: a
+      transition: TRANSITION
+      depth: {choices: [1, 2]}
+      width: {choices: [8, 16]}
+      layers:
+        - {op: LAYER, width: LAYER_WIDTH}
+        - {op: identity}
+"""
+
+
+@pytest.mark.parametrize(
+    "layout, stem, transition, layer, layer_width, refused, message",
+    [
+        # the same widths on both sides, chosen apart: stem 8 with stage 16 is an architecture
+        (
+            "conv2d",
+            "conv3",
+            "max_pool3",
+            "conv3",
+            "{choices: [8, 16]}",
+            "space.stages.a.transition",
+            "its input width (space.stem.channels: 8 or 16) and its output width "
+            "(space.stages.a.width: 8 or 16) can differ; use an op that changes the width here "
+            "(e.g. conv3)",
+        ),
+        # the second layer's input is the first layer's own width, its output the stage's
+        (
+            "conv2d",
+            "conv3",
+            "conv3",
+            "conv3",
+            "{choices: [8, 16]}",
+            "space.stages.a.layers.1.op",
+            "input width (space.stages.a.layer0.width: 8 or 16) and its output width "
+            "(space.stages.a.width: 8 or 16) can differ",
+        ),
+        (
+            "linear",
+            "linear",
+            "linear",
+            "linear",
+            "{choices: [8, 16]}",
+            "space.stages.a.layers.1.op",
+            "can differ; use an op that changes the width here (linear or dense)",
+        ),
+    ],
+)
+def test_a_channel_preserving_op_between_widths_chosen_apart_is_refused(
+    tmp_path, layout, stem, transition, layer, layer_width, refused, message
+):
+    """The check compared the sets of widths: with equal sets, validate said ok, the search
+    trained architectures whose frozen network is refused, and `train` failed after it."""
+    from nasframe.errors import UserError
+    from nasframe.network import check_ops
+
+    text = PRESERVING
+    for key, value in [("LAYOUT", layout), ("STEM", stem), ("TRANSITION", transition)]:
+        text = text.replace(key, value)
+    text = text.replace("LAYER_WIDTH", layer_width).replace("LAYER", layer)
+    (tmp_path / "c.yaml").write_text(text)
+    cfg, _ = load_config(tmp_path / "c.yaml")
+    with pytest.raises(UserError) as e:
+        check_ops(cfg)
+    op = "max_pool3" if refused.endswith("transition") else "identity"
+    assert str(e.value).startswith(f"{refused}: op '{op}' keeps the number of channels, but its")
+    assert message in str(e.value)
+
+
+def test_a_channel_preserving_op_on_one_width_choice_is_accepted(tmp_path):
+    """A layer's input and output width decided by the stage's one width choice are always
+    equal, whatever it picks; fixed widths of the same value are too."""
+    from nasframe.network import check_ops
+
+    for text in (
+        PRESERVING.replace("LAYER_WIDTH", "null").replace("TRANSITION", "conv3"),
+        PRESERVING.replace("{choices: [8, 16]}", "16")
+        .replace("LAYER_WIDTH", "16")
+        .replace("TRANSITION", "max_pool3"),
+    ):
+        text = text.replace("LAYOUT", "conv2d").replace("STEM", "conv3").replace("LAYER", "conv3")
+        (tmp_path / "c.yaml").write_text(text)
+        cfg, _ = load_config(tmp_path / "c.yaml")
+        check_ops(cfg)
         Supernet(SearchSpace(cfg), (1, 8, 8), 10)
 
 
