@@ -227,9 +227,9 @@ class SearchSpace:
         if self.is_cells:
             sp = cfg.space
             geno = self.genotype(sample)
-            head = (
-                f"cells: {sp.cells} ({sp.nodes} nodes), channels {sp.channels}, "
-                f"reductions at {sp.reduction_cells()}"
+            reductions = sp.reduction_cells()
+            head = f"cells: {sp.cells} ({sp.nodes} nodes), channels {sp.channels}, " + (
+                f"reductions at {reductions}" if reductions else "no reduction cell"
             )
             return "\n".join([head] + [f"{k}: {describe_cell(nodes)}" for k, nodes in geno.items()])
         stem = self.value(STEM_CHANNELS, cfg.space.stem.channels, sample)

@@ -49,7 +49,9 @@ def test_without_reductions_the_reduction_cell_is_not_searched(tmp_path):
     # an architecture it exports is fixed, and reads back as one
     frozen = space.freeze([0] * len(space.paths))
     assert "reduction" not in frozen["space"]  # no cell that no network builds
-    assert "reduction:" not in space.describe([0] * len(space.paths))
+    described = space.describe([0] * len(space.paths))
+    assert "reduction:" not in described
+    assert described.splitlines()[0].endswith(", no reduction cell")  # it said "reductions at []"
     arch = _write(tmp_path, yaml.safe_dump(frozen), "arch.yaml")
     assert SearchSpace(load_config(arch)[0]).choices == []
 

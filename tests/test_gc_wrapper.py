@@ -244,3 +244,33 @@ def test_declared_entry_points_exist():
         else:
             assert issubclass(obj, torch.optim.Optimizer), name
             assert obj.__name__.lower() == name
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        (
+            "mode: rows",
+            "train.optimizer.mode: optimizer 'gc': unknown mode 'rows' of gradient "
+            "centralization; expected one of ['all', 'conv']",
+        ),
+        (
+            "base: adam_gc",
+            "train.optimizer.base: optimizer 'gc': unsupported base 'adam_gc': Adam_GC already "
+            "applies gradient centralization; use it directly or wrap the plain optimizer",
+        ),
+    ],
+)
+def test_the_gc_optimizer_s_bad_options_are_the_user_s_at_their_key(option, expected):
+    """They were reported as "a bug in nasframe" (the plugin's words named no option)."""
+    from nasframe import load_config
+    from nasframe.errors import UserError
+    from nasframe.optim import build_optimizer
+
+    spaces = Path(__file__).resolve().parents[1] / "spaces"
+    cfg, _ = load_config(spaces / "mlp.yaml", [f"train.optimizer={{name: gc, lr: 0.1, {option}}}"])
+    with pytest.raises(UserError) as e:
+        build_optimizer(
+            [torch.nn.Parameter(torch.zeros(2, 2))], cfg.train.optimizer, "train.optimizer"
+        )
+    assert str(e.value) == expected

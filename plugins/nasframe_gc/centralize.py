@@ -23,7 +23,7 @@ def min_dim_for(mode: str) -> int:
         return MODES[str(mode).lower()]
     except KeyError:
         raise ValueError(
-            f"unknown gradient-centralization mode {mode!r}; expected one of {sorted(MODES)}"
+            f"unknown mode {mode!r} of gradient centralization; expected one of {sorted(MODES)}"
         ) from None
 
 

@@ -32,7 +32,7 @@ def with_gc(base: type[Optimizer], mode: str = "all") -> type[Optimizer]:
     """
     if not (isinstance(base, type) and issubclass(base, Optimizer)):
         raise TypeError(f"with_gc needs a torch.optim.Optimizer subclass, got {base!r}")
-    if getattr(base, "gc_min_dim", None) is not None or getattr(base, "_gc_wrapped", False):
+    if _applies_gc(base):
         raise ValueError(
             f"{base.__name__} already applies gradient centralization; "
             "use it directly or wrap the plain optimizer"
@@ -91,6 +91,15 @@ def GC(
         from nasframe import registry  # lazily: this package must import without the core
 
         base_cls = registry.get("optimizer", base)
+        if _applies_gc(base_cls):  # worded so that nasframe blames the option (base)
+            raise ValueError(
+                f"unsupported base {base!r}: {getattr(base_cls, '__name__', base)} already "
+                "applies gradient centralization; use it directly or wrap the plain optimizer"
+            )
     else:
         base_cls = base
     return with_gc(base_cls, mode)(params, **kwargs)
+
+
+def _applies_gc(cls: Any) -> bool:
+    return getattr(cls, "gc_min_dim", None) is not None or getattr(cls, "_gc_wrapped", False)
