@@ -33,6 +33,13 @@ def read_summary(run: Path) -> dict[str, Any]:
     return summary
 
 
+#: what a search's per-epoch metrics are of
+SEARCH_METRICS = (
+    "train and valid: means over the sampled architectures; test: the most likely architecture "
+    "in the supernet"
+)
+
+
 def show_run(run: Path) -> None:
     """Print one run's summary, its selection if any, its final metrics and its architecture; a
     run without summary.json but with its config.yaml (in progress, or stopped) shows what its
@@ -64,7 +71,12 @@ def show_run(run: Path) -> None:
             f"selection: candidate {shown(chosen.get('chosen_index', 0) + 1)} of "
             f"{len(chosen['candidates'])}, valid loss {shown(chosen.get('valid_loss'))}, "
             f"valid acc {shown(chosen.get('valid_acc'))} on {chosen.get('samples')} samples, "
-            f"{chosen.get('parameters')} parameters, {chosen.get('macs')} MACs"
+            + (
+                f"test acc {shown(chosen['test_acc'])}, "
+                if chosen.get("test_acc") is not None
+                else ""
+            )
+            + f"{chosen.get('parameters')} parameters, {chosen.get('macs')} MACs"
             + (
                 f", {shown(chosen['latency_ms'])} ms"
                 if chosen.get("latency_ms") is not None
@@ -72,8 +84,13 @@ def show_run(run: Path) -> None:
             )
         )
     final = summary.get("final")
-    for key, value in (final if isinstance(final, dict) else {}).items():
-        print(f"{key}: {shown(value)}")
+    final = final if isinstance(final, dict) else {}
+    indent = ""
+    if final and summary.get("kind") == "search":  # not the architecture shown below
+        print(f"last epoch ({SEARCH_METRICS}):")
+        indent = "  "
+    for key, value in final.items():
+        print(f"{indent}{key}: {shown(value)}")
     _show_architecture(run, summary.get("kind"))
 
 

@@ -359,3 +359,38 @@ def test_show_of_several_runs_lists_an_unfinished_one(digits_runs, tmp_path, cap
     assert main(["show", str(digits_runs["search"]), str(run), str(digits_runs["train"])]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert len(rows) == 4 and rows[2].split()[:2] == [str(run), "unfinished"]
+
+
+def test_show_says_what_a_search_s_metrics_are_of(digits_runs, tmp_path, capsys):
+    """A search's last-epoch metrics came right above the selected architecture, unlabelled: a
+    reader took the most likely architecture's test accuracy for the selected one's."""
+    import json
+
+    from nasframe.show import SEARCH_METRICS, shown
+
+    run = _copy(digits_runs, tmp_path, "search")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["selection"] = {
+        "chosen_index": 2,
+        "candidates": [[0], [1], [2]],
+        "valid_loss": 0.5,
+        "valid_acc": 0.8,
+        "samples": 640,
+        "test_acc": 0.75,
+        "parameters": 100,
+        "macs": 2000,
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["show", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "selection: candidate 3 of 3, valid loss 0.5000, valid acc 0.8000 on 640 samples, test "
+        "acc 0.7500, 100 parameters, 2000 MACs"
+    ) in lines
+    at = lines.index(f"last epoch ({SEARCH_METRICS}):")
+    assert lines[at + 1 : at + 6] == [
+        f"  {key}: {shown(summary['final'][key])}"
+        for key in ("train/loss", "train/acc", "valid/loss", "valid/acc", "test/acc")
+    ]
+    assert main(["show", str(digits_runs["train"])]) == 0
+    assert "last epoch" not in capsys.readouterr().out  # a training's are its network's

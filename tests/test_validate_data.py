@@ -174,7 +174,10 @@ def test_optimizer_options_a_run_cannot_use_are_refused_at_their_key(tmp_path, c
             "{name: sgd, lr: 0.05, momentum: 0.9, differentiable: true}",
             "search.optimizer.differentiable: not supported",
         ),
-        ("{name: sgd_gc, lr: 0.05, gc: conv}", "search.optimizer.gc: unsupported base 'sgd_gc': SGD_GC already applies"),
+        (
+            "{name: sgd_gc, lr: 0.05, gc: conv}",
+            "search.optimizer.gc: unsupported base 'sgd_gc': SGD_GC already applies",
+        ),
     ]
     for i, (new, said) in enumerate(cases):
         cfg = tmp_path / f"c{i}.yaml"
