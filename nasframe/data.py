@@ -35,14 +35,26 @@ _FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirec
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The dataset named in the config, from the registry.
 
-    The user's problems (an option the dataset does not take, or an error naming one, files
-    missing under ``data.root``) are located at ``data.options`` or ``data``; a dataset plugin
+    The user's problems (an option the dataset does not take, or an error naming one or
+    ``root``, files missing under ``data.root``) are located at ``data.options``, ``data.root``
+    or ``data``; a dataset plugin
     that fails otherwise, does not take the ``root`` nasframe passes or returns no
     :class:`~nasframe.Dataset` is named as the one at fault (a
     :class:`~nasframe.registry.PluginFailure`)."""
     factory = registry.get("dataset", cfg.name)
     check_root(cfg)
     _check_options(cfg.name, factory, cfg.options)
+
+    def blame(e: Exception) -> str | None:
+        """An error naming one of the user's options, or the ``data.root`` they set, is theirs."""
+        if isinstance(e, RuntimeError):
+            return None
+        if registry.named_option(str(e), cfg.options):
+            return f"data.options: {e}"
+        if cfg.root is not None and registry.named_option(str(e), {"root": cfg.root}):
+            return f"data.root: {e}"
+        return None
+
     try:
         data = registry.call(
             "dataset",
@@ -51,6 +63,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             kwargs={"root": cfg.root, **cfg.options},
             options=cfg.options,
             where="data.options",
+            blame=blame,
             returns=(lambda d: isinstance(d, Dataset), "a nasframe.Dataset"),
             passing=_FILE_ERRORS,
         )

@@ -11,6 +11,7 @@ import torch
 import yaml
 from conftest import SPACES
 
+from nasframe import registry
 from nasframe.cell_ops import FactorizedReduce
 from nasframe.cells import CellSupernet
 from nasframe.cli import main
@@ -307,6 +308,25 @@ def test_datasets_that_read_files_keep_their_root():
         check_root(DataConfig(name=name, root="/data"))
     with pytest.raises(UserError, match="^data.root: synthetic is built in"):
         load_dataset(DataConfig(name="synthetic", root="x", options={"n_train": 2}))
+
+
+def test_a_dataset_plugin_refusing_the_users_root_is_the_users_mistake(plugin):
+    """It was reported as the plugin's bug ("root ... must hold train.npz")."""
+
+    def npz(root=None, split=0.5):
+        raise ValueError(f"root {root} must hold train.npz")
+
+    plugin("dataset", "test_npz", npz)
+    with pytest.raises(UserError) as e:
+        load_dataset(DataConfig(name="test_npz", root="emptyroot"))
+    assert str(e.value) == "data.root: root emptyroot must hold train.npz"
+
+    def broken(root=None):
+        raise ValueError("could not broadcast input array from shape (3,) into shape (2,)")
+
+    plugin("dataset", "test_broken", broken)
+    with pytest.raises(registry.PluginFailure):  # its own bug, though the user set a root
+        load_dataset(DataConfig(name="test_broken", root="somewhere"))
 
 
 def test_no_shipped_space_sets_a_root_its_dataset_ignores():
