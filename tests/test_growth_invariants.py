@@ -310,3 +310,21 @@ def test_gradmax_more_units_than_rank():
     info = GradMax(seed=0).grow(pair, 5, loss_fn, model=m)  # M is 2 x 4: only 2 directions
     assert pair.width == 8 and len(info["singular_values"]) == 5
     torch.testing.assert_close(m(x), out0, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_depthwise_conv_shrunk_to_one_channel_grows_as_depthwise(strategy):
+    """Shrunk to one channel, a depthwise conv has groups == 1 like a full conv: growth refused
+    the network as "cannot grow through Conv2d(1, 1, ...)" (a sep_conv after a 4-wide layer
+    with start_fraction 0.25)."""
+    m, x = build("depthwise")
+    pair = find_growable_pairs(m)[0]
+    resize_pair_(pair, 1)
+    depthwise = m[3]
+    assert depthwise.groups == depthwise.in_channels == 1
+    pair.validate()
+    assert [p.layer for p in find_growable_pairs(m)] == [m[0]]  # not a pair layer of its own
+    out0 = m(x).detach()
+    STRATEGIES[strategy]().grow(pair, 2, make_loss(m, x), model=m)
+    assert depthwise.groups == depthwise.in_channels == depthwise.out_channels == 3
+    torch.testing.assert_close(m(x).detach(), out0, atol=1e-6, rtol=0)

@@ -47,15 +47,25 @@ STRUCTURAL_TYPES = (
 )
 
 
+#: set on a depthwise conv shrunk to one channel, which ``groups == 1`` no longer tells apart
+#: from a full conv
+_SHRUNK_DEPTHWISE = "_nasframe_growth_depthwise"
+
+
 def is_weight_layer(m: nn.Module) -> bool:
     """A layer that can be either side of a pair: ``nn.Linear`` or a conv with ``groups == 1``."""
-    return type(m) is nn.Linear or (isinstance(m, CONV_TYPES) and m.groups == 1)
+    return type(m) is nn.Linear or (
+        isinstance(m, CONV_TYPES) and m.groups == 1 and not getattr(m, _SHRUNK_DEPTHWISE, False)
+    )
 
 
 def is_depthwise(m: nn.Module) -> bool:
-    """A depthwise conv (``groups == in_channels == out_channels > 1``)."""
+    """A depthwise conv (``groups == in_channels == out_channels > 1``, or 1 for one shrunk to
+    a single channel)."""
     return (
-        isinstance(m, CONV_TYPES) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+        isinstance(m, CONV_TYPES)
+        and (m.groups > 1 or getattr(m, _SHRUNK_DEPTHWISE, False))
+        and m.groups == m.in_channels == m.out_channels
     )
 
 
@@ -403,6 +413,7 @@ def resize_pair_(pair: GrowthPair, width: int, optimizer=None) -> None:
                 if p is not None:
                     set_param_data(p, p.detach()[:width].clone(), opts)
             m.in_channels = m.out_channels = m.groups = width
+            setattr(m, _SHRUNK_DEPTHWISE, True)
         elif isinstance(m, nn.Flatten):
             flattened = True
     v = nxt.weight
