@@ -137,3 +137,8 @@ def first_line(text: str) -> str:
     if not lines:
         return ""
     return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``1 open choice``, ``2 open choices``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -18,7 +18,7 @@ from torch import nn
 
 from . import registry
 from .config import Choice, Config, options
-from .errors import UserError
+from .errors import UserError, counted
 from .ops import LAYOUTS
 from .slicing import SlicedOp
 from .space import STEM_CHANNELS, SearchSpace, StagePaths
@@ -547,13 +547,12 @@ def build_network_layout(
 
 def refuse_open_choices(space: SearchSpace) -> None:
     """A UserError when ``space`` still has choices: a search space, not an architecture."""
-    open_choices = space.open_paths
-    if open_choices:
+    paths = space.open_paths
+    if paths:
         raise UserError(  # starting with the first open choice: the CLI gives its line
-            f"{open_choices[0]}: the config still has {len(open_choices)} open choices "
-            f"({', '.join(open_choices[:3])}"
-            f"{', ...' if len(open_choices) > 3 else ''}); train an exported arch.yaml from "
-            "`nasframe search`, or fix every choice"
+            f"{paths[0]}: the config still has {counted(len(paths), 'open choice')} "
+            f"({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''}); train an exported "
+            "arch.yaml from `nasframe search`, or fix every choice"
         )
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, counted
 from .run_files import ARCH, CHECKPOINT, RUN_CONFIG, SUMMARY
 from .yaml_io import load_yaml
 
@@ -145,12 +145,12 @@ def _show_architecture(run: Path, kind: str | None) -> None:
         return
     if kind == "train":
         print(
-            f"no architecture: {RUN_CONFIG} has {n_open} open choices (a search space, not an "
+            f"no architecture: {RUN_CONFIG} has {counted(n_open, 'open choice')} (a search space, not an "
             "architecture to train)"
         )
     else:
         none = "" if (run / CHECKPOINT).exists() else f"; no {CHECKPOINT} yet"
-        print(f"no architecture yet: {RUN_CONFIG} has {n_open} open choices{none}")
+        print(f"no architecture yet: {RUN_CONFIG} has {counted(n_open, 'open choice')}{none}")
 
 
 def _arch_problem(arch: Any, config: Any) -> str | None:
@@ -166,7 +166,7 @@ def _arch_problem(arch: Any, config: Any) -> str | None:
         if arch.space_hash != want:
             return f"its space_hash {arch.space_hash} is not {RUN_CONFIG}'s ({want})"
     n_open = len(SearchSpace(arch).open_paths)
-    return f"it still has {n_open} open choices" if n_open else None
+    return f"it still has {counted(n_open, 'open choice')}" if n_open else None
 
 
 def _print_most_likely(run: Path, ckpt: dict[str, Any], config: Any, space: Any) -> bool:

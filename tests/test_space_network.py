@@ -343,3 +343,26 @@ def test_layout_mismatch_is_a_user_error():
     cfg, _ = load_config(SPACES / "mnist1d.yaml")
     with pytest.raises(UserError, match="layout 'conv2d'"):
         Supernet(SearchSpace(cfg), (1, 8, 8), 10)
+
+
+def test_open_choices_are_counted_in_words():
+    from nasframe.errors import UserError
+    from nasframe.network import refuse_open_choices
+
+    fixed = [
+        f"space.{key}"
+        for key in (
+            "stem.channels=16",
+            "stages.s1.depth=1",
+            "stages.s1.width=8",
+            "stages.s2.depth=1",
+            "stages.s2.width=16",
+            "stages.s2.layer.op=conv3",
+        )
+    ]
+    one = SearchSpace(load_config(SPACES / "digits.yaml", fixed)[0])
+    with pytest.raises(UserError, match=r"still has 1 open choice \(space.stages.s1.layer0.op\);"):
+        refuse_open_choices(one)
+    two = SearchSpace(load_config(SPACES / "digits.yaml", fixed[:-1])[0])
+    with pytest.raises(UserError, match=r"still has 2 open choices \(space.stages.s1.layer0.op, "):
+        refuse_open_choices(two)
