@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from .config import STAGE_NAME, Config
 from .config_base import is_utf8, value_kind
 from .config_source import ConfigSource, item_index, no_item, override_of
-from .errors import ConfigError, Problem, UserError
+from .errors import ConfigError, Problem, UserError, did_you_mean
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
 __all__ = ["load_config", "validate_data"]
@@ -130,6 +131,13 @@ def _message(e: Any, loc: tuple[Any, ...]) -> str:
         return f"must be {words} {_number(ctx[key])}, got {_number(value)}"
     if kind == "int_parsing_size":
         return f"too large a number: {_number(value)}"
+    if kind == "literal_error" and "expected" in ctx:  # pydantic: Input should be 'a' or 'b'
+        if _looks_like_a_choice(value, loc):
+            return f"takes one value, not a choice; write {ctx['expected']}"
+        hint = did_you_mean(value, re.findall(r"'([^']*)'", ctx["expected"]))
+        return f"must be {ctx['expected']}, got {value_kind(value)}" + (
+            hint if isinstance(value, str) else ""
+        )
     if kind not in _KINDS:
         return e["msg"]
     if _looks_like_a_choice(value, loc):

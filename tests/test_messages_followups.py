@@ -49,6 +49,16 @@ def _refused(overrides: list[str], path: Path = DIGITS) -> str:
             "search.epochs={choices: [1, 2]}",
             "search.epochs: takes one value, not a choice; write a whole number",
         ),
+        (  # pydantic said "Input should be 'avg' or 'max'", for a choice too
+            "space.head.pool={choices: [avg, max]}",
+            "space.head.pool: takes one value, not a choice; write 'avg' or 'max'",
+        ),
+        ("space.head.pool=mean", "space.head.pool: must be 'avg' or 'max', got the text 'mean'"),
+        (
+            "space.layout=conv2",
+            "space.layout: must be 'conv1d', 'conv2d' or 'linear', got the text 'conv2'; did you "
+            "mean 'conv2d'?",
+        ),
     ],
 )
 def test_config_values_are_refused_in_the_projects_words(item, said):
