@@ -552,6 +552,7 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .preflight import preflight
+    from .space import unused_layers
 
     problems: list[str] = []
     for f in args.files:
@@ -571,6 +572,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             problems.append(located if located != str(e) else f"{f}: {e}")
         else:
             print(f"{f}: ok ({checked})")
+            for note in unused_layers(config):
+                print(config.warning(note), file=sys.stderr)
     if problems:
         raise UserError("\n".join(problems))
     return 0

@@ -704,6 +704,13 @@ class Config(Strict):
         each config path it starts a line with; unchanged for a config not read from a file."""
         return self._source.locate(message) if self._source is not None else message
 
+    def warning(self, note: str) -> str:
+        """``note``, a warning that starts with a config path, located as :meth:`locate` does:
+        ``file:line: warning: path: ...``."""
+        located = self.locate(note)
+        prefix = located[: -len(note)] if located.endswith(note) and located != note else ""
+        return f"{prefix}warning: {note}"
+
     def locate_error(self, error: UserError) -> UserError:
         """``error`` as :meth:`locate` places it, or, when it names no config path, prefixed by
         the file this config was read from (a message about the file as a whole)."""

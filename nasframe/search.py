@@ -49,7 +49,7 @@ from .precision import autocast
 from .run_files import ARCH, SUMMARY
 from .runstate import RunState
 from .selection import Selection, run_selection
-from .space import SearchSpace
+from .space import SearchSpace, unused_layers
 from .tblog import RunLogger, evenly_due, flat_params, log_speed
 from .train import written_summary
 from .yaml_io import dump_yaml, yaml_text
@@ -451,6 +451,8 @@ class _SearchRun:
             f"space: {len(space.choices)} choices, {space.size:,} architectures   "
             f"strategy: {S.strategy}   run: {self.run_dir}"
         )
+        for note in unused_layers(self.config):
+            tell(self.config.warning(note))
         if self.select is not None and S.select is None:
             tell(
                 f"strategy '{S.strategy}' has no most likely architecture: the search ends by "

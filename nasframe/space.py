@@ -20,7 +20,7 @@ import numpy as np
 
 from . import registry
 from .cell_arch import Genotype, cell_fields, describe_cell, genotype
-from .config import Choice, Config
+from .config import Choice, Config, options
 from .config_load import load_config
 
 __all__ = ["ChoicePoint", "SearchSpace", "load_space", "STEM_CHANNELS", "StagePaths"]
@@ -249,6 +249,26 @@ class SearchSpace:
                 + (" > ".join(ops) if ops else "(transition only)")
             )
         return "\n".join(lines)
+
+
+def unused_layers(config: Config) -> list[str]:
+    """Warnings, each starting with a config path, for ``layers:`` entries beyond a stage's
+    largest depth: valid, but never built nor searched (a depth written too small, most
+    likely)."""
+    if config.space.type != "chain":
+        return []
+    notes = []
+    for st in config.space.stages:
+        most = max(options(st.depth))
+        if st.layers is None or len(st.layers) <= most:
+            continue
+        extra = len(st.layers) - most
+        which = "this layer is" if extra == 1 else f"these {extra} layers are"
+        notes.append(
+            f"space.stages.{st.name}.layers.{most}: {which} never built (depth is at most "
+            f"{most}); remove {'it' if extra == 1 else 'them'}, or allow a larger depth"
+        )
+    return notes
 
 
 def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:

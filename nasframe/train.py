@@ -34,7 +34,7 @@ from .regularize import l2_penalty
 from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
 from .runstate import Meter, RunState
 from .show import read_summary
-from .space import SearchSpace
+from .space import SearchSpace, unused_layers
 from .tblog import RunLogger, flat_params, log_speed
 
 __all__ = ["run_train", "evaluate", "WEIGHTS"]
@@ -347,7 +347,8 @@ class _TrainRun:
         return self.pos["epoch"] < self.T.epochs
 
     def _new_run_notes(self) -> None:
-        """A new run's first lines: device, data, size, and warnings for a later ``prune:``."""
+        """A new run's first lines: device, data, size, and warnings (layers never built, what
+        leaves a later ``prune:`` little to do)."""
         say(
             f"device: {self.device}   data: {self.data.name}, {self.x.shape[0]} train / "
             f"{self.xt.shape[0]} test   parameters: {count_parameters(self.model):,}   "
@@ -355,6 +356,8 @@ class _TrainRun:
         )
         if self.cell_size is not None:
             say(self.cell_size.describe())
+        for note in unused_layers(self.config):
+            say(self.config.warning(note))
         if self.config.prune is not None:
             _warn_prune_setup(self.config, self.model, self.optimizer)
 

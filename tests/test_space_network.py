@@ -366,3 +366,24 @@ def test_open_choices_are_counted_in_words():
     two = SearchSpace(load_config(SPACES / "digits.yaml", fixed[:-1])[0])
     with pytest.raises(UserError, match=r"still has 2 open choices \(space.stages.s1.layer0.op, "):
         refuse_open_choices(two)
+
+
+def test_layers_no_depth_reaches_are_warned_about_not_refused(tmp_path, capsys):
+    """They were silently never built: a depth written too small, most likely. An arch.yaml
+    retrained with --set ...depth=1 is the same situation, legitimately: a warning, not an
+    error."""
+    from nasframe.cli import main
+
+    text = PER_LAYER_WIDTHS.replace("depth: {choices: [1, 2]}", "depth: 1")
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{path}: ok (search config)\n"
+    line = text.splitlines().index("        - {op: conv3, width: 6}") + 1
+    assert captured.err == (
+        f"{path}:{line}: warning: space.stages.s2.layers.1: this layer is never built (depth is "
+        "at most 1); remove it, or allow a larger depth\n"
+    )
+    assert main(["validate", str(SPACES / "digits.yaml")]) == 0
+    assert capsys.readouterr().err == ""
