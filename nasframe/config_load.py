@@ -119,6 +119,9 @@ _KINDS = {
     "bool_type": "true or false",
     "bool_parsing": "true or false",
     "finite_number": "a finite number",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
 }
 
 
@@ -131,6 +134,11 @@ def _message(e: Any, loc: tuple[Any, ...]) -> str:
         return f"must be {words} {_number(ctx[key])}, got {_number(value)}"
     if kind == "int_parsing_size":
         return f"too large a number: {_number(value)}"
+    if kind == "too_short" and "min_length" in ctx:  # pydantic: List should have at least ...
+        n = ctx["min_length"]
+        return (
+            f"must list at least {n} item{'' if n == 1 else 's'}, got {ctx.get('actual_length', 0)}"
+        )
     if kind == "literal_error" and "expected" in ctx:  # pydantic: Input should be 'a' or 'b'
         if _looks_like_a_choice(value, loc):
             return f"takes one value, not a choice; write {ctx['expected']}"
@@ -140,6 +148,9 @@ def _message(e: Any, loc: tuple[Any, ...]) -> str:
         )
     if kind not in _KINDS:
         return e["msg"]
+    if isinstance(value, list) and _takes_a_choice(loc):
+        written = ", ".join(str(v) for v in value)
+        return f"a choice is written {{choices: [{written}]}}, not as a plain list"
     if _looks_like_a_choice(value, loc):
         if loc[-2:] == ("stem", "op"):
             return "the stem's op is fixed (not a choice); write one op name"
@@ -148,6 +159,19 @@ def _message(e: Any, loc: tuple[Any, ...]) -> str:
         return f"takes one value, not a choice; write {one}"
     given = f"the date {value}" if isinstance(value, datetime.date) else value_kind(value)
     return f"expected {_KINDS[kind]}, got {given}"
+
+
+def _takes_a_choice(loc: tuple[Any, ...]) -> bool:
+    """Whether the field at ``loc`` of a chain space takes a choice: the stem's channels, a
+    stage's depth and width, a layer's op and width."""
+    if loc == ("space", "stem", "channels"):
+        return True
+    if loc[:2] != ("space", "stages") or len(loc) < 4:
+        return False
+    rest = loc[3:]
+    return rest in (("depth",), ("width",), ("layer", "op"), ("layer", "width")) or (
+        len(rest) == 3 and rest[0] == "layers" and rest[2] in ("op", "width")
+    )
 
 
 def _looks_like_a_choice(value: Any, loc: tuple[Any, ...]) -> bool:

@@ -54,6 +54,20 @@ def _refused(overrides: list[str], path: Path = DIGITS) -> str:
             "space.head.pool: takes one value, not a choice; write 'avg' or 'max'",
         ),
         ("space.head.pool=mean", "space.head.pool: must be 'avg' or 'max', got the text 'mean'"),
+        (  # op takes a choice: it said "takes one value, not a choice", width "got a list"
+            "space.stages.s1.layer.op=[conv3, sep_conv3]",
+            "space.stages.s1.layer.op: a choice is written {choices: [conv3, sep_conv3]}, not as "
+            "a plain list",
+        ),
+        (
+            "space.stages.s1.width=[8, 16]",
+            "space.stages.s1.width: a choice is written {choices: [8, 16]}, not as a plain list",
+        ),
+        ("space.stages=[]", "space.stages: must list at least 1 item, got 0"),
+        (
+            "space.stem.channels={choices: 8}",
+            "space.stem.channels.choices: expected a list, got the number 8",
+        ),
         (
             "space.layout=conv2",
             "space.layout: must be 'conv1d', 'conv2d' or 'linear', got the text 'conv2'; did you "
