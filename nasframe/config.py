@@ -140,14 +140,19 @@ class DataConfig(Strict):
 
 
 class LayerConfig(Strict):
-    op: choice_of(OpName) = Field("conv3", description="op of this layer (a choice or a constant)")  # type: ignore[valid-type]
+    op: choice_of(OpName) = Field(
+        "conv3", description="op of this layer (a choice or a constant; linear in a linear space)"
+    )  # type: ignore[valid-type]
     width: Width | None = Field(  # type: ignore[valid-type]
         None, description="width of this layer only (default: the stage's width)"
     )
 
 
 class StemConfig(Strict):
-    op: OpName = Field("conv3", description="op mapping the input to `channels` channels")
+    op: OpName = Field(
+        "conv3",
+        description="op mapping the input to `channels` channels (linear in a linear space)",
+    )
     channels: Width = Field(32, description="output channels (a choice or a constant)")  # type: ignore[valid-type]
 
 
@@ -161,7 +166,9 @@ class StageConfig(Strict):
     )
     stride: PositiveInt = Field(1, le=1024, description="stride of the stage's transition")
     transition: OpName = Field(
-        "conv3", description="op that enters the stage: previous width -> stage width, with stride"
+        "conv3",
+        description="op that enters the stage: previous width -> stage width, with stride "
+        "(linear in a linear space)",
     )
     depth: Depth = Field(1, description="number of layers after the transition")  # type: ignore[valid-type]
     width: Width = Field(32, description="channels of the stage")  # type: ignore[valid-type]
@@ -235,6 +242,8 @@ class ChainSpace(Strict):
                     j=seen[st.name],
                 )
             seen[st.name] = i
+            if self.layout == "linear":
+                _linear_defaults(st)
             if self.layout == "linear" and st.stride != 1:
                 raise error_at(
                     "stride",
@@ -242,7 +251,22 @@ class ChainSpace(Strict):
                     ("stages", i, "stride"),
                     s=st.stride,
                 )
+        if self.layout == "linear" and "op" not in self.stem.model_fields_set:
+            self.stem.op = "linear"
         return self
+
+
+def _linear_defaults(st: StageConfig) -> None:
+    """A linear space's ops left unwritten are ``linear`` (the default ``conv3`` takes no
+    vectors: its refusal named keys the user never wrote)."""
+    if "transition" not in st.model_fields_set:
+        st.transition = "linear"
+    if st.layers is None and st.layer is None and max(options(st.depth)) > 0:
+        st.layer = LayerConfig(op="linear")
+    written = st.layers if st.layers is not None else [st.layer] if st.layer is not None else []
+    for layer in written:
+        if "op" not in layer.model_fields_set:
+            layer.op = "linear"
 
 
 def _space_kind(v: Any) -> str | None:

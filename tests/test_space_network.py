@@ -387,3 +387,34 @@ def test_layers_no_depth_reaches_are_warned_about_not_refused(tmp_path, capsys):
     )
     assert main(["validate", str(SPACES / "digits.yaml")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_linear_space_s_unwritten_ops_are_linear(tmp_path):
+    """The defaults were conv3 for every layout: an MLP without its ops written was refused with
+    "op 'conv3' does not support layout 'linear'", at keys the user never wrote."""
+    from nasframe.network import check_ops
+
+    text = """
+version: 1
+data: {name: digits}
+space:
+  layout: linear
+  stem: {channels: 32}
+  stages:
+    - {width: {choices: [16, 32]}, depth: {choices: [0, 1]}}
+    - {width: 16, depth: 1, layer: {width: {choices: [8, 16]}}}
+    - {width: 16, depth: 0}
+"""
+    (tmp_path / "c.yaml").write_text(text)
+    cfg, _ = load_config(tmp_path / "c.yaml")
+    sp = cfg.space
+    assert sp.stem.op == "linear"
+    assert [st.transition for st in sp.stages] == ["linear"] * 3
+    assert [layer.op for st in sp.stages for layer in st.layer_configs()] == ["linear"] * 2
+    assert sp.stages[2].layer is None  # nothing added where no layer is built
+    check_ops(cfg)
+    space = SearchSpace(cfg)
+    net = Supernet(space, (1, 8, 8), 10)
+    assert net(torch.randn(2, 1, 8, 8), [1] * len(space.choices)).shape == (2, 10)
+    conv, _ = load_config(SPACES / "digits.yaml")  # other layouts keep conv3
+    assert conv.space.stages[0].transition == "conv3"
