@@ -149,6 +149,7 @@ class LayerConfig(Strict):
 
 
 class StemConfig(Strict):
+    misplaced = {"width": "the stem's width is its 'channels'"}
     op: OpName = Field(
         "conv3",
         description="op mapping the input to `channels` channels (linear in a linear space)",
@@ -161,6 +162,11 @@ STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class StageConfig(Strict):
+    misplaced = {
+        "op": "a layer's op goes under 'layer:' (layer: {op: ...}); the stage's own op is its "
+        "'transition'",
+        "channels": "a stage's channels are its 'width'",
+    }
     name: str | None = Field(
         None, description="identifier used in choice paths (default s1, s2, ...)"
     )
@@ -208,6 +214,11 @@ class HeadConfig(Strict):
 
 class ChainSpace(Strict):
     """A chain of stages: stem, stages (transition + layers), pooling head."""
+
+    misplaced = {
+        key: f"'{key}' belongs to a stage, under 'stages:' (indented as its other keys)"
+        for key in ("depth", "width", "stride", "transition", "layer", "layers")
+    }
 
     type: Literal["chain"] = Field("chain", description="kind of space")
     layout: Literal["conv1d", "conv2d", "linear"] = Field(

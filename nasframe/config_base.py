@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -83,6 +83,9 @@ class Strict(NumbersOnly):
     as numbers (not ``"15"``, ``1_000`` or ``yes``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    #: where keys of other sections that are unknown here belong (a line indented wrongly), for
+    #: the message: ``{"op": "a layer's op goes under 'layer:'"}``
+    misplaced: ClassVar[dict[str, str]] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -91,10 +94,11 @@ class Strict(NumbersOnly):
             known = set(cls.model_fields)
             for key in data:
                 if key not in known:
+                    hint = did_you_mean(str(key), known)
+                    if not hint and str(key) in cls.misplaced:
+                        hint = f"; {cls.misplaced[str(key)]}"
                     raise PydanticCustomError(
-                        "unknown_key",
-                        "unknown key '{key}'{hint}",
-                        {"key": str(key), "hint": did_you_mean(str(key), known)},
+                        "unknown_key", "unknown key '{key}'{hint}", {"key": str(key), "hint": hint}
                     )
         return data
 

@@ -64,6 +64,24 @@ def _refused(overrides: list[str], path: Path = DIGITS) -> str:
             "space.stages.s1.width: a choice is written {choices: [8, 16]}, not as a plain list",
         ),
         ("space.stages=[]", "space.stages: must list at least 1 item, got 0"),
+        (  # keys indented one level wrong, or of another section: where they belong
+            "space.stages.s1.op=conv3",
+            "space.stages.s1.op: unknown key 'op'; a layer's op goes under 'layer:' (layer: "
+            "{op: ...}); the stage's own op is its 'transition'",
+        ),
+        (
+            "space.depth=1",
+            "space.depth: unknown key 'depth'; 'depth' belongs to a stage, under 'stages:' "
+            "(indented as its other keys)",
+        ),
+        (
+            "space.stem.width=8",
+            "space.stem.width: unknown key 'width'; the stem's width is its 'channels'",
+        ),
+        (
+            "space.stages.s1.widht=8",
+            "space.stages.s1.widht: unknown key 'widht'; did you mean 'width'?",
+        ),
         (
             "space.stem.channels={choices: 8}",
             "space.stem.channels.choices: expected a list, got the number 8",
