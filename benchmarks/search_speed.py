@@ -6,7 +6,7 @@ read of the losses, the ASNG update. Two measurements, in one run, on the same r
 config's sample shape kept on the device (CIFAR-10-shaped 3×32×32 for cell spaces and CIFAR
 configs), the same seed, batch and batches:
 
-- ``search_it_per_s``: :func:`nasframe.search.search_iteration` — the very function
+- ``search_it_per_s``: :func:`nasframe.search_step.search_iteration` — the very function
   `nasframe search` runs — plus the learning-rate schedule and the strategy's update, exactly as
   `run_search` calls them: sampling, the supernet, the update and every bit of framework code.
 - ``subnet_it_per_s``: the same work written by hand in plain PyTorch on static networks built from
@@ -72,7 +72,8 @@ from nasframe.environment import cpu_name
 from nasframe.network import num_classes_of
 from nasframe.optim import build_optimizer, build_schedule
 from nasframe.precision import autocast
-from nasframe.search import make_supernet, search_iteration
+from nasframe.search import make_supernet
+from nasframe.search_step import search_iteration
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -75,7 +75,7 @@ def __getattr__(name: str):
 
         return run_search
     if name == "search_iteration":
-        from .search import search_iteration
+        from .search_step import search_iteration
 
         return search_iteration
     if name == "run_train":

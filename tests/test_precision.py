@@ -13,7 +13,7 @@ from torch import nn
 from nasframe import ASNG, SearchSpace, load_config
 from nasframe.cli import main
 from nasframe.network import make_supernet
-from nasframe.search import search_iteration
+from nasframe.search_step import search_iteration
 
 
 def _iteration(precision: str) -> tuple[list[float], set[torch.dtype], nn.Module]:
