@@ -308,18 +308,16 @@ def test_sigterm_while_the_results_are_written_says_how_to_finish_them(
     assert f"resuming {run} after its last epoch: writing its results" in capsys.readouterr().err
 
 
-def test_a_stop_in_the_growth_baseline_is_resumed_from_the_run_itself(
-    tmp_path, capsys, monkeypatch
-):
-    import signal
-
-    from nasframe import SearchSpace, load_config, train
+def _growth_arch(path: Path, epochs: int) -> None:
+    """A digits architecture trained with growth and its full-width baseline, written to
+    ``path``."""
+    from nasframe import SearchSpace, load_config
     from nasframe.yaml_io import dump_yaml
 
     cfg, _ = load_config(SPACES / "digits.yaml", ["log.tensorboard=false"])
     space = SearchSpace(cfg)
     arch = space.freeze([0] * len(space.paths))
-    arch["train"]["epochs"] = 2
+    arch["train"]["epochs"] = epochs
     arch["train"]["growth"] = {
         "strategy": "random",
         "start_fraction": 0.5,
@@ -327,7 +325,17 @@ def test_a_stop_in_the_growth_baseline_is_resumed_from_the_run_itself(
         "steps": 1,
         "baseline": True,
     }
-    dump_yaml(arch, tmp_path / "arch.yaml")
+    dump_yaml(arch, path)
+
+
+def test_a_stop_in_the_growth_baseline_is_resumed_from_the_run_itself(
+    tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    from nasframe import train
+
+    _growth_arch(tmp_path / "arch.yaml", epochs=2)
     run = tmp_path / "grown"
     epoch = train._TrainRun.epoch
 
@@ -499,21 +507,9 @@ def test_a_signal_before_the_growth_baseline_stops_the_training_there(
 ):
     """The baseline is a second training: a scheduler's SIGTERM just before it was ignored for
     all of it."""
-    from nasframe import SearchSpace, load_config, train
-    from nasframe.yaml_io import dump_yaml
+    from nasframe import train
 
-    cfg, _ = load_config(SPACES / "digits.yaml", ["log.tensorboard=false"])
-    space = SearchSpace(cfg)
-    arch = space.freeze([0] * len(space.paths))
-    arch["train"]["epochs"] = 1
-    arch["train"]["growth"] = {
-        "strategy": "random",
-        "start_fraction": 0.5,
-        "every": 5,
-        "steps": 1,
-        "baseline": True,
-    }
-    dump_yaml(arch, tmp_path / "arch.yaml")
+    _growth_arch(tmp_path / "arch.yaml", epochs=1)
     run = tmp_path / "grown"
     _signal_in(monkeypatch, train._TrainRun, "_end_epoch", lambda self: self.run_dir == run)
     assert main(["train", str(tmp_path / "arch.yaml"), "--out", str(run), "--quiet"]) == 130
