@@ -25,7 +25,7 @@ from torch import nn
 from .cell_arch import Node, unused_nodes
 from .cell_config import CellSpace
 from .cell_ops import build_cell_op
-from .cells import CellPlan, cell_plan, check_sizes, image_channels, make_stem, size_after
+from .cell_plan import CellPlan, cell_plan, check_sizes, image_channels, make_stem, size_after
 from .config import Config
 from .errors import UserError
 from .parts import cell_parts, part_macs

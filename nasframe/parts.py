@@ -23,7 +23,7 @@ from torch import nn
 from .cell_arch import Node, unused_nodes
 from .cell_config import CellSpace
 from .cell_ops import build_cell_op
-from .cells import CellPlan, cell_plan, image_channels, make_stem, size_after
+from .cell_plan import CellPlan, cell_plan, image_channels, make_stem, size_after
 from .macs import count_macs
 from .ops import LAYOUTS
 from .space import SearchSpace
