@@ -36,3 +36,13 @@ def test_the_chain_space_page_s_example_is_a_valid_space_with_the_choices_it_say
         assert f"`{path}`" in page
     mnist1d = SearchSpace(load_config(ROOT / "spaces" / "mnist1d.yaml")[0])
     assert f"`spaces/mnist1d.yaml`, three such stages, has {len(mnist1d.choices)}." in page
+
+
+def test_the_code_map_names_every_module_and_plugin_package():
+    """docs/code.md, the contributors' map, cannot silently miss a module added later."""
+    page = (ROOT / "docs" / "code.md").read_text()
+    modules = sorted(p.name for p in (ROOT / "nasframe").glob("*.py"))
+    packages = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").exists())
+    missing = [m for m in modules if f"`{m}`" not in page]
+    missing += [p for p in packages if f"`{p}`" not in page]
+    assert not missing, f"docs/code.md does not name: {missing}"
