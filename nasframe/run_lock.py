@@ -2,8 +2,8 @@
 
 Two processes in one run directory (a second ``--resume`` while the first still runs, or a new
 run given the same ``--out``) would interleave their checkpoints, events and results. The command
-line holds an advisory lock on ``RUN_DIR/.lock`` while a run runs (under torchrun, rank 0, which
-alone writes); the kernel releases it when the process dies, however it dies, so a killed run
+line (and :func:`~nasframe.run_search` or :func:`~nasframe.run_train` called from Python) holds an
+advisory lock on ``RUN_DIR/.lock`` while a run runs (under torchrun, rank 0, which alone writes); the kernel releases it when the process dies, however it dies, so a killed run
 never leaves a stale lock behind. Where the platform has no ``fcntl`` (Windows), or the file
 system no locks, runs are not locked.
 """
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .console import say
 from .errors import UserError
 
-__all__ = ["LOCK", "RunLock", "refuse_while_running"]
+__all__ = ["LOCK", "RunLock", "locked", "refuse_while_running"]
 
 LOCK = ".lock"  #: the lock file in a run directory (removed when the run ends)
+_HELD: set[str] = set()  # the run directories this process holds, resolved
 
 try:
     import fcntl
@@ -67,6 +70,7 @@ class RunLock:
             os.close(fd)  # the holder before us removed that file as it ended: lock the new one
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        _HELD.add(_key(run_dir))
         return cls(path, fd)
 
     def release(self) -> None:
@@ -74,12 +78,34 @@ class RunLock:
         sees it gone and locks a new one)."""
         if self._fd is None:
             return
+        _HELD.discard(_key(self.path.parent))
         try:
             self.path.unlink(missing_ok=True)
         except OSError:  # the lock goes with the descriptor anyway
             pass
         os.close(self._fd)
         self._fd = None
+
+
+@contextmanager
+def locked(run_dir: Path, writes: bool = True) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for the block (making the directory), unless this process holds
+    it already (the command line locks before it writes the run's config) or does not write
+    there (``writes`` false: a torchrun rank other than 0): runs started from Python are locked
+    too."""
+    if not writes or _key(run_dir) in _HELD:
+        yield
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(run_dir)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _key(run_dir: Path) -> str:
+    return str(Path(run_dir).resolve())
 
 
 def _same_file(fd: int, path: Path) -> bool:

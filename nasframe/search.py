@@ -43,6 +43,7 @@ from .optim import build_optimizer, build_schedule
 from .plots import theta_image
 from .precision import autocast
 from .run_files import ARCH, SUMMARY
+from .run_lock import locked
 from .runstate import RunState
 from .search_step import ReadBack, search_iteration
 from .selection import Selection, run_selection
@@ -125,22 +126,23 @@ def run_search(
     run = _SearchRun(config, run_dir, group, resume=resume, progress=progress, dry_run=dry_run)
     if dry_run:
         return run.dry_run_summary()
-    run.start(on_ready)
-    if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
-        return run.finished
-    try:  # a second Ctrl-C stops at once, without the checkpoint of a first
-        with (
-            stopping_means(IN_THE_LOOP.format(command="search", run_dir=run_dir)),
-            stop_on_signals() as stop,
-        ):
-            while run.epochs_left():
-                run.epoch(stop)
-            selection = run.select_final(stop)
-        run.log_hparams()
-    finally:
-        run.close()
-    with stopping_means(WRITING_RESULTS.format(command="search", run_dir=run_dir)):
-        return run.write_results(selection)
+    with locked(run_dir, writes=group.main):
+        run.start(on_ready)
+        if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
+            return run.finished
+        try:  # a second Ctrl-C stops at once, without the checkpoint of a first
+            with (
+                stopping_means(IN_THE_LOOP.format(command="search", run_dir=run_dir)),
+                stop_on_signals() as stop,
+            ):
+                while run.epochs_left():
+                    run.epoch(stop)
+                selection = run.select_final(stop)
+            run.log_hparams()
+        finally:
+            run.close()
+        with stopping_means(WRITING_RESULTS.format(command="search", run_dir=run_dir)):
+            return run.write_results(selection)
 
 
 class _SearchRun:

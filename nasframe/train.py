@@ -32,6 +32,7 @@ from .optim import build_optimizer, build_schedule
 from .precision import autocast
 from .regularize import l2_penalty
 from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
+from .run_lock import locked
 from .runstate import Meter, RunState
 from .show import read_summary
 from .space import SearchSpace, unused_layers
@@ -163,21 +164,22 @@ def run_train(
     run = _TrainRun(config, run_dir, resume=resume, progress=progress, dry_run=dry_run)
     if dry_run:
         return run.dry_run_summary()
-    run.start(on_ready)
-    if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
-        return run.finished
-    try:  # a second Ctrl-C stops at once, without the checkpoint of a first
-        with (
-            stopping_means(IN_THE_LOOP.format(command="train", run_dir=run_dir)),
-            stop_on_signals() as stop,
-        ):
-            while run.epochs_left():
-                run.epoch(stop)
-        run.log_hparams()
-    finally:
-        run.close()
-    with stopping_means(WRITING_RESULTS.format(command="train", run_dir=run_dir)):
-        return run.write_results()
+    with locked(run_dir):
+        run.start(on_ready)
+        if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
+            return run.finished
+        try:  # a second Ctrl-C stops at once, without the checkpoint of a first
+            with (
+                stopping_means(IN_THE_LOOP.format(command="train", run_dir=run_dir)),
+                stop_on_signals() as stop,
+            ):
+                while run.epochs_left():
+                    run.epoch(stop)
+            run.log_hparams()
+        finally:
+            run.close()
+        with stopping_means(WRITING_RESULTS.format(command="train", run_dir=run_dir)):
+            return run.write_results()
 
 
 class _TrainRun:

@@ -140,3 +140,48 @@ def test_out_never_overwrites_a_runs_or_the_users_files(tmp_path, capsys, name):
     )
     assert [p.name for p in out.iterdir()] == [name]
     assert (out / name).read_text() == "# the user's own\n"
+
+
+def test_runs_started_from_python_hold_the_lock_too(tmp_path, monkeypatch):
+    """run_search and run_train took no lock: a script and a command line could run in one
+    directory at once."""
+    from nasframe import load_config, run_search, run_train, search, train
+    from nasframe.errors import UserError
+
+    cfg, _ = load_config(SPACES / "digits.yaml", ["search.epochs=1", "log.tensorboard=false"])
+    run = tmp_path / "run"
+    seen = []
+
+    def holds_the_lock(original):
+        def epoch(self, stop):
+            with pytest.raises(UserError, match="another nasframe process"):
+                RunLock.acquire(self.run_dir)  # what a command line in the same directory meets
+            seen.append((self.run_dir / LOCK).read_text())
+            return original(self, stop)
+
+        return epoch
+
+    monkeypatch.setattr(search._SearchRun, "epoch", holds_the_lock(search._SearchRun.epoch))
+    monkeypatch.setattr(train._TrainRun, "epoch", holds_the_lock(train._TrainRun.epoch))
+    run_search(cfg, run, progress=False)
+    arch, _ = load_config(run / "arch.yaml", ["train.epochs=1", "log.tensorboard=false"])
+    run_train(arch, tmp_path / "trained", progress=False)
+    assert seen == [str(os.getpid())] * 2
+    assert not (run / LOCK).exists() and not (tmp_path / "trained" / LOCK).exists()
+    holder = subprocess.Popen(  # another process holds it: a Python run there is refused
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from nasframe.run_lock import RunLock; "
+            f"RunLock.acquire({str(run)!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"another nasframe process \(pid {holder.pid}\)"):
+            run_search(cfg, run, resume=True, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
