@@ -142,14 +142,14 @@ def _message(e: Any, loc: tuple[Any, ...]) -> str:
     if kind == "literal_error" and "expected" in ctx:  # pydantic: Input should be 'a' or 'b'
         if _looks_like_a_choice(value, loc):
             return f"takes one value, not a choice; write {ctx['expected']}"
-        hint = did_you_mean(value, re.findall(r"'([^']*)'", ctx["expected"]))
-        return f"must be {ctx['expected']}, got {value_kind(value)}" + (
-            hint if isinstance(value, str) else ""
-        )
+        hint = ""
+        if isinstance(value, str):
+            hint = did_you_mean(value, re.findall(r"'([^']*)'", ctx["expected"]))
+        return f"must be {ctx['expected']}, got {value_kind(value)}{hint}"
     if kind not in _KINDS:
         return e["msg"]
     if isinstance(value, list) and _takes_a_choice(loc):
-        written = ", ".join(str(v) for v in value)
+        written = ", ".join(str(v) for v in value) or "a, b, ..."
         return f"a choice is written {{choices: [{written}]}}, not as a plain list"
     if _looks_like_a_choice(value, loc):
         if loc[-2:] == ("stem", "op"):

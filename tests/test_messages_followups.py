@@ -64,6 +64,13 @@ def _refused(overrides: list[str], path: Path = DIGITS) -> str:
             "space.stages.s1.width: a choice is written {choices: [8, 16]}, not as a plain list",
         ),
         ("space.stages=[]", "space.stages: must list at least 1 item, got 0"),
+        ("version=2", "version: must be 1, got the number 2"),  # was a TypeError traceback
+        ("space.head.pool=true", "space.head.pool: must be 'avg' or 'max', got the boolean true"),
+        (
+            "space.stages.s1.layer.op=[]",
+            "space.stages.s1.layer.op: a choice is written {choices: [a, b, ...]}, not as a plain "
+            "list",
+        ),
         (  # keys indented one level wrong, or of another section: where they belong
             "space.stages.s1.op=conv3",
             "space.stages.s1.op: unknown key 'op'; a layer's op goes under 'layer:' (layer: "
