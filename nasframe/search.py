@@ -138,10 +138,14 @@ def run_search(
                 while run.epochs_left():
                     run.epoch(stop)
                 selection = run.select_final(stop)
-            run.log_hparams()
-        finally:
+        except BaseException:
             run.close()
+            raise
         with stopping_means(WRITING_RESULTS.format(command="search", run_dir=run_dir)):
+            try:
+                run.log_hparams()
+            finally:
+                run.close()
             return run.write_results(selection)
 
 

@@ -175,10 +175,14 @@ def run_train(
             ):
                 while run.epochs_left():
                     run.epoch(stop)
-            run.log_hparams()
-        finally:
+        except BaseException:
             run.close()
+            raise
         with stopping_means(WRITING_RESULTS.format(command="train", run_dir=run_dir)):
+            try:
+                run.log_hparams()
+            finally:
+                run.close()
             return run.write_results()
 
 

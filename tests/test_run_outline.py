@@ -578,6 +578,15 @@ def test_a_search_stopped_after_its_selection_keeps_it_and_logs_it_once(
     monkeypatch.setattr(search._SearchRun, "log_hparams", killed)
     assert main(["search", space, "--out", str(run), *args]) == 130
     assert not (run / "summary.json").exists()
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "while writing the results; the checkpoint is written: finish with nasframe search "
+            f"--resume {run}"
+        )
+    )  # it said "before a run's loop started; no checkpoint written"
     monkeypatch.undo()
 
     def not_again(*args, **kwargs):
