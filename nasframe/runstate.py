@@ -6,6 +6,7 @@ run and the running metrics; written atomically, read with ``weights_only=True``
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 import warnings
@@ -119,17 +120,27 @@ class RunState:
         self.pos["epoch"] += 1
         self.pos["step"] = 0
 
-    def save(self) -> None:
-        """Write the checkpoint. A part made by a plugin whose state
+    def snapshot(self, *names: str) -> dict[str, Any]:
+        """Copies of the states of parts ``names`` and of the RNGs, for :meth:`save`'s ``as_of``:
+        the checkpoint written after a final phase that draws from them (a selection) holds them
+        as they were before it, so that a resume that does that phase again draws the same."""
+        parts = {name: copy.deepcopy(self._state_of(name, self.parts[name])) for name in names}
+        return {"parts": parts, "rng": rng_state()}
+
+    def save(self, as_of: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint (with the parts and RNGs of ``as_of``, a :meth:`snapshot`, in
+        place of their current states). A part made by a plugin whose state
         ``torch.load(weights_only=True)`` would refuse is a
         :class:`~nasframe.registry.PluginFailure`, raised before anything is written."""
         self.pos["wall_s"] = self.wall_s()
+        parts = {name: self._state_of(name, part) for name, part in self.parts.items()}
+        parts.update((as_of or {}).get("parts", {}))
         save_checkpoint(
             {
                 "kind": self.kind,
                 "space_hash": self.space_hash,
-                **{name: self._state_of(name, part) for name, part in self.parts.items()},
-                "rng": rng_state(),
+                **parts,
+                "rng": (as_of or {}).get("rng") or rng_state(),
                 "pos": dict(self.pos),
                 "meter": self.meter.state_dict(),
                 "metrics": dict(self.metrics),

@@ -586,9 +586,8 @@ class _SearchRun:
             )
         if self.select is None:
             return None
-        settings = hashlib.sha256(
-            json.dumps(self.config.search.model_dump(mode="json"), sort_keys=True).encode()
-        ).hexdigest()
+        read = {k: self.config.model_dump(mode="json")[k] for k in ("search", "seed", "data")}
+        settings = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
         saved = self.state.final.get("selection")
         if isinstance(saved, dict) and saved.get("settings") == settings:
             kept = Selection.from_state(saved, self.space.categories)
@@ -596,6 +595,7 @@ class _SearchRun:
                 self.tell("final selection: made and logged before the stop; kept")
                 return kept
         self.net.train()
+        before = self.state.snapshot("strategy") if self.group.main else None
         cost_penalty = (lambda a: S.cost_penalty * self.cost(a)) if S.cost_penalty else None
         selection = run_selection(
             self.select,
@@ -620,7 +620,7 @@ class _SearchRun:
         _log_selection(self.logger, self.space, selection, pos["global_step"])
         if self.group.main:  # a stop from here on keeps it, rather than logging it again
             self.state.final["selection"] = {**selection.state_dict(), "settings": settings}
-            self.state.save()
+            self.state.save(as_of=before)  # as if before the selection's draws
         return selection
 
     def log_hparams(self) -> None:

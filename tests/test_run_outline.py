@@ -603,11 +603,18 @@ def test_a_search_stopped_after_its_selection_keeps_it_and_logs_it_once(
     assert "select/valid_loss" in points
     if method == "evolution":  # one point a generation, as in the uninterrupted run
         assert len(points["select/best_score_by_generation"]) > 1
-    # a resume with other selection settings selects again
+    # a resume with other selection settings selects again, drawing as a new run with them
+    # would (the checkpoint holds the strategy as it was before the first selection's draws)
     monkeypatch.undo()
     (run / "summary.json").unlink()
-    assert main(["search", "--resume", str(run), "--set", "search.select.candidates=8"]) == 0
+    other = ["--set", "search.select.candidates=8"]
+    assert main(["search", "--resume", str(run), *other]) == 0
     assert "made and logged before the stop" not in capsys.readouterr().err
-    assert len(_summary(run)["selection"]["candidates"]) < len(
-        _summary(ref)["selection"]["candidates"]
-    )
+    fresh = tmp_path / "fresh"
+    assert main(["search", space, "--out", str(fresh), *args, *other]) == 0
+    assert (run / "arch.yaml").read_text() == (fresh / "arch.yaml").read_text()
+    assert _summary(run)["selection"] == _summary(fresh)["selection"]
+    # so does one with another seed (the selection draws with it)
+    (run / "summary.json").unlink()
+    assert main(["search", "--resume", str(run), *other, "--set", "seed=1"]) == 0
+    assert "made and logged before the stop" not in capsys.readouterr().err
