@@ -200,14 +200,16 @@ def _new_dir(path: Path) -> Path:
 
 def _why_not_a_run(path: Path, args: argparse.Namespace) -> str:
     """Why ``path``, without a config.yaml, cannot be resumed: not there, a run stopped while it
-    set up (empty, or only its lock and temporary files), or not a run directory."""
+    set up (empty, or only its lock, temporary files and latency table), or not a run
+    directory."""
     if not path.is_dir():
         return "no such directory" if not path.exists() else "not a directory"
     try:
         names = [p.name for p in path.iterdir()]
     except OSError:
         names = ["?"]
-    if all(n == ".lock" or (n.startswith(".") and n.endswith(".tmp")) for n in names):
+    set_up = (".lock", LATENCY_TABLE)  # a search measures its latency table as it sets up
+    if all(n in set_up or (n.startswith(".") and n.endswith(".tmp")) for n in names):
         return (
             f"no {RUN_CONFIG} here, so nothing to resume (a run stopped while it set up leaves "
             f"its directory so); start the run again with: nasframe {args.command} CONFIG "

@@ -181,6 +181,7 @@ def test_what_cannot_start_over_is_refused(digits_runs, tmp_path, capsys):
     set_up.mkdir()
     (set_up / ".lock").write_text("")
     (set_up / ".config.yaml.123.tmp").write_text("version: 1\n")
+    (set_up / "latency.json").write_text("{}")  # measured as a search.cost: latency sets up
     for command in ("search", "train"):
         assert main([command, "--resume", str(set_up)]) == 2
         assert _err(capsys) == (

@@ -88,16 +88,23 @@ def GC(
     """``with_gc(base, mode)(params, **kwargs)``; ``base`` is an optimizer class or a name
     registered in nasframe's optimizer registry (``"sgd"``, ``"adam"``, ``"adamw"``, ...)."""
     if isinstance(base, str):
-        from nasframe import registry  # lazily: this package must import without the core
+        from nasframe import UserError, registry  # lazily: importable without the core
 
-        base_cls = registry.get("optimizer", base)
-        if _applies_gc(base_cls):  # worded so that nasframe blames the option (base)
-            raise ValueError(
-                f"unsupported base {base!r}: {getattr(base_cls, '__name__', base)} already "
-                "applies gradient centralization; use it directly or wrap the plain optimizer"
-            )
+        try:
+            base_cls = registry.get("optimizer", base)
+        except UserError as e:  # worded, as below, so that nasframe blames the option (base)
+            raise ValueError(f"unsupported base {base!r}: {e}") from None
     else:
         base_cls = base
+    if not (isinstance(base_cls, type) and issubclass(base_cls, Optimizer)):
+        raise ValueError(
+            f"unsupported base {base!r}: not a torch.optim.Optimizer class (gc wraps one)"
+        )
+    if _applies_gc(base_cls):
+        raise ValueError(
+            f"unsupported base {base!r}: {base_cls.__name__} already applies gradient "
+            "centralization; use it directly or wrap the plain optimizer"
+        )
     return with_gc(base_cls, mode)(params, **kwargs)
 
 
