@@ -288,4 +288,4 @@ def test_the_gc_optimizer_s_bad_options_are_the_user_s_at_their_key(option, expe
         build_optimizer(
             [torch.nn.Parameter(torch.zeros(2, 2))], cfg.train.optimizer, "train.optimizer"
         )
-    assert str(e.value).startswith(expected) and str(e.value).endswith(expected[-40:])
+    assert str(e.value).startswith(expected)  # the list of optimizers depends on the plugins
