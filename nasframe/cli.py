@@ -735,8 +735,9 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-class _Terminated(Exception):
-    """SIGTERM outside a run's loop (whose own handler checkpoints first)."""
+class _Terminated(BaseException):
+    """SIGTERM outside a run's loop (whose own handler checkpoints first); like Ctrl-C's
+    KeyboardInterrupt, no ``except Exception`` takes it for a plugin's or a module's failure."""
 
 
 def _terminate_cleanly():

@@ -299,3 +299,20 @@ def test_a_data_cache_that_cannot_be_written_leaves_no_temporary_file(tmp_path, 
         datasets._mnist1d_arrays.cache_clear()
     assert arrays["x"].shape == (4000, 40)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist1d-v1.npz"]
+
+
+def test_a_sigterm_while_a_plugin_runs_is_a_stop_not_the_plugin_s_failure(tmp_path, capsys, plugin):
+    """SIGTERM's exception was an Exception: a plugin call that it interrupted reported it as the
+    plugin's failure ("failed to load: _Terminated")."""
+    from nasframe import cli
+
+    def terminated_while_loading(**options):
+        raise cli._Terminated  # what the SIGTERM handler raises, here mid-call
+
+    plugin("dataset", "test_slow", terminated_while_loading)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((SPACES / "digits.yaml").read_text().replace("name: digits", "name: test_slow"))
+    assert main(["search", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 143
+    assert capsys.readouterr().err.strip() == (
+        "terminated (SIGTERM) before a run's loop started; no checkpoint written"
+    )
