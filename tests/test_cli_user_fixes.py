@@ -301,17 +301,30 @@ def test_a_data_cache_that_cannot_be_written_leaves_no_temporary_file(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist1d-v1.npz"]
 
 
-def test_a_sigterm_while_a_plugin_runs_is_a_stop_not_the_plugin_s_failure(tmp_path, capsys, plugin):
-    """SIGTERM's exception was an Exception: a plugin call that it interrupted reported it as the
-    plugin's failure ("failed to load: _Terminated")."""
+def test_a_sigterm_is_no_failure_that_a_check_could_swallow(tmp_path, capsys, plugin):
+    """SIGTERM's exception was an Exception: the trial forward of an op's check, which leaves
+    unchecked what cannot run, swallowed it and the run went on; loading a plugin reported it
+    as the plugin's failure ("failed to load: _Terminated")."""
+    from torch import nn
+
     from nasframe import cli
+    from nasframe.network import trial_output
+
+    class Stopped(nn.Module):
+        def forward(self, x):
+            raise cli._Terminated  # what the SIGTERM handler raises, here mid-forward
+
+    with pytest.raises(cli._Terminated):
+        trial_output(Stopped(), (1, 3, 4))
 
     def terminated_while_loading(**options):
-        raise cli._Terminated  # what the SIGTERM handler raises, here mid-call
+        raise cli._Terminated
 
     plugin("dataset", "test_slow", terminated_while_loading)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text((SPACES / "digits.yaml").read_text().replace("name: digits", "name: test_slow"))
+    cfg.write_text(
+        (SPACES / "digits.yaml").read_text().replace("name: digits,", "name: test_slow,")
+    )
     assert main(["search", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 143
     assert capsys.readouterr().err.strip() == (
         "terminated (SIGTERM) before a run's loop started; no checkpoint written"
