@@ -343,10 +343,12 @@ def _checked_op(
     if preserving and getattr(cls, "channel_preserving", False):
         for width in ins:
             if not _always_equal(width, out):
+                fixed = len(set(width.values)) == len(set(out.values)) == 1
                 raise UserError(
                     f"{where}: op '{name}' keeps the number of channels, but its input width "
-                    f"({_shown_width(width)}) and its output width ({_shown_width(out)}) can "
-                    f"differ; use an op that changes the width here ({_changes_width(layout)})"
+                    f"({_shown_width(width)}) and its output width ({_shown_width(out)}) "
+                    f"{'differ' if fixed else 'can differ'}; use an op that changes the width "
+                    f"here ({_changes_width(layout)})"
                 )
     return cls
 

@@ -418,3 +418,18 @@ space:
     assert net(torch.randn(2, 1, 8, 8), [1] * len(space.choices)).shape == (2, 10)
     conv, _ = load_config(SPACES / "digits.yaml")  # other layouts keep conv3
     assert conv.space.stages[0].transition == "conv3"
+
+
+def test_fixed_widths_that_differ_are_said_to_differ():
+    from nasframe.errors import UserError
+    from nasframe.network import check_ops
+
+    cfg, _ = load_config(SPACES / "digits.yaml", ["space.stem.op=identity"])
+    check_ops(cfg)  # the data's channels unknown: not checked
+    with pytest.raises(UserError) as e:
+        check_ops(cfg, in_channels=1)
+    assert str(e.value) == (
+        "space.stem.op: op 'identity' keeps the number of channels, but its input width (1) and "
+        "its output width (space.stem.channels: 16) differ; use an op that changes the width "
+        "here (e.g. conv3)"
+    )
