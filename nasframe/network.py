@@ -246,9 +246,9 @@ def _output_problem(
 ) -> str | None:
     """What is wrong with the output of ``net`` (an op's modules, built for these arguments) on
     one input: not a tensor shaped like the input (N, C[, L[, W]]), not ``out_channels``
-    channels, or not reduced at a ``stride`` above 1; None when it is right or cannot be run (:func:`trial_output`). The input's side is
-    ``2 * stride`` (cheap at any width), else, for ops that cannot take so few pixels (a
-    convolution without padding), ``16 * stride``."""
+    channels, or not reduced at a ``stride`` above 1; None when it is right or cannot be run
+    (:func:`trial_output`). The input's side is ``2 * stride`` (cheap at any width), else, for
+    ops that cannot take so few pixels (a convolution without padding), ``16 * stride``."""
     dims = LAYOUTS[layout]
     for side in (2, 16) if dims else (1,):
         shape = (1, in_channels, *(side * stride,) * dims)

@@ -27,7 +27,7 @@ def build_optimizer(
     cls = registry.get("optimizer", cfg.name)
     kwargs = _checked_kwargs(cls, cfg.kwargs(), where)
     params = list(params)
-    _refuse_unsupported(kwargs, params, where)
+    refuse_unsupported(kwargs, params, where)
     torch_own = _from_torch(cls)
 
     def blame(e: Exception) -> str | None:
@@ -77,7 +77,7 @@ def build_optimizer(
     )
 
 
-def _refuse_unsupported(kwargs: dict[str, Any], params: list, where: str) -> None:
+def refuse_unsupported(kwargs: dict[str, Any], params: list, where: str) -> None:
     """Refuse, at its key, what torch's optimizers take but a run cannot use: ``differentiable``
     (the run's steps are not differentiated through; torch fails in its first step) and
     ``capturable`` for parameters that are not on a CUDA device (torch asserts it there); and

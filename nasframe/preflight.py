@@ -83,12 +83,12 @@ def check_optimizers(config: Config, search: bool) -> None:
     raising what it would raise at the option's config path: a ``momentum: abc``, an option torch
     refuses. An optimizer with a device-dependent option (``fused``, ``capturable``) is left to
     the run, but for what is refused on any device."""
-    from .optim import _refuse_unsupported, check_optimizer
+    from .optim import check_optimizer, refuse_unsupported
 
     sections = (("search", config.search.optimizer),) if search else ()
     for where, cfg in (*sections, ("train", config.train.optimizer)):
         if any(cfg.kwargs().get(k) for k in _DEVICE_OPTIONS):
-            _refuse_unsupported(cfg.kwargs(), [], f"{where}.optimizer")
+            refuse_unsupported(cfg.kwargs(), [], f"{where}.optimizer")
             continue
         check_optimizer(cfg, f"{where}.optimizer")
 

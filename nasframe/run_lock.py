@@ -1,11 +1,12 @@
 """One process at a time in a run directory.
 
-Two processes in one run directory (a second ``--resume`` while the first still runs, or a new
-run given the same ``--out``) would interleave their checkpoints, events and results. The command
-line (and :func:`~nasframe.run_search` or :func:`~nasframe.run_train` called from Python) holds an
-advisory lock on ``RUN_DIR/.lock`` while a run runs (under torchrun, rank 0, which alone writes); the kernel releases it when the process dies, however it dies, so a killed run
-never leaves a stale lock behind. Where the platform has no ``fcntl`` (Windows), or the file
-system no locks, runs are not locked.
+Two processes in one run directory (a second ``--resume`` while the first still runs, or a new run
+given the same ``--out``) would interleave their checkpoints, events and results. The command line
+(and :func:`~nasframe.run_search` or :func:`~nasframe.run_train` called from Python) holds an
+advisory lock on ``RUN_DIR/.lock`` while a run runs (under torchrun, rank 0, which alone writes);
+the kernel releases it when the process dies, however it dies, so a killed run never leaves a stale
+lock behind. Where the platform has no ``fcntl`` (Windows), or the file system no locks, runs are
+not locked.
 """
 
 from __future__ import annotations

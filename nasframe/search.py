@@ -586,7 +586,8 @@ class _SearchRun:
             )
         if self.select is None:
             return None
-        read = {k: self.config.model_dump(mode="json")[k] for k in ("search", "seed", "data")}
+        dumped = self.config.model_dump(mode="json")
+        read = {k: dumped[k] for k in ("search", "seed", "data")}  # what the selection reads
         settings = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
         saved = self.state.final.get("selection")
         if isinstance(saved, dict) and saved.get("settings") == settings:

@@ -87,7 +87,8 @@ def show_run(run: Path) -> None:
     final = final if isinstance(final, dict) else {}
     indent = ""
     if final and summary.get("kind") == "search":  # not the architecture shown below
-        print(f"last epoch ({SEARCH_METRICS}):")
+        of = SEARCH_METRICS if "test/acc" in final else SEARCH_METRICS.split("; test")[0]
+        print(f"last epoch ({of}):")
         indent = "  "
     for key, value in final.items():
         print(f"{indent}{key}: {shown(value)}")
@@ -145,8 +146,8 @@ def _show_architecture(run: Path, kind: str | None) -> None:
         return
     if kind == "train":
         print(
-            f"no architecture: {RUN_CONFIG} has {counted(n_open, 'open choice')} (a search space, not an "
-            "architecture to train)"
+            f"no architecture: {RUN_CONFIG} has {counted(n_open, 'open choice')} (a search "
+            "space, not an architecture to train)"
         )
     else:
         none = "" if (run / CHECKPOINT).exists() else f"; no {CHECKPOINT} yet"
