@@ -394,3 +394,10 @@ def test_show_says_what_a_search_s_metrics_are_of(digits_runs, tmp_path, capsys)
     ]
     assert main(["show", str(digits_runs["train"])]) == 0
     assert "last epoch" not in capsys.readouterr().out  # a training's are its network's
+    del summary["final"]["test/acc"]  # random search: no most likely architecture to test
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["show", str(run)]) == 0
+    assert (
+        "last epoch (train and valid: means over the sampled architectures):"
+        in capsys.readouterr().out.splitlines()
+    )
