@@ -36,14 +36,14 @@ from .datasets import Dataset
 from .device import resolve_device
 from .distributed import Group, join_group
 from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
-from .interrupt import IN_THE_LOOP, WRITING_RESULTS, StopFlag, stop_on_signals, stopping_means
+from .interrupt import StopFlag
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
 from .plots import theta_image
 from .precision import autocast
 from .run_files import ARCH, SUMMARY
-from .run_lock import locked
+from .run_outline import follow_outline
 from .runstate import RunState
 from .search_step import ReadBack, search_iteration
 from .selection import Selection, run_selection
@@ -126,35 +126,16 @@ def run_search(
     run = _SearchRun(config, run_dir, group, resume=resume, progress=progress, dry_run=dry_run)
     if dry_run:
         return run.dry_run_summary()
-    with locked(run_dir, writes=group.main):
-        run.start(on_ready)
-        if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
-            return run.finished
-        try:  # a second Ctrl-C stops at once, without the checkpoint of a first
-            with (
-                stopping_means(IN_THE_LOOP.format(command="search", run_dir=run_dir)),
-                stop_on_signals() as stop,
-            ):
-                while run.epochs_left():
-                    run.epoch(stop)
-                selection = run.select_final(stop)
-        except BaseException:
-            run.close()
-            raise
-        with stopping_means(WRITING_RESULTS.format(command="search", run_dir=run_dir)):
-            try:
-                run.log_hparams()
-            finally:
-                run.close()
-            return run.write_results(selection)
+    return follow_outline(run, "search", run_dir, on_ready, writes=group.main)
 
 
 class _SearchRun:
     """The state of one :func:`run_search`, and its steps.
 
-    Set up by the constructor (everything a dry run checks), then :meth:`start` (the run
-    directory, checkpoint and logger; or, for a resumed search that had finished, a line that says
-    so), :meth:`epoch` until :meth:`epochs_left` says no, :meth:`select_final`, :meth:`log_hparams`
+    Set up by the constructor (everything a dry run checks), then driven by
+    :func:`~nasframe.run_outline.follow_outline`: :meth:`start` (the run directory, checkpoint and
+    logger; or, for a resumed search that had finished, a line that says so), :meth:`epoch` until
+    :meth:`epochs_left` says no, :meth:`after_epochs` (the final selection), :meth:`log_hparams`
     and :meth:`close`, and :meth:`write_results`.
     """
 
@@ -197,6 +178,8 @@ class _SearchRun:
     finished: dict[str, Any] | None  # resumed after it finished: its summary ({} off rank 0)
     logger: RunLogger  # (from here on: not for a finished search)
     params: list[torch.nn.Parameter]
+    # set by after_epochs()
+    selection: Selection | None  # the final selection's (None: the most likely architecture)
 
     def __init__(
         self,
@@ -574,6 +557,10 @@ class _SearchRun:
         if mle is not None:
             logger.text("arch/most_likely", _markdown(self.space.describe(mle)), gstep)
 
+    def after_epochs(self, stop: StopFlag) -> None:
+        """The final selection, if any (:meth:`select_final`), for :meth:`write_results`."""
+        self.selection = self.select_final(stop)
+
     def select_final(self, stop: StopFlag) -> Selection | None:
         """After the epochs: say if the search converged early, and run the final selection (if
         any; None without one); a signal during it raises :class:`Interrupted`."""
@@ -632,9 +619,10 @@ class _SearchRun:
         """Close the TensorBoard logger (however the run ended)."""
         self.logger.close()
 
-    def write_results(self, selection: Selection | None) -> dict[str, Any]:
+    def write_results(self) -> dict[str, Any]:
         """Write ``arch.yaml`` (the selected or the most likely architecture) and
         ``summary.json``, say what was found; the summary (``{}`` on ranks other than 0)."""
+        selection = self.selection
         mle = self.strategy.mle() if self.has_mle else None
         chosen = mle if selection is None else selection.chosen
         if not self.group.main:

@@ -24,7 +24,7 @@ from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .datasets import Dataset
 from .device import resolve_device
 from .errors import Interrupted, TrainingDiverged, UserError
-from .interrupt import IN_THE_LOOP, WRITING_RESULTS, StopFlag, stop_on_signals, stopping_means
+from .interrupt import StopFlag
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
@@ -32,7 +32,7 @@ from .optim import build_optimizer, build_schedule
 from .precision import autocast
 from .regularize import l2_penalty
 from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
-from .run_lock import locked
+from .run_outline import follow_outline
 from .runstate import Meter, RunState
 from .show import read_summary
 from .space import SearchSpace, unused_layers
@@ -164,36 +164,17 @@ def run_train(
     run = _TrainRun(config, run_dir, resume=resume, progress=progress, dry_run=dry_run)
     if dry_run:
         return run.dry_run_summary()
-    with locked(run_dir):
-        run.start(on_ready)
-        if run.finished is not None:  # resumed after it wrote its results: said so, wrote nothing
-            return run.finished
-        try:  # a second Ctrl-C stops at once, without the checkpoint of a first
-            with (
-                stopping_means(IN_THE_LOOP.format(command="train", run_dir=run_dir)),
-                stop_on_signals() as stop,
-            ):
-                while run.epochs_left():
-                    run.epoch(stop)
-        except BaseException:
-            run.close()
-            raise
-        with stopping_means(WRITING_RESULTS.format(command="train", run_dir=run_dir)):
-            try:
-                run.log_hparams()
-            finally:
-                run.close()
-            return run.write_results()
+    return follow_outline(run, "train", run_dir, on_ready)
 
 
 class _TrainRun:
     """The state of one :func:`run_train`, and its steps.
 
-    Set up by the constructor (everything a dry run checks), then :meth:`start` (the run
-    directory, checkpoint and logger; or, for a resumed training that had finished, a line that
-    says so), :meth:`epoch` until :meth:`epochs_left` says no, :meth:`log_hparams` and
-    :meth:`close`, and :meth:`write_results` (weights, ``summary.json``, the growth baseline,
-    pruning).
+    Set up by the constructor (everything a dry run checks), then driven by
+    :func:`~nasframe.run_outline.follow_outline`: :meth:`start` (the run directory, checkpoint and
+    logger; or, for a resumed training that had finished, a line that says so), :meth:`epoch`
+    until :meth:`epochs_left` says no, :meth:`log_hparams` and :meth:`close`, and
+    :meth:`write_results` (weights, ``summary.json``, the growth baseline, pruning).
     """
 
     # set up by the constructor: what a dry run checks
@@ -453,6 +434,10 @@ class _TrainRun:
         self.state.end_epoch(metrics)
         self.state.save()
         logger.flush()
+
+    def after_epochs(self, stop: StopFlag) -> None:
+        """Nothing: a training's results follow its epochs (growth's baseline and pruning are
+        part of them)."""
 
     def log_hparams(self) -> None:
         """The run's settings and final metrics in TensorBoard's hparams (a run that got here)."""
