@@ -575,7 +575,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(f"{f}: ok ({checked})")
             for note in unused_layers(config):
-                print(config.warning(note), file=sys.stderr)
+                print(config.located_warning(note), file=sys.stderr)
     if problems:
         raise UserError("\n".join(problems))
     return 0

@@ -739,7 +739,7 @@ class Config(Strict):
         each config path it starts a line with; unchanged for a config not read from a file."""
         return self._source.locate(message) if self._source is not None else message
 
-    def warning(self, note: str) -> str:
+    def located_warning(self, note: str) -> str:
         """``note``, a warning that starts with a config path, located as :meth:`locate` does:
         ``file:line: warning: path: ...``."""
         located = self.locate(note)

@@ -169,8 +169,14 @@ def split_train_valid(
     return x[tr], y[tr], x[va], y[va]
 
 
+#: The random streams of a run's data (sample order, augmentation), each seeded apart: a search's
+#: train and valid halves, and a training's data.
+SEARCH_TRAIN, SEARCH_VALID, TRAINING = 0, 1, 2
+
+
 def epoch_order(n: int, seed: int, epoch: int, stream: int, device: torch.device) -> torch.Tensor:
-    """The order of the samples in one epoch of one stream (0: train, 1: valid)."""
+    """The order of the samples in one epoch of one stream (:data:`SEARCH_TRAIN`,
+    :data:`SEARCH_VALID`, :data:`TRAINING`)."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7 + stream)
     return torch.randperm(n, generator=g).to(device)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import Interrupted
 
 __all__ = [
     "StopFlag",
     "stop_on_signals",
+    "stopped",
     "stopping_means",
     "stop_note",
     "IN_THE_LOOP",
@@ -46,6 +50,21 @@ def stop_on_signals() -> Iterator[StopFlag]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+def stopped(
+    stop: StopFlag,
+    when: str,
+    command: str,
+    run_dir: str | Path,
+    then: str = "checkpoint written; continue with",
+) -> Interrupted:
+    """The stop that ``stop``'s signal asked for (none: another torchrun process's), ``when``
+    (``after epoch 2 of 5``), and how to go on: the error a run's loop raises."""
+    by = stop.signal or "on another process"
+    return Interrupted(
+        f"stopped by signal {by} {when}; {then}: nasframe {command} --resume {run_dir}"
+    )
 
 
 @contextmanager

@@ -318,7 +318,7 @@ def _ops_for(layout: str) -> list[str]:
     return fits
 
 
-class Width(NamedTuple):
+class ReachingWidth(NamedTuple):
     """A width that can reach a slot: the choice (or config) path that decides it (None: the
     data's, or a frozen network's) and its possible values. Two widths with the same path are
     always equal; otherwise they are chosen apart."""
@@ -331,16 +331,16 @@ def _checked_op(
     slot: Slot,
     name: str,
     layout: str,
-    ins: Sequence[Width],
-    out: Width,
-    preserving: bool = True,
+    ins: Sequence[ReachingWidth],
+    out: ReachingWidth,
+    check_preserving: bool = True,
 ) -> Any:
     """The op class ``name`` at ``slot``, refused at its config path when it does not support
-    ``layout`` or (with ``preserving``) keeps its width while an input width in ``ins`` and
+    ``layout`` or (with ``check_preserving``) keeps its width while an input width in ``ins`` and
     ``out`` can differ in some architecture."""
     where = op_option_location(slot, name)
     cls = op_class(name, layout, where)
-    if preserving and getattr(cls, "channel_preserving", False):
+    if check_preserving and getattr(cls, "channel_preserving", False):
         for width in ins:
             if not _always_equal(width, out):
                 fixed = len(set(width.values)) == len(set(out.values)) == 1
@@ -353,7 +353,7 @@ def _checked_op(
     return cls
 
 
-def _always_equal(a: Width, b: Width) -> bool:
+def _always_equal(a: ReachingWidth, b: ReachingWidth) -> bool:
     """Whether widths ``a`` and ``b`` are equal in every architecture: decided by one choice, or
     each fixed at the same value."""
     if a.path is not None and a.path == b.path:
@@ -361,7 +361,7 @@ def _always_equal(a: Width, b: Width) -> bool:
     return len(set(a.values)) == 1 and set(a.values) == set(b.values)
 
 
-def _shown_width(width: Width) -> str:
+def _shown_width(width: ReachingWidth) -> str:
     values = " or ".join(str(v) for v in sorted(set(width.values)))
     return values if width.path is None else f"{width.path}: {values}"
 
@@ -377,25 +377,25 @@ def reaching_widths(chain: Sequence[Slot], in_channels: int) -> tuple[list[list[
     return [_values(w) for w in ins], _values(head)
 
 
-def _values(widths: Sequence[Width]) -> list[int]:
+def _values(widths: Sequence[ReachingWidth]) -> list[int]:
     return sorted(set().union(*(w.values for w in widths)))
 
 
 def reaching_sources(
     chain: Sequence[Slot], in_channels: int
-) -> tuple[list[list[Width]], list[Width]]:
-    """The widths (:class:`Width`) that can reach each slot, and the head, over every depth
+) -> tuple[list[list[ReachingWidth]], list[ReachingWidth]]:
+    """The widths (:class:`ReachingWidth`) that can reach each slot, and the head, over every depth
     choice.
 
     Inside a stage a layer's input is the previous layer's output (depth skips trailing layers),
     but what leaves a stage is the output of whichever layer the sampled depth makes the last.
     """
-    ins: list[list[Width]] = []
-    exits = [Width(None, (in_channels,))]
-    block: list[Width] = []  # outputs of the current block: its first slot, then its layers
+    ins: list[list[ReachingWidth]] = []
+    exits = [ReachingWidth(None, (in_channels,))]
+    block: list[ReachingWidth] = []  # outputs of the current block: its first slot, then its layers
     depths: list[int] | None = None
     for slot in chain:
-        out = Width(slot.out_path, tuple(options(slot.out)))
+        out = ReachingWidth(slot.out_path, tuple(options(slot.out)))
         if slot.layer is None:  # the stem or a transition starts a block
             if block:
                 exits = _block_exits(block, depths)
@@ -408,7 +408,7 @@ def reaching_sources(
     return ins, _block_exits(block, depths) if block else exits
 
 
-def _block_exits(block: list[Width], depths: list[int] | None) -> list[Width]:
+def _block_exits(block: list[ReachingWidth], depths: list[int] | None) -> list[ReachingWidth]:
     if depths is None:
         return [block[-1]]
     return list(dict.fromkeys(block[d] for d in depths if d < len(block)))
@@ -438,7 +438,7 @@ def check_ops(config: Config, in_channels: int | None = None) -> None:
     chain = slots(config)
     ins, _ = reaching_sources(chain, in_channels or 0)
     for k, (slot, reaching) in enumerate(zip(chain, ins, strict=True)):
-        out = Width(slot.out_path, tuple(options(slot.out)))
+        out = ReachingWidth(slot.out_path, tuple(options(slot.out)))
         for name in options(slot.op):
             stem_known = k > 0 or in_channels is not None
             _checked_op(slot, name, config.space.layout, reaching, out, stem_known)
@@ -457,7 +457,7 @@ class Supernet(nn.Module):
         self.candidates = nn.ModuleList()
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
-            out = Width(slot.out_path, tuple(options(slot.out)))
+            out = ReachingWidth(slot.out_path, tuple(options(slot.out)))
             for name in options(slot.op):
                 cls = _checked_op(slot, name, self.layout, reaching, out)
                 modules = build_op(
@@ -530,7 +530,9 @@ def build_network_layout(
     placed: list[PlacedSlot] = []
     prev: Any = in_ch
     for slot, name, out in executed_slots(space, slots(config), sample):
-        cls = _checked_op(slot, name, layout, [Width(None, (prev,))], Width(None, (out,)))
+        cls = _checked_op(
+            slot, name, layout, [ReachingWidth(None, (prev,))], ReachingWidth(None, (out,))
+        )
         start = len(modules)
         modules.extend(build_op(cls, name, prev, out, slot.stride, layout))
         placed.append(PlacedSlot(slot.where, name, start, len(modules), slot.stage, slot.layer))

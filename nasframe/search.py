@@ -25,6 +25,8 @@ from .config import Config, SearchConfig, SelectConfig
 from .console import EpochProgress, say
 from .cost import ArchitectureCost
 from .data import (
+    SEARCH_TRAIN,
+    SEARCH_VALID,
     augment_at,
     batch_at,
     check_augment,
@@ -36,7 +38,7 @@ from .datasets import Dataset
 from .device import resolve_device
 from .distributed import Group, join_group
 from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
-from .interrupt import StopFlag
+from .interrupt import StopFlag, stopped
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule
@@ -349,7 +351,7 @@ class _SearchRun:
             f"strategy: {S.strategy}   run: {self.run_dir}"
         )
         for note in unused_layers(self.config):
-            tell(self.config.warning(note))
+            tell(self.config.located_warning(note))
         if self.select is not None and S.select is None:
             tell(
                 f"strategy '{S.strategy}' has no most likely architecture: the search ends by "
@@ -392,8 +394,8 @@ class _SearchRun:
         ``stop`` is set by a signal (:func:`stop_on_signals`)."""
         S, pos, seed = self.S, self.pos, self.config.seed
         epoch = pos["epoch"]
-        tr_order = epoch_order(self.xtr.shape[0], seed, epoch, 0, self.device)
-        va_order = epoch_order(self.xva.shape[0], seed, epoch, 1, self.device)
+        tr_order = epoch_order(self.xtr.shape[0], seed, epoch, SEARCH_TRAIN, self.device)
+        va_order = epoch_order(self.xva.shape[0], seed, epoch, SEARCH_VALID, self.device)
         bar = EpochProgress(
             epoch,
             S.epochs,
@@ -457,9 +459,9 @@ class _SearchRun:
         """Iteration ``i``'s train and valid batches, augmented, and this rank's shard of each."""
         S, seed, group = self.S, self.config.seed, self.group
         xb, yb = batch_at(self.xtr, self.ytr, tr_order, i, self.bs)
-        xb, yb = group.shard(augment_at(xb, S.augment, seed, epoch, i, 0), yb)
+        xb, yb = group.shard(augment_at(xb, S.augment, seed, epoch, i, SEARCH_TRAIN), yb)
         xv, yv = batch_at(self.xva, self.yva, va_order, i, self.vbs)
-        xv, yv = group.shard(augment_at(xv, S.augment, seed, epoch, i, 1), yv)
+        xv, yv = group.shard(augment_at(xv, S.augment, seed, epoch, i, SEARCH_VALID), yv)
         return (xb, yb), (xv, yv)
 
     def _update_strategy(self, losses: list[float], varchs: Any) -> None:
@@ -493,11 +495,7 @@ class _SearchRun:
         if group.main and (halt or due):
             self.state.save()
         if halt:
-            raise Interrupted(
-                f"stopped by signal {stop.signal or 'on another process'} after iteration "
-                f"{pos['global_step']}; checkpoint written; continue with: "
-                f"nasframe search --resume {self.run_dir}"
-            )
+            raise stopped(stop, f"after iteration {pos['global_step']}", "search", self.run_dir)
 
     def _halt_after_epoch(self, stop: StopFlag) -> None:
         """Raise :class:`Interrupted` after an epoch's checkpoint when a signal came in its last
@@ -509,11 +507,8 @@ class _SearchRun:
             group.reduce(torch.zeros(0, device=self.device), 0, stop=halt)
             halt = earlier or group.stopping
         if halt:
-            raise Interrupted(
-                f"stopped by signal {stop.signal or 'on another process'} after epoch "
-                f"{self.pos['epoch']} of {self.S.epochs}; checkpoint written; continue with: "
-                f"nasframe search --resume {self.run_dir}"
-            )
+            when = f"after epoch {self.pos['epoch']} of {self.S.epochs}"
+            raise stopped(stop, when, "search", self.run_dir)
 
     def _end_epoch(self, epoch: int, bar: EpochProgress, first_step: int, t_epoch: float) -> None:
         """The epoch's metrics and logs, the ranks' agreement check, the checkpoint."""
@@ -555,7 +550,7 @@ class _SearchRun:
         done, elapsed = self.pos["step"] - first_step, time.perf_counter() - t_epoch
         log_speed(logger, self.device, done, elapsed, self.bs * self.S.lam, gstep)
         if mle is not None:
-            logger.text("arch/most_likely", _markdown(self.space.describe(mle)), gstep)
+            logger.text("arch/most_likely", _as_code_block(self.space.describe(mle)), gstep)
 
     def after_epochs(self, stop: StopFlag) -> None:
         """The final selection, if any (:meth:`select_final`), for :meth:`write_results`."""
@@ -576,12 +571,10 @@ class _SearchRun:
         dumped = self.config.model_dump(mode="json")
         read = {k: dumped[k] for k in ("search", "seed", "data")}  # what the selection reads
         settings = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
-        saved = self.state.final.get("selection")
-        if isinstance(saved, dict) and saved.get("settings") == settings:
-            kept = Selection.from_state(saved, self.space.categories)
-            if kept is not None:
-                self.tell("final selection: made and logged before the stop; kept")
-                return kept
+        kept = self._kept_selection(settings)
+        if kept is not None:
+            self.tell("final selection: made and logged before the stop; kept")
+            return kept
         self.net.train()
         before = self.state.snapshot("strategy") if self.group.main else None
         cost_penalty = (lambda a: S.cost_penalty * self.cost(a)) if S.cost_penalty else None
@@ -600,16 +593,21 @@ class _SearchRun:
             tell=self.tell,
         )
         if selection is None:
-            raise Interrupted(
-                f"stopped by signal {stop.signal or 'on another process'} during the "
-                "final selection (the search itself is checkpointed); select again "
-                f"with: nasframe search --resume {self.run_dir}"
-            )
+            when = "during the final selection (the search itself is checkpointed)"
+            raise stopped(stop, when, "search", self.run_dir, then="select again with")
         _log_selection(self.logger, self.space, selection, pos["global_step"])
         if self.group.main:  # a stop from here on keeps it, rather than logging it again
             self.state.final["selection"] = {**selection.state_dict(), "settings": settings}
             self.state.save(as_of=before)  # as if before the selection's draws
         return selection
+
+    def _kept_selection(self, settings: str) -> Selection | None:
+        """The selection the checkpoint holds (made, logged, then stopped before the results), if
+        it was made with these ``settings`` (a digest of what a selection reads) and fits."""
+        saved = self.state.final.get("selection")
+        if isinstance(saved, dict) and saved.get("settings") == settings:
+            return Selection.from_state(saved, self.space.categories)
+        return None
 
     def log_hparams(self) -> None:
         """The run's settings and final metrics in TensorBoard's hparams (a run that got here)."""
@@ -687,7 +685,7 @@ def _log_selection(logger: RunLogger, space: SearchSpace, selection: Selection, 
     logger.scalar("select/valid_loss", float(selection.losses[best]), step)
     logger.scalar("select/valid_acc", float(selection.accuracies[best]), step)
     logger.scalar("select/candidates", len(selection.candidates), step)
-    logger.text("arch/selected", _markdown(space.describe(selection.chosen)), step)
+    logger.text("arch/selected", _as_code_block(space.describe(selection.chosen)), step)
     if selection.generations is not None:
         for g in range(int(selection.generations.max()) + 1):
             so_far = selection.scores[selection.generations <= g].min()
@@ -859,7 +857,7 @@ def _silent(message: str = "") -> None:
     pass
 
 
-def _markdown(text: str) -> str:
+def _as_code_block(text: str) -> str:
     return "\n".join(f"    {line}" for line in text.splitlines())
 
 

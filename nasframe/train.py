@@ -20,11 +20,11 @@ from . import registry
 from .checkpoint import save_checkpoint, write_json
 from .config import Config, TrainConfig
 from .console import EpochProgress, say
-from .data import augment_at, batch_at, check_augment, epoch_order, load_dataset
+from .data import TRAINING, augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .datasets import Dataset
 from .device import resolve_device
 from .errors import Interrupted, TrainingDiverged, UserError
-from .interrupt import StopFlag
+from .interrupt import StopFlag, stopped
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
@@ -344,7 +344,7 @@ class _TrainRun:
         if self.cell_size is not None:
             say(self.cell_size.describe())
         for note in unused_layers(self.config):
-            say(self.config.warning(note))
+            say(self.config.located_warning(note))
         if self.config.prune is not None:
             _warn_prune_setup(self.config, self.model, self.optimizer)
 
@@ -353,7 +353,7 @@ class _TrainRun:
         checkpoint. ``stop`` is set by a signal (:func:`stop_on_signals`)."""
         T, pos, model = self.T, self.pos, self.model
         epoch = pos["epoch"]
-        order = epoch_order(self.x.shape[0], self.config.seed, epoch, 2, self.device)
+        order = epoch_order(self.x.shape[0], self.config.seed, epoch, TRAINING, self.device)
         bar = EpochProgress(
             epoch,
             T.epochs,
@@ -369,17 +369,14 @@ class _TrainRun:
             self._step(epoch, order, bar, stop)
         self._end_epoch(bar, first_step, t_epoch)
         if stop:  # came in the last step or the epoch's end: the last epoch's too (not ignored)
-            raise Interrupted(
-                f"stopped by signal {stop.signal} after epoch {pos['epoch']} of {T.epochs}; "
-                f"checkpoint written; continue with: nasframe train --resume {self.run_dir}"
-            )
+            raise stopped(stop, f"after epoch {pos['epoch']} of {T.epochs}", "train", self.run_dir)
 
     def _step(self, epoch: int, order: torch.Tensor, bar: EpochProgress, stop: StopFlag) -> None:
         """One optimizer step at ``pos``, then growth when due; on a signal, save and raise
         :class:`Interrupted`."""
         T, pos, model, optimizer = self.T, self.pos, self.model, self.optimizer
         xb, yb = batch_at(self.x, self.y, order, pos["step"], self.bs)
-        xb = augment_at(xb, T.augment, self.config.seed, epoch, pos["step"], 2)
+        xb = augment_at(xb, T.augment, self.config.seed, epoch, pos["step"], TRAINING)
         optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, T.precision):
             out, loss, aux_loss = _training_loss(model, xb, yb)
@@ -406,10 +403,7 @@ class _TrainRun:
         if stop and pos["step"] < self.steps:  # at the last step: after the epoch's end
             self._add_sums()
             self.state.save()
-            raise Interrupted(
-                f"stopped by signal {stop.signal}; checkpoint written; continue with: "
-                f"nasframe train --resume {self.run_dir}"
-            )
+            raise stopped(stop, f"after step {pos['global_step']}", "train", self.run_dir)
 
     def _add_sums(self) -> None:
         """Check the running sums for divergence and move them into the epoch's meter (one host

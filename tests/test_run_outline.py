@@ -618,3 +618,20 @@ def test_a_search_stopped_after_its_selection_keeps_it_and_logs_it_once(
     (run / "summary.json").unlink()
     assert main(["search", "--resume", str(run), *other, "--set", "seed=1"]) == 0
     assert "made and logged before the stop" not in capsys.readouterr().err
+
+
+def test_the_stop_messages_say_when_and_how_to_go_on():
+    from nasframe.interrupt import StopFlag, stopped
+
+    flag = StopFlag()
+    flag.signal = 15
+    assert str(stopped(flag, "after step 7", "train", "runs/t")) == (
+        "stopped by signal 15 after step 7; checkpoint written; continue with: nasframe train "
+        "--resume runs/t"
+    )
+    flag.signal = None  # another torchrun process was signalled
+    when = "during the final selection (the search itself is checkpointed)"
+    assert str(stopped(flag, when, "search", "runs/s", then="select again with")) == (
+        "stopped by signal on another process during the final selection (the search itself is "
+        "checkpointed); select again with: nasframe search --resume runs/s"
+    )
