@@ -23,6 +23,7 @@ from .random_search import RandomSearch
 from .registry import register
 from .regularize import l2_penalty
 from .space import ChoicePoint, SearchSpace, load_space
+from .strategy import Strategy
 
 __all__ = [
     "__version__",
@@ -48,6 +49,7 @@ __all__ = [
     "Problem",
     "RandomSearch",
     "SearchSpace",
+    "Strategy",
     "Supernet",
     "UserError",
     "build_network",

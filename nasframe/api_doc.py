@@ -22,12 +22,13 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     (
         "Search loop and strategies",
         "What runs a search and retrains its result, and the strategies that propose "
-        "architectures (a strategy plugin provides the methods `ASNG` has). `Group` and "
+        "architectures (`Strategy` is the contract a strategy plugin keeps). `Group` and "
         "`join_group` share a run among the processes `torchrun` starts.",
         [
             "run_search",
             "search_iteration",
             "run_train",
+            "Strategy",
             "ASNG",
             "RandomSearch",
             "ranking_utility",

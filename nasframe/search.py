@@ -50,6 +50,7 @@ from .runstate import RunState
 from .search_step import ReadBack, search_iteration
 from .selection import Selection, run_selection
 from .space import SearchSpace, unused_layers
+from .strategy import Strategy
 from .tblog import RunLogger, evenly_due, flat_params, log_speed
 from .train import written_summary
 from .yaml_io import dump_yaml, yaml_text
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 
-def ordinal_gaussians(space: SearchSpace, strategy: Any) -> dict[str, dict[str, float]]:
+def ordinal_gaussians(space: SearchSpace, strategy: Strategy) -> dict[str, dict[str, float]]:
     """Mean and std (in option indices) of each ordinal choice's Gaussian, by path; empty for a
     strategy that does not model ordinal choices."""
     if not space.ordinal or not hasattr(strategy, "ordinal_mean"):
@@ -75,7 +76,7 @@ def ordinal_gaussians(space: SearchSpace, strategy: Any) -> dict[str, dict[str, 
 
 
 def log_distribution(
-    logger: RunLogger, space: SearchSpace, strategy: Any, step: int, image: bool = True
+    logger: RunLogger, space: SearchSpace, strategy: Strategy, step: int, image: bool = True
 ) -> None:
     """θ per choice and option (scalars, and an image when ``image``), entropy per choice, the
     step size."""
@@ -165,7 +166,7 @@ class _SearchRun:
     vbs: int  # valid batch size
     steps: int  # iterations an epoch
     # ... the strategy and the optimizer (by _set_up_strategy)
-    strategy: Any
+    strategy: Strategy  # (behind CheckedStrategy for a plugin's)
     has_mle: bool  # whether the strategy has a most likely architecture
     select: SelectConfig | None  # the final selection (None: the most likely architecture)
     optimizer: torch.optim.Optimizer
@@ -739,7 +740,7 @@ def _accuracy(
 
 def make_strategy(
     name: str, space: SearchSpace, lam: int, seed: int, options: dict[str, Any]
-) -> Any:
+) -> Strategy:
     """The strategy plugin for ``space``'s choices, with the options of
     ``search.strategy_options``; the rows of ordinal choices go to its ``ordinal`` argument."""
     set_by = {"lam": "search.lam", "seed": "seed", "ordinal": "'ordinal: true' on the choices"}
@@ -841,7 +842,7 @@ def _diverged(space: SearchSpace, host: list[float], archs: Any, varchs: Any) ->
     return f"valid loss {loss} of the architecture {space.decode(varchs[k])}"
 
 
-def _fingerprint(strategy: Any, params: list[torch.nn.Parameter]) -> torch.Tensor:
+def _fingerprint(strategy: Strategy, params: list[torch.nn.Parameter]) -> torch.Tensor:
     """θ and one sum per weight tensor: equal on every rank of a search in lock-step."""
     theta = torch.as_tensor(np.asarray(strategy.theta), dtype=torch.float64).reshape(-1)
     with torch.no_grad():

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .distributed import Group
 from .precision import autocast
+from .strategy import Strategy
 
 __all__ = ["search_iteration", "ReadBack"]
 
@@ -26,7 +27,7 @@ __all__ = ["search_iteration", "ReadBack"]
 def search_iteration(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    strategy: Any,
+    strategy: Strategy,
     train_batch: tuple[torch.Tensor, torch.Tensor],
     valid_batch: tuple[torch.Tensor, torch.Tensor],
     lam: int,

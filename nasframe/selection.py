@@ -23,6 +23,7 @@ from .config import SelectConfig
 from .distributed import Group
 from .precision import autocast
 from .space import SearchSpace
+from .strategy import Strategy
 
 __all__ = [
     "Selection",
@@ -91,7 +92,7 @@ class Selection:
 
 def run_selection(
     select: SelectConfig,
-    strategy: Any,
+    strategy: Strategy,
     space: SearchSpace,
     net: torch.nn.Module,
     valid: tuple[torch.Tensor, torch.Tensor],
@@ -150,7 +151,7 @@ def run_selection(
 
 
 def draw_candidates(
-    strategy: Any, count: int, key: Callable[[np.ndarray], Any] = bytes
+    strategy: Strategy, count: int, key: Callable[[np.ndarray], Any] = bytes
 ) -> np.ndarray:
     """``count`` architectures from ``strategy``: its most likely one first when it has one, then
     draws from its distribution. Repeats (equal ``key``, e.g. the same network) are dropped, the
