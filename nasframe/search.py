@@ -569,7 +569,7 @@ class _SearchRun:
             )
         if self.select is None:
             return None
-        dumped = self.config.model_dump(mode="json")
+        dumped = self.config.model_dump(mode="json", warnings=False)  # Choice in unions
         read = {k: dumped[k] for k in ("search", "seed", "data")}  # what the selection reads
         settings = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
         kept = self._kept_selection(settings)

@@ -356,3 +356,10 @@ def test_a_layer_that_adds_nothing_does_not_make_another_network():
     assert space.network_key(deeper) == space.network_key(base)  # identity: the same network
     deeper[op0] = 1 - identity
     assert space.network_key(deeper) != space.network_key(base)
+
+
+def test_a_search_with_a_selection_gives_no_python_warning(tmp_path, recwarn):
+    """Digesting the settings a selection reads dumped the config with pydantic's serializer
+    warnings on (a choice in a union field): every such search printed a UserWarning."""
+    _search(tmp_path / "r", "search.epochs=1", "search.select.candidates=4")
+    assert not [w for w in recwarn if "serializer" in str(w.message)]
