@@ -206,7 +206,9 @@ class StageConfig(Strict):
 
 
 class HeadConfig(Strict):
-    pool: Literal["avg", "max"] = Field("avg", description="global pooling before the classifier")
+    pool: Literal["avg", "max"] = Field(
+        "avg", description="global pooling before the classifier (signals and images)"
+    )
     classes: PositiveInt | None = Field(
         None, le=MAX_WIDTH, description="outputs (default: the data's classes)"
     )
@@ -264,6 +266,13 @@ class ChainSpace(Strict):
                 )
         if self.layout == "linear" and "op" not in self.stem.model_fields_set:
             self.stem.op = "linear"
+        if self.layout == "linear" and self.head.pool != "avg":  # avg: the default, exported
+            raise error_at(
+                "pool",
+                "a linear space's vectors have nothing to pool (the classifier takes the last "
+                "layer's output); remove head.pool",
+                ("head", "pool"),
+            )
         return self
 
 

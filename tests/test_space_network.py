@@ -113,6 +113,18 @@ def test_an_identity_transition_with_stride_reduces_the_resolution():
     assert seen == [10]  # 40, halved by s2's identity and by s3's conv
 
 
+def test_a_linear_space_refuses_max_pooling_which_it_would_ignore():
+    from nasframe.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        load_config(SPACES / "mlp.yaml", ["space.head.pool=max"])
+    assert str(e.value).endswith(
+        "space.head.pool: a linear space's vectors have nothing to pool (the classifier takes "
+        "the last layer's output); remove head.pool"
+    )
+    load_config(SPACES / "mlp.yaml", ["space.head.pool=avg"])  # the default, in every arch.yaml
+
+
 def test_a_linear_space_refuses_a_stride(tmp_path):
     from nasframe.errors import UserError
 
