@@ -32,7 +32,7 @@ from .errors import (
 )
 from .interrupt import stop_note
 from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
-from .run_lock import RunLock, refuse_while_running
+from .run_lock import LOCK, RunLock, refuse_while_running
 from .runstate import RUN_NAMES
 from .yaml_io import dump_yaml, is_a_directory
 
@@ -208,7 +208,7 @@ def _why_not_a_run(path: Path, args: argparse.Namespace) -> str:
         names = [p.name for p in path.iterdir()]
     except OSError:
         names = ["?"]
-    set_up = (".lock", LATENCY_TABLE)  # a search measures its latency table as it sets up
+    set_up = (LOCK, LATENCY_TABLE)  # a search measures its latency table as it sets up
     if all(n in set_up or (n.startswith(".") and n.endswith(".tmp")) for n in names):
         return (
             f"no {RUN_CONFIG} here, so nothing to resume (a run stopped while it set up leaves "

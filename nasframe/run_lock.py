@@ -54,14 +54,13 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if e.errno not in _LOCKED_ELSEWHERE:
                     os.close(fd)  # a file system without locks (NFS without lockd, ...)
                     path.unlink(missing_ok=True)
                     say(f"note: {run_dir}: runs here cannot be locked ({e.strerror or e})")
                     return cls(path, None)
-                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                pid = _holder(fd)
                 os.close(fd)
-                pid = f" (pid {holder})" if holder.isdigit() else ""
                 raise UserError(
                     f"{run_dir}: another nasframe process{pid} is running in this directory; "
                     "wait for it to end, or stop it, first"
@@ -105,6 +104,17 @@ def locked(run_dir: Path, writes: bool = True) -> Iterator[None]:
         lock.release()
 
 
+#: flock's errors when another process holds the lock (any other: a file system without locks)
+_LOCKED_ELSEWHERE = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def _holder(fd: int) -> str:
+    """`` (pid N)``: the process that holds the lock of ``fd``, as it wrote itself there ('' when
+    it wrote nothing readable)."""
+    holder = os.read(fd, 32).decode("ascii", "replace").strip()
+    return f" (pid {holder})" if holder.isdigit() else ""
+
+
 def _key(run_dir: Path) -> str:
     return str(Path(run_dir).resolve())
 
@@ -131,9 +141,8 @@ def refuse_while_running(run_dir: str | Path, what: str) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                holder = os.read(fd, 32).decode("ascii", "replace").strip()
-                pid = f" (pid {holder})" if holder.isdigit() else ""
+            if e.errno in _LOCKED_ELSEWHERE:
+                pid = _holder(fd)
                 raise UserError(
                     f"{run_dir}: a nasframe process{pid} is running in this directory; {what} "
                     "it once that run has ended"
