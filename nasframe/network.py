@@ -8,7 +8,7 @@ chosen candidate with weights sliced to the chosen width. The frozen network is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -27,7 +27,7 @@ __all__ = [
     "Slot",
     "slots",
     "executed_slots",
-    "reaching_widths",
+    "reaching_sources",
     "Supernet",
     "make_supernet",
     "PlacedSlot",
@@ -189,15 +189,13 @@ def build_op(
             returns=(_is_module_list, "a list of torch modules"),
         )
     )
-    key = (cls, in_channels, out_channels, stride, layout)
-    if key not in _OUTPUT_CHECKED:  # once per signature: networks repeat the same ops
-        net = nn.Sequential(*modules)
-        if _on_meta(net):  # nothing to run (how cost tables build): left to a real build
-            return modules
-        if len(_OUTPUT_CHECKED) >= 4096:
-            _OUTPUT_CHECKED.clear()
-        _OUTPUT_CHECKED[key] = _output_problem(net, in_channels, out_channels, stride, layout)
-    problem = _OUTPUT_CHECKED[key]
+    net = nn.Sequential(*modules)
+    problem = _checked_once(  # once per signature: networks repeat the same ops
+        _OUTPUT_CHECKED,
+        (cls, in_channels, out_channels, stride, layout),
+        net,
+        lambda: _output_problem(net, in_channels, out_channels, stride, layout),
+    )
     if problem is not None:
         call = f"build({in_channels}, {out_channels}, {stride}, {layout!r})"
         raise registry.failure("op", name, f"returned from {call} modules {problem}")
@@ -211,6 +209,32 @@ _OUTPUT_CHECKED: dict[tuple[Any, ...], str | None] = {}
 
 def _on_meta(module: nn.Module) -> bool:
     return any(t.device.type == "meta" for t in [*module.parameters(), *module.buffers()])
+
+
+def _checked_once(
+    cache: dict[tuple[Any, ...], str | None],
+    key: tuple[Any, ...],
+    module: nn.Module,
+    problem: Callable[[], str | None],
+) -> str | None:
+    """``problem()`` for ``module``, found once per ``key`` and kept in ``cache`` (bounded); None
+    without running it for a module on the meta device (how cost tables build: nothing to run,
+    left to a real build)."""
+    if key not in cache:
+        if _on_meta(module):
+            return None
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = problem()
+    return cache[key]
+
+
+def _not_a_tensor(y: Any) -> str | None:
+    return (
+        None
+        if isinstance(y, torch.Tensor)
+        else f"whose output is {registry.shown(y)}, not a tensor"
+    )
 
 
 def trial_output(module: nn.Module, shape: Sequence[int]) -> Any:
@@ -257,14 +281,13 @@ def _output_problem(
             break
     else:
         return None
-    if not isinstance(y, torch.Tensor):
-        return f"whose output is {registry.shown(y)}, not a tensor"
+    if (wrong := _not_a_tensor(y)) is not None:
+        return wrong
     if y.dim() != dims + 2 or y.shape[0] != 1:
         want = "(N, C)" if dims == 0 else "(N, C, L)" if dims == 1 else "(N, C, H, W)"
         return f"that turn an input shaped {shape} into {tuple(y.shape)}, not {want}"
     if y.shape[1] != out_channels:
-        got = y.shape[1]
-        return f"whose output has {got} channel{'' if got == 1 else 's'}, not {out_channels}"
+        return f"whose output has {counted(y.shape[1], 'channel')}, not {out_channels}"
     if stride > 1 and any(n >= side * stride for n in y.shape[2:]):
         return (
             f"that ignore stride {stride}: an input shaped {shape} comes out as "
@@ -284,23 +307,22 @@ def check_cell_op(name: str, module: nn.Module, channels: int, stride: int) -> N
     deep in a cell's forward pass). Run once per (op, module class, channels, stride) on an 8×8
     input of zeros, as :func:`trial_output` runs it; a module that cannot run there is not
     checked."""
-    key = (registry.get("cell_op", name), type(module), channels, stride)  # not by name: a
-    # plugin registered again under it (override=True) is checked again
-    if key not in _CELL_OP_CHECKED:
-        if _on_meta(module):
-            return
-        if len(_CELL_OP_CHECKED) >= 4096:
-            _CELL_OP_CHECKED.clear()
+
+    def find() -> str | None:
         shape = (1, channels, 8, 8)
         want = (1, channels, -(-8 // stride), -(-8 // stride))
         y = trial_output(module, shape)
-        problem = None
-        if y is not None and not isinstance(y, torch.Tensor):
-            problem = f"whose output is {registry.shown(y)}, not a tensor"
-        elif y is not None and tuple(y.shape) != want:
-            problem = f"that turns an input shaped {shape} into {tuple(y.shape)}, not {want}"
-        _CELL_OP_CHECKED[key] = problem
-    problem = _CELL_OP_CHECKED[key]
+        if y is None:
+            return None
+        if (wrong := _not_a_tensor(y)) is not None:
+            return wrong
+        if tuple(y.shape) != want:
+            return f"that turns an input shaped {shape} into {tuple(y.shape)}, not {want}"
+        return None
+
+    # keyed by the plugin, not its name: one registered again under it is checked again
+    key = (registry.get("cell_op", name), type(module), channels, stride)
+    problem = _checked_once(_CELL_OP_CHECKED, key, module, find)
     if problem is not None:
         call = f"{name}({channels}, {stride}, ...)"
         raise registry.failure("cell_op", name, f"returned from {call} a module {problem}")
@@ -369,12 +391,6 @@ def _shown_width(width: ReachingWidth) -> str:
 def _changes_width(layout: str) -> str:
     """A few built-in ops of ``layout`` that change the width, for the advice."""
     return "linear or dense" if layout == "linear" else "e.g. conv3"
-
-
-def reaching_widths(chain: Sequence[Slot], in_channels: int) -> tuple[list[list[int]], list[int]]:
-    """The widths that can reach each slot, and the head, over every depth choice."""
-    ins, head = reaching_sources(chain, in_channels)
-    return [_values(w) for w in ins], _values(head)
 
 
 def _values(widths: Sequence[ReachingWidth]) -> list[int]:
