@@ -41,7 +41,7 @@ from .config_base import (
     refuse_non_number,
     value_kind,
 )
-from .config_source import ConfigSource
+from .config_source import ConfigSource, default_stage_name
 from .errors import UserError, did_you_mean
 from .precision import Precision
 from .yaml_io import parse_scalar
@@ -234,7 +234,7 @@ class ChainSpace(Strict):
     def _names_and_layouts(self) -> ChainSpace:
         seen: dict[str, int] = {}
         for i, st in enumerate(self.stages):
-            st.name = st.name or f"s{i + 1}"
+            st.name = st.name or default_stage_name(i)
             if not STAGE_NAME.fullmatch(st.name):
                 raise error_at(
                     "stage_name",

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from .config import STAGE_NAME, Config
 from .config_base import is_utf8, value_kind
-from .config_source import ConfigSource, item_index, no_item, override_of
-from .errors import ConfigError, Problem, UserError, did_you_mean
+from .config_source import ConfigSource, default_stage_name, item_index, no_item, override_of
+from .errors import ConfigError, Problem, UserError, counted, did_you_mean
 from .yaml_io import LineMap, load_yaml, parse_scalar
 
 __all__ = ["load_config", "validate_data"]
@@ -62,7 +62,7 @@ def _stage_name(item: Any, index: int) -> str | None:
         return None
     name = item.get("name")
     if name is None or name == "":
-        return f"s{index + 1}"
+        return default_stage_name(index)
     return name if isinstance(name, str) else None
 
 
@@ -135,10 +135,7 @@ def _message(e: Any, loc: tuple[Any, ...]) -> str:
     if kind == "int_parsing_size":
         return f"too large a number: {_number(value)}"
     if kind == "too_short" and "min_length" in ctx:  # pydantic: List should have at least ...
-        n = ctx["min_length"]
-        return (
-            f"must list at least {n} item{'' if n == 1 else 's'}, got {ctx.get('actual_length', 0)}"
-        )
+        return f"must list at least {counted(ctx['min_length'], 'item')}, got {ctx.get('actual_length', 0)}"
     if kind == "literal_error" and "expected" in ctx:  # pydantic: Input should be 'a' or 'b'
         if _looks_like_a_choice(value, loc):
             return f"takes one value, not a choice; write {ctx['expected']}"

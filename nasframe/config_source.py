@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import did_you_mean
+from .errors import counted, did_you_mean
 from .yaml_io import LineMap
 
-__all__ = ["ConfigSource", "override_of", "item_index", "no_item"]
+__all__ = ["ConfigSource", "override_of", "item_index", "no_item", "default_stage_name"]
 
 _PATH = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")
 
@@ -44,9 +44,14 @@ def item_index(node: list, key: str) -> int | None:
         if isinstance(el, dict) and el.get("name") == key:
             return i
     for i, el in enumerate(node):
-        if isinstance(el, dict) and not el.get("name") and key == f"s{i + 1}":
+        if isinstance(el, dict) and not el.get("name") and key == default_stage_name(i):
             return i
     return None
+
+
+def default_stage_name(index: int) -> str:
+    """The name of stage ``index`` (from 0) where the config gives none: ``s1``, ``s2``, ..."""
+    return f"s{index + 1}"
 
 
 def no_item(node: list, key: str, where: str) -> str:
@@ -57,7 +62,7 @@ def no_item(node: list, key: str, where: str) -> str:
     names = []
     if where.split(".")[-1] == "stages":  # stages go by name (given, else s1, s2, ...)
         names = [
-            str(el.get("name")) if el.get("name") else f"s{i + 1}"
+            str(el.get("name")) if el.get("name") else default_stage_name(i)
             for i, el in enumerate(node)
             if isinstance(el, dict)
         ]
@@ -66,7 +71,7 @@ def no_item(node: list, key: str, where: str) -> str:
     elif names:
         has = f"its items are {', '.join(names)} (or by index, {indices})"
     else:
-        has = f"its {count} item{'s' if count > 1 else ''} go by index, {indices}"
+        has = f"its {counted(count, 'item')} go by index, {indices}"
     return f"{where} has no item '{key}'; {has}{did_you_mean(key, names)}"
 
 
