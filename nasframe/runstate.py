@@ -133,8 +133,11 @@ class RunState:
         ``torch.load(weights_only=True)`` would refuse is a
         :class:`~nasframe.registry.PluginFailure`, raised before anything is written."""
         self.pos["wall_s"] = self.wall_s()
-        parts = {name: self._state_of(name, part) for name, part in self.parts.items()}
-        parts.update((as_of or {}).get("parts", {}))
+        given = (as_of or {}).get("parts", {})
+        parts = {
+            name: given[name] if name in given else self._state_of(name, part)
+            for name, part in self.parts.items()
+        }
         save_checkpoint(
             {
                 "kind": self.kind,

@@ -33,11 +33,10 @@ def read_summary(run: Path) -> dict[str, Any]:
     return summary
 
 
-#: what a search's per-epoch metrics are of
-SEARCH_METRICS = (
-    "train and valid: means over the sampled architectures; test: the most likely architecture "
-    "in the supernet"
-)
+#: what a search's per-epoch metrics are of: train and valid, and (with a most likely
+#: architecture) test
+SAMPLED_METRICS = "train and valid: means over the sampled architectures"
+SEARCH_METRICS = f"{SAMPLED_METRICS}; test: the most likely architecture in the supernet"
 
 
 def show_run(run: Path) -> None:
@@ -87,7 +86,7 @@ def show_run(run: Path) -> None:
     final = final if isinstance(final, dict) else {}
     indent = ""
     if final and summary.get("kind") == "search":  # not the architecture shown below
-        of = SEARCH_METRICS if "test/acc" in final else SEARCH_METRICS.split("; test")[0]
+        of = SEARCH_METRICS if "test/acc" in final else SAMPLED_METRICS
         print(f"last epoch ({of}):")
         indent = "  "
     for key, value in final.items():
