@@ -25,13 +25,19 @@ DATA = Path(__file__).resolve().parent / "data"
 SPACES = ROOT / "spaces"
 
 
+def cli_command(*args: str) -> list[str]:
+    """The command line ``python -m nasframe ARGS``, for a fresh process (as a user would run
+    it)."""
+    return [sys.executable, "-m", "nasframe", *args]
+
+
 def run_cli(
     *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run ``python -m nasframe ARGS`` in a fresh process (as a user would)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "nasframe", *args],
+        cli_command(*args),
         capture_output=True,
         text=True,
         env=full_env,

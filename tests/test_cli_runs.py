@@ -14,6 +14,7 @@ import yaml
 from conftest import (
     ROOT,
     SPACES,
+    cli_command,
     interrupt_at_first_checkpoint,
     run_cli,
     signal_at_first_checkpoint,
@@ -139,10 +140,7 @@ def test_resume_with_the_runs_own_config_goes_on(search_run, tmp_path, capsys):
 
 
 def _search_cmd(out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "nasframe",
+    return cli_command(
         "search",
         str(SPACES / "digits.yaml"),
         "--out",
@@ -153,7 +151,7 @@ def _search_cmd(out, *extra):
         "--set",
         "search.checkpoint_every=3",
         *extra,
-    ]
+    )
 
 
 _AUGMENT = ("search.augment.crop_padding=2", "search.augment.flip=true", "search.augment.cutout=4")

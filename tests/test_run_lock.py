@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SPACES
+from conftest import SPACES, cli_command
 
 from nasframe.cli import main
 from nasframe.run_lock import LOCK, RunLock
@@ -19,6 +19,7 @@ from nasframe.run_lock import LOCK, RunLock
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs are not locked on Windows")
 
 QUICK = ["--quiet", "--set", "search.epochs=1", "--set", "log.tensorboard=false"]
+QUICK_50 = ["--quiet", "--set", "search.epochs=50", "--set", "log.tensorboard=false"]
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +58,7 @@ def test_a_second_process_in_a_run_directory_is_refused_naming_the_first(stopped
 def test_a_run_holds_the_lock_while_it_runs_and_removes_it_when_it_ends(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nasframe",
-            "search",
-            str(SPACES / "digits.yaml"),
-            "--out",
-            str(run),
-            "--quiet",
-            "--set",
-            "search.epochs=50",
-            "--set",
-            "log.tensorboard=false",
-        ],
+        cli_command("search", str(SPACES / "digits.yaml"), "--out", str(run), *QUICK_50),
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:

@@ -196,18 +196,10 @@ def test_optimizer_options_a_run_cannot_use_are_refused_at_their_key(tmp_path, c
 
 def test_a_run_whose_output_pipe_closes_stops_with_a_failing_status(tmp_path):
     import subprocess
-    import sys
 
-    run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "nasframe",
-        "search",
-        str(SPACES / "digits.yaml"),
-        "--out",
-        str(run),
-    ]
+    from conftest import cli_command
+
+    cmd = cli_command("search", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "run"))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     proc.stdout.readline()  # the first line, then the reader goes away (`| head -1`)
     proc.stdout.close()
