@@ -35,6 +35,7 @@ from .cell_config import CellSpace
 from .config_base import (
     NumbersOnly,
     Strict,
+    bool_hint,
     error_at,
     is_utf8,
     plugin_name,
@@ -424,21 +425,12 @@ def _check_option_kind(key: str, value: Any, param: inspect.Parameter) -> None:
         (key,),
         o=", false or null" if takes_null else " or false",
         got=value_kind(value),
-        hint=_bool_hint(value),
+        hint=bool_hint(value),
     )
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _bool_hint(value: Any) -> str:
-    """How to write as a boolean a value that was meant as one ('' if none is clear)."""
-    if isinstance(value, str) and isinstance(parse_scalar(value), bool):
-        return f"; write {value.strip()} without quotes"
-    if _is_number(value) and value in (0, 1):
-        return f"; write {str(bool(value)).lower()}"
-    return ""
 
 
 class AugmentConfig(Strict):

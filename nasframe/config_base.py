@@ -35,6 +35,7 @@ __all__ = [
     "error_at",
     "plugin_name",
     "refuse_non_number",
+    "bool_hint",
     "is_utf8",
     "value_kind",
 ]
@@ -64,8 +65,9 @@ class NumberField:
 
 
 class NumbersOnly(BaseModel):
-    """A field that takes numbers takes numbers only: pydantic would read ``yes`` as 1 and
-    ``"15"`` or ``1_000`` (text in YAML 1.2) as numbers, hiding what the file says."""
+    """A field that takes numbers takes numbers only, and a boolean field true or false only:
+    pydantic would read ``yes`` as 1, ``"15"`` or ``1_000`` (text in YAML 1.2) as numbers, and
+    ``1`` or ``"on"`` as true, hiding what the file says."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -74,6 +76,14 @@ class NumbersOnly(BaseModel):
             spec = _field_spec(cls, info.field_name)
             if spec is not None:
                 spec.check(value)
+            elif _takes_true_or_false(cls, info.field_name) and not isinstance(value, bool):
+                raise error_at(
+                    "bool_strict",
+                    "expected true or false, got {got}{hint}",
+                    (),
+                    got=value_kind(value),
+                    hint=bool_hint(value),
+                )
         return value
 
 
@@ -107,6 +117,23 @@ class Strict(NumbersOnly):
 def _field_spec(model: type[BaseModel], name: str) -> NumberField | None:
     field = model.model_fields.get(name)
     return None if field is None else number_field(field.annotation)
+
+
+@functools.cache
+def _takes_true_or_false(model: type[BaseModel], name: str) -> bool:
+    """Whether the field ``name`` of ``model`` is a plain boolean: pydantic would read ``1`` or
+    ``"on"`` as true there."""
+    field = model.model_fields.get(name)
+    return field is not None and field.annotation is bool
+
+
+def bool_hint(value: Any) -> str:
+    """How to write as a boolean a value that was meant as one ('' if none is clear)."""
+    if isinstance(value, str) and isinstance(parse_scalar(value), bool):
+        return f"; write {value.strip()} without quotes"
+    if isinstance(value, int | float) and not isinstance(value, bool) and value in (0, 1):
+        return f"; write {str(bool(value)).lower()}"
+    return ""
 
 
 def refuse_non_number(

@@ -267,6 +267,40 @@ def test_every_number_field_refuses_a_boolean(model, name):
     assert err["type"] == "bool_number" and err["msg"].endswith(", got the boolean true")
 
 
+BOOL_FIELDS = _fields(lambda annotation: annotation is bool)
+
+
+def test_the_schema_has_the_boolean_fields_the_next_test_covers():
+    assert {"flip", "baseline", "tensorboard", "progress", "ordinal"} <= {n for _, n in BOOL_FIELDS}
+
+
+@pytest.mark.parametrize(
+    "model, name", BOOL_FIELDS, ids=[f"{m.__name__}.{n}" for m, n in BOOL_FIELDS]
+)
+@pytest.mark.parametrize(
+    "value, said",
+    [
+        (1, "the number 1; write true"),
+        (0, "the number 0; write false"),
+        ("on", "the text 'on'; write on without quotes"),
+        ("maybe", "the text 'maybe'"),
+    ],
+)
+def test_every_boolean_field_takes_true_or_false_only(model, name, value, said):
+    with pytest.raises(ValidationError) as e:
+        model.model_validate({name: value})
+    mine = [err for err in e.value.errors() if err["loc"][:1] == (name,)]
+    assert [err["msg"] for err in mine] == [f"expected true or false, got {said}"]
+
+
+def test_a_boolean_written_as_a_number_is_refused_at_its_line(write_yaml):
+    p = write_yaml(GOOD.replace("log: {tensorboard: true}", "log: {progress: 1}"))
+    line = GOOD.splitlines().index("log: {tensorboard: true}") + 1
+    assert problems(p) == [
+        f"{p}:{line}: log.progress: expected true or false, got the number 1; write true"
+    ]
+
+
 def test_a_number_field_takes_its_words_and_whole_numbers_written_as_floats(write_yaml):
     retrain = CellRetrain.model_validate({"channels": "auto", "param_budget": 4.0e6})
     assert retrain.channels == "auto"
