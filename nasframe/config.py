@@ -167,6 +167,10 @@ class StageConfig(Strict):
         "op": "a layer's op goes under 'layer:' (layer: {op: ...}); the stage's own op is its "
         "'transition'",
         "channels": "a stage's channels are its 'width'",
+        **dict.fromkeys(
+            ("num_layers", "n_layers", "num_blocks", "blocks"),
+            "a stage's number of layers is its 'depth' (a choice or a constant)",
+        ),
     }
     name: str | None = Field(
         None, description="identifier used in choice paths (default s1, s2, ...)"

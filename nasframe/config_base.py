@@ -93,8 +93,9 @@ class Strict(NumbersOnly):
     as numbers (not ``"15"``, ``1_000`` or ``yes``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
-    #: where keys of other sections that are unknown here belong (a line indented wrongly), for
-    #: the message: ``{"op": "a layer's op goes under 'layer:'"}``
+    #: where keys of other sections that are unknown here belong (a line indented wrongly), or
+    #: what this section calls them (other frameworks' words), for the message, before any
+    #: did-you-mean: ``{"op": "a layer's op goes under 'layer:'"}``
     misplaced: ClassVar[dict[str, str]] = {}
 
     @model_validator(mode="before")
@@ -104,9 +105,10 @@ class Strict(NumbersOnly):
             known = set(cls.model_fields)
             for key in data:
                 if key not in known:
-                    hint = did_you_mean(str(key), known)
-                    if not hint and str(key) in cls.misplaced:
+                    if str(key) in cls.misplaced:
                         hint = f"; {cls.misplaced[str(key)]}"
+                    else:
+                        hint = did_you_mean(str(key), known)
                     raise PydanticCustomError(
                         "unknown_key", "unknown key '{key}'{hint}", {"key": str(key), "hint": hint}
                     )

@@ -85,6 +85,11 @@ def _refused(overrides: list[str], path: Path = DIGITS) -> str:
             "space.stem.width=8",
             "space.stem.width: unknown key 'width'; the stem's width is its 'channels'",
         ),
+        (  # another framework's word: was "did you mean 'layers'?", a list of layers
+            "space.stages.s1.num_layers=2",
+            "space.stages.s1.num_layers: unknown key 'num_layers'; a stage's number of layers is "
+            "its 'depth' (a choice or a constant)",
+        ),
         (
             "space.stages.s1.widht=8",
             "space.stages.s1.widht: unknown key 'widht'; did you mean 'width'?",
