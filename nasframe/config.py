@@ -238,6 +238,7 @@ class ChainSpace(Strict):
     @model_validator(mode="after")
     def _names_and_layouts(self) -> ChainSpace:
         seen: dict[str, int] = {}
+        unnamed = {i for i, st in enumerate(self.stages) if not st.name}
         for i, st in enumerate(self.stages):
             st.name = st.name or default_stage_name(i)
             if not STAGE_NAME.fullmatch(st.name):
@@ -250,14 +251,22 @@ class ChainSpace(Strict):
                     i=i + 1,
                 )
             if st.name in seen:
+                j = seen[st.name]
+                clash = "stages {j} and {i} are both named '{n}'; rename one"
+                if i in unnamed or j in unnamed:
+                    d, o = (i, j) if i in unnamed else (j, i)
+                    clash = (
+                        f"stage {d} has the default name '{{n}}' (a stage without a name is "
+                        f"s1, s2, ... by its position), which stage {o} is given; name stage "
+                        f"{d} or rename stage {o}"
+                    )
                 raise error_at(
                     "stage_name",
-                    "stages {j} and {i} are both named '{n}'; rename one (names key choice paths "
-                    "such as space.stages.{n}.width)",
+                    clash + " (names key choice paths such as space.stages.{n}.width)",
                     ("stages", i, "name"),
                     n=st.name,
                     i=i,
-                    j=seen[st.name],
+                    j=j,
                 )
             seen[st.name] = i
             if self.layout == "linear":

@@ -186,3 +186,34 @@ def test_the_tables_valid_acc_is_the_selected_architectures(tmp_path, capsys):
 def test_the_quickstart_says_what_valid_acc_is():
     text = (Path(__file__).resolve().parent.parent / "docs" / "quickstart.md").read_text()
     assert "`VALID_ACC` is its selected architecture's" in " ".join(text.split())
+
+
+STAGES = "data: {{name: digits}}\nspace:\n  stages:\n{stages}"
+
+
+@pytest.mark.parametrize(
+    "stages, said",
+    [
+        (
+            "    - {name: s2, width: 8}\n    - {width: 8}\n",
+            "stage 1 has the default name 's2' (a stage without a name is s1, s2, ... by its "
+            "position), which stage 0 is given; name stage 1 or rename stage 0",
+        ),
+        (
+            "    - {width: 8}\n    - {name: s1, width: 8}\n",
+            "stage 0 has the default name 's1' (a stage without a name is s1, s2, ... by its "
+            "position), which stage 1 is given; name stage 0 or rename stage 1",
+        ),
+        (
+            "    - {name: a, width: 8}\n    - {name: a, width: 8}\n",
+            "stages 0 and 1 are both named 'a'; rename one",
+        ),
+    ],
+    ids=["given-then-default", "default-then-given", "both-given"],
+)
+def test_a_stage_name_clash_says_which_name_is_a_default(tmp_path, stages, said):
+    p = tmp_path / "c.yaml"
+    p.write_text(STAGES.format(stages=stages))
+    message = _refused([], p)
+    assert message.startswith(f"{p}:5: space.stages.1")
+    assert f": {said} (names key choice paths such as space.stages." in message
