@@ -57,6 +57,7 @@ class Slot:
     depth_field: Any = None
     depth_path: str | None = None
     op_location: str = ""  # where the op is written: space.stem.op, space.stages.s1.layer.op, ...
+    out_location: str = ""  # where the width is written, where not at out_path: ...layers.0.width
 
 
 def slots(config: Config) -> list[Slot]:
@@ -90,6 +91,7 @@ def slots(config: Config) -> list[Slot]:
         )
         for i, layer in enumerate(st.layer_configs()):
             op_location = f"{base}.layer.op" if st.layers is None else f"{base}.layers.{i}.op"
+            out_location = f"{base}.layers.{i}.width" if st.layers is not None else ""
             width, width_path = (
                 (layer.width, paths.layer_width(i))
                 if layer.width is not None
@@ -108,6 +110,7 @@ def slots(config: Config) -> list[Slot]:
                     st.depth,
                     paths.depth,
                     op_location,
+                    out_location if layer.width is not None else "",
                 )
             )
     return out
@@ -347,6 +350,12 @@ class ReachingWidth(NamedTuple):
 
     path: str | None
     values: tuple[int, ...]
+    written: str = ""  #: where the config writes it, where that is not ``path``
+
+    @classmethod
+    def out_of(cls, slot: Slot) -> ReachingWidth:
+        """The width ``slot`` outputs."""
+        return cls(slot.out_path, tuple(options(slot.out)), slot.out_location)
 
 
 def _checked_op(
@@ -385,7 +394,7 @@ def _always_equal(a: ReachingWidth, b: ReachingWidth) -> bool:
 
 def _shown_width(width: ReachingWidth) -> str:
     values = " or ".join(str(v) for v in sorted(set(width.values)))
-    return values if width.path is None else f"{width.path}: {values}"
+    return values if width.path is None else f"{width.written or width.path}: {values}"
 
 
 def _changes_width(layout: str) -> str:
@@ -411,7 +420,7 @@ def reaching_sources(
     block: list[ReachingWidth] = []  # outputs of the current block: its first slot, then its layers
     depths: list[int] | None = None
     for slot in chain:
-        out = ReachingWidth(slot.out_path, tuple(options(slot.out)))
+        out = ReachingWidth.out_of(slot)
         if slot.layer is None:  # the stem or a transition starts a block
             if block:
                 exits = _block_exits(block, depths)
@@ -453,11 +462,17 @@ def check_ops(config: Config, in_channels: int | None = None) -> None:
         return
     chain = slots(config)
     ins, _ = reaching_sources(chain, in_channels or 0)
+    problems = []  # every op's, one line each: a space is mended in one go
     for k, (slot, reaching) in enumerate(zip(chain, ins, strict=True)):
-        out = ReachingWidth(slot.out_path, tuple(options(slot.out)))
+        out = ReachingWidth.out_of(slot)
         for name in options(slot.op):
             stem_known = k > 0 or in_channels is not None
-            _checked_op(slot, name, config.space.layout, reaching, out, stem_known)
+            try:
+                _checked_op(slot, name, config.space.layout, reaching, out, stem_known)
+            except UserError as e:
+                problems.append(str(e))
+    if problems:
+        raise UserError("\n".join(dict.fromkeys(problems)))
 
 
 class Supernet(nn.Module):
@@ -469,13 +484,15 @@ class Supernet(nn.Module):
         self.space = space
         self.layout = cfg.space.layout
         self.slots = slots(cfg)
-        ins, head = reaching_sources(self.slots, _input_channels(self.layout, sample_shape))
+        in_channels = _input_channels(self.layout, sample_shape)
+        check_ops(cfg, in_channels)
+        ins, head = reaching_sources(self.slots, in_channels)
         self.candidates = nn.ModuleList()
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
-            out = ReachingWidth(slot.out_path, tuple(options(slot.out)))
+            out = ReachingWidth.out_of(slot)
             for name in options(slot.op):
-                cls = _checked_op(slot, name, self.layout, reaching, out)
+                cls = _checked_op(slot, name, self.layout, reaching, out)  # checked above
                 modules = build_op(
                     cls, name, max(_values(reaching)), max(out.values), slot.stride, self.layout
                 )

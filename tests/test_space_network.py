@@ -8,7 +8,15 @@ import torch
 from conftest import SPACES, frozen_round_trip
 from torch import nn
 
-from nasframe import SearchSpace, Supernet, build_network, load_config, load_space, validate_data
+from nasframe import (
+    SearchSpace,
+    Supernet,
+    UserError,
+    build_network,
+    load_config,
+    load_space,
+    validate_data,
+)
 
 
 def test_load_space_categories_and_paths():
@@ -296,7 +304,7 @@ space:
             "conv3",
             "{choices: [8, 16]}",
             "space.stages.a.layers.1.op",
-            "input width (space.stages.a.layer0.width: 8 or 16) and its output width "
+            "input width (space.stages.a.layers.0.width: 8 or 16) and its output width "
             "(space.stages.a.width: 8 or 16) can differ",
         ),
         (
@@ -329,6 +337,24 @@ def test_a_channel_preserving_op_between_widths_chosen_apart_is_refused(
     op = "max_pool3" if refused.endswith("transition") else "identity"
     assert str(e.value).startswith(f"{refused}: op '{op}' keeps the number of channels, but its")
     assert message in str(e.value)
+
+
+def test_every_channel_preserving_op_between_widths_chosen_apart_is_reported(tmp_path):
+    """Each at its own line, not only the first: a space is mended in one go; a width written
+    in a `layers:` list is named where it is written (layers.0.width), not by its choice path."""
+    text = PRESERVING.replace("LAYOUT", "conv2d").replace("STEM", "conv3")
+    text = text.replace("TRANSITION", "max_pool3").replace("LAYER_WIDTH", "{choices: [4, 8]}")
+    (tmp_path / "c.yaml").write_text(text.replace("LAYER", "conv3"))
+    cfg, _ = load_config(tmp_path / "c.yaml")
+    with pytest.raises(UserError) as e:
+        Supernet(SearchSpace(cfg), (1, 8, 8), 10)
+    lines = str(e.value).splitlines()
+    assert [line.split(": op ")[0] for line in lines] == [
+        "space.stages.a.transition",
+        "space.stages.a.layers.1.op",
+    ]
+    assert "(space.stages.a.layers.0.width: 4 or 8)" in lines[1]
+    assert cfg.locate(str(e.value)).splitlines()[1].startswith(f"{tmp_path / 'c.yaml'}:14: ")
 
 
 def test_a_channel_preserving_op_on_one_width_choice_is_accepted(tmp_path):
