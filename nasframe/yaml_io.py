@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .atomic import atomic_write
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, counted
 from .run_files import ARCH, RUN_CONFIG
 
 __all__ = ["LineMap", "Loader", "Dumper", "load_yaml", "dump_yaml", "yaml_text", "parse_scalar"]
@@ -188,6 +188,8 @@ def load_yaml(path: str | os.PathLike) -> tuple[Any, LineMap]:
         what = (e.problem or str(e)).strip()
         if "could not determine a constructor" in what or "tag" in what and "!!" in text:
             what = f"{what}; nasframe configs are plain YAML, tags that build objects are refused"
+        elif line is not None and ("<block end>" in what or "mapping values" in what):
+            what += _indent_hint(text, line)
         raise ConfigError([Problem(shown, line, "", f"invalid YAML: {what}")]) from None
     except yaml.reader.ReaderError as e:  # a control character; position is in characters
         before = text[: e.position]  # lines end in \n, \r\n or a lone \r, as YAML reads them
@@ -213,6 +215,29 @@ def is_a_directory(path: Path, names: Sequence[str] = (ARCH, RUN_CONFIG)) -> str
 
 
 MAX_NODES = 100_000  # a config is a few hundred; aliases can multiply a short file past any size
+
+
+def _indent_hint(text: str, line: int) -> str:
+    """For YAML's indentation errors (``expected <block end>``, ``mapping values are not
+    allowed here``): how line ``line`` (1-based) is indented against the key above it, when
+    they differ; '' otherwise."""
+    lines = text.splitlines()
+    if not 1 < line <= len(lines):
+        return ""
+    here = lines[line - 1]
+    above = next(
+        (t for t in reversed(lines[: line - 1]) if t.strip() and not t.lstrip().startswith("#")), ""
+    )
+    if ":" not in here or ":" not in above:
+        return ""
+    indent = len(here) - len(here.lstrip(" "))
+    key_above = len(above) - len(above.lstrip(" -"))  # "  - width: 8": its key is at 4
+    if indent == key_above:
+        return ""
+    return (
+        f"; this line's key is indented {counted(indent, 'space')}, the key above it "
+        f"{key_above}: the keys of one mapping line up"
+    )
 
 
 def _check_structure(root: yaml.Node, shown: str) -> None:

@@ -292,3 +292,31 @@ def test_ordinal_ops_are_refused_with_the_reason(write_yaml):
     (msg,) = errors_of(write_yaml(text))
     assert "space.stages.s2.layer.op: ordinal: true needs numbers" in msg
     assert "a choice of ops is categorical: remove ordinal" in msg
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (  # a key one space short of its mapping's
+            "space:\n  stages:\n    - width: 8\n     depth: 1\n",
+            ":4: invalid YAML: expected <block end>, but found '<block mapping start>'; this "
+            "line's key is indented 5 spaces, the key above it 6: the keys of one mapping line up",
+        ),
+        (  # a key indented under a key that has a value
+            "space:\n  stages:\n    - width: 8\n        depth: 1\n",
+            ":4: invalid YAML: mapping values are not allowed here; this line's key is indented "
+            "8 spaces, the key above it 6: the keys of one mapping line up",
+        ),
+        ("a: b: c\n", ":1: invalid YAML: mapping values are not allowed here"),  # no hint
+    ],
+    ids=["dedented", "indented", "colon-in-a-value"],
+)
+def test_yaml_indentation_errors_say_how_the_line_is_indented(text, said, tmp_path):
+    from nasframe.errors import ConfigError
+    from nasframe.yaml_io import load_yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_yaml(cfg)
+    assert str(e.value) == f"{cfg}{said}"
