@@ -135,8 +135,8 @@ def build_cell_op(name: str, channels: int, stride: int, affine: bool, track: bo
     """One registered cell op: ``channels`` -> ``channels`` at ``stride`` (1, or 2 in reduction
     cells). A cell op that raises, or returns something other than a module, is the plugin's bug:
     a :class:`~nasframe.registry.PluginFailure` naming it, as is a module whose output does not
-    have ``channels`` channels (:func:`~nasframe.network.check_cell_op`)."""
-    from .network import check_cell_op
+    have ``channels`` channels (:func:`~nasframe.op_checks.check_cell_op`)."""
+    from .op_checks import check_cell_op
 
     module = registry.call(
         "cell_op",

@@ -57,7 +57,7 @@ def chain_parts(
 ) -> list[Part]:
     """The parts of the network ``sample`` picks in the chain ``space``: each slot it runs, with
     its input shape, then the head (as :func:`~nasframe.build_network` would build it)."""
-    from .network import executed_slots, slots
+    from .chain import executed_slots, slots
 
     config = space.config
     layout = config.space.layout
@@ -178,7 +178,7 @@ class _ChainHead(nn.Module):
 
 
 def _chain_op(name: str, c_in: int, c_out: int, stride: int, layout: str) -> nn.Module:
-    from .network import build_op, op_class
+    from .op_checks import build_op, op_class
 
     return nn.Sequential(*build_op(op_class(name, layout, name), name, c_in, c_out, stride, layout))
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import registry
+from .chain_widths import check_ops
 from .config import Config
 from .data import check_augment, check_root
-from .network import check_ops
 from .space import SearchSpace
 
 __all__ = ["preflight", "check_growth_options", "check_optimizers", "check_augments"]

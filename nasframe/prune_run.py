@@ -21,7 +21,7 @@ from .console import say
 from .data import load_dataset
 from .device import resolve_device
 from .errors import UserError, make_dir
-from .network import build_network, build_network_layout, num_classes_of, with_widths
+from .network import build_network, build_placed_network, num_classes_of, with_widths
 from .run_files import ARCH, RUN_CONFIG, SUMMARY, WEIGHTS
 from .show import read_summary
 from .tblog import EVENTS, RunLogger
@@ -264,7 +264,7 @@ def run_prune(
     try:
         data = load_dataset(config.data)
         classes = num_classes_of(config, data.num_classes)
-        model, placed = build_network_layout(config, data.sample_shape, classes)
+        model, placed = build_placed_network(config, data.sample_shape, classes)
     except UserError as e:  # e.g. open choices (a search space), a data option: at its line
         raise config.locate_error(e) from e.__cause__
     growth = config.train.growth is not None

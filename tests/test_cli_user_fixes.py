@@ -308,7 +308,7 @@ def test_a_sigterm_is_no_failure_that_a_check_could_swallow(tmp_path, capsys, pl
     from torch import nn
 
     from nasframe import cli
-    from nasframe.network import trial_output
+    from nasframe.op_checks import trial_output
 
     class Stopped(nn.Module):
         def forward(self, x):

@@ -20,7 +20,7 @@ from nasframe import ASNG, Op, RandomSearch, registry
 from nasframe.checkpoint import load_checkpoint
 from nasframe.cli import main
 from nasframe.config import OptimizerConfig
-from nasframe.network import _OUTPUT_CHECKED, build_op, check_cell_op, trial_output
+from nasframe.op_checks import _OUTPUT_CHECKED, build_op, check_cell_op, trial_output
 from nasframe.optim import build_optimizer, build_schedule
 from nasframe.registry import PluginFailure
 from nasframe.runstate import RunState, unloadable
@@ -169,16 +169,16 @@ def test_an_op_ignoring_stride_is_refused(plugin):
 
 
 def test_the_check_runs_once_per_signature_and_leaves_modules_and_rng_alone(monkeypatch):
-    import nasframe.network as network
+    import nasframe.op_checks as op_checks
 
     calls = []
-    real = network._output_problem
+    real = op_checks._output_problem
 
     def counting(*args):
         calls.append(args[1:])
         return real(*args)
 
-    monkeypatch.setattr(network, "_output_problem", counting)
+    monkeypatch.setattr(op_checks, "_output_problem", counting)
 
     class WithDropout(Op):
         layouts = ("conv2d",)

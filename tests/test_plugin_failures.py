@@ -158,7 +158,7 @@ def test_an_op_whose_build_raises_names_the_plugin_not_the_config(plugin):
             return {}["missing"]
 
     plugin("op", "test_raising_op", Raising)
-    from nasframe.network import build_op
+    from nasframe.op_checks import build_op
 
     with pytest.raises(PluginFailure) as e:
         build_op(Raising, "test_raising_op", 4, 8, 1, "linear")
@@ -180,7 +180,7 @@ def test_an_op_entry_point_that_is_not_an_op_names_its_distribution(tmp_path, ca
 
 
 def test_an_op_class_without_build_or_layouts_is_the_plugin_s_fault(plugin):
-    from nasframe.network import op_class
+    from nasframe.op_checks import op_class
 
     plugin("op", "test_no_build", lambda: None)
     with pytest.raises(PluginFailure, match=r"^op plugin 'test_no_build' \(registered in code"):

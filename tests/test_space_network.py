@@ -323,8 +323,8 @@ def test_a_channel_preserving_op_between_widths_chosen_apart_is_refused(
 ):
     """The check compared the sets of widths: with equal sets, validate said ok, the search
     trained architectures whose frozen network is refused, and `train` failed after it."""
+    from nasframe.chain_widths import check_ops
     from nasframe.errors import UserError
-    from nasframe.network import check_ops
 
     text = PRESERVING
     for key, value in [("LAYOUT", layout), ("STEM", stem), ("TRANSITION", transition)]:
@@ -360,7 +360,7 @@ def test_every_channel_preserving_op_between_widths_chosen_apart_is_reported(tmp
 def test_a_channel_preserving_op_on_one_width_choice_is_accepted(tmp_path):
     """A layer's input and output width decided by the stage's one width choice are always
     equal, whatever it picks; fixed widths of the same value are too."""
-    from nasframe.network import check_ops
+    from nasframe.chain_widths import check_ops
 
     for text in (
         PRESERVING.replace("LAYER_WIDTH", "null").replace("TRANSITION", "conv3"),
@@ -430,7 +430,7 @@ def test_layers_no_depth_reaches_are_warned_about_not_refused(tmp_path, capsys):
 def test_a_linear_space_s_unwritten_ops_are_linear(tmp_path):
     """The defaults were conv3 for every layout: an MLP without its ops written was refused with
     "op 'conv3' does not support layout 'linear'", at keys the user never wrote."""
-    from nasframe.network import check_ops
+    from nasframe.chain_widths import check_ops
 
     text = """
 version: 1
@@ -459,8 +459,8 @@ space:
 
 
 def test_fixed_widths_that_differ_are_said_to_differ():
+    from nasframe.chain_widths import check_ops
     from nasframe.errors import UserError
-    from nasframe.network import check_ops
 
     cfg, _ = load_config(SPACES / "digits.yaml", ["space.stem.op=identity"])
     check_ops(cfg)  # the data's channels unknown: not checked
