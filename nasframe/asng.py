@@ -22,10 +22,10 @@ import numpy as np
 from .strategy_common import (
     DamagedState,
     checked_categories,
-    is_integer,
     numpy_rng_state,
     set_numpy_rng_state,
 )
+from .values import is_integer
 
 __all__ = ["ASNG", "ranking_utility"]
 

@@ -45,6 +45,7 @@ from .config_base import (
 from .config_source import ConfigSource, default_stage_name
 from .errors import UserError, did_you_mean
 from .precision import Precision
+from .values import is_number
 from .yaml_io import parse_scalar
 
 __all__ = ["Config", "Choice", "json_schema"]
@@ -80,7 +81,7 @@ class Choice(Strict, Generic[T]):
             return self
         if len(values) < 2:
             raise PydanticCustomError("ordinal", "ordinal: true needs at least 2 choices")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if not all(is_number(v) for v in values):
             raise PydanticCustomError(
                 "ordinal",
                 "ordinal: true needs numbers (widths, depths), got {got}; "
@@ -327,7 +328,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _refuse_beyond_float32(value: Any, where: tuple[Any, ...]) -> None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > FLOAT32_MAX:
+    if is_number(value) and abs(value) > FLOAT32_MAX:
         raise error_at(
             "float32_range",
             "{v} is beyond what a float32 holds (at most 3.4e38 in size)",
@@ -386,7 +387,7 @@ class OptimizerConfig(NumbersOnly):
                         "finite", "must be finite, got {v}", (key,), v=str(value).lower()
                     )
                 number = parse_scalar(item) if isinstance(item, str) else None
-                if isinstance(number, int | float) and not isinstance(number, bool):
+                if is_number(number):
                     refuse_non_number(where, item)  # a number quoted by mistake
                 _refuse_beyond_float32(item, where)
         return self
@@ -440,10 +441,6 @@ def _check_option_kind(key: str, value: Any, param: inspect.Parameter) -> None:
         got=value_kind(value),
         hint=bool_hint(value),
     )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class AugmentConfig(Strict):

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 from .errors import did_you_mean
+from .values import is_number
 from .yaml_io import parse_scalar
 
 __all__ = [
@@ -133,7 +134,7 @@ def bool_hint(value: Any) -> str:
     """How to write as a boolean a value that was meant as one ('' if none is clear)."""
     if isinstance(value, str) and isinstance(parse_scalar(value), bool):
         return f"; write {value.strip()} without quotes"
-    if isinstance(value, int | float) and not isinstance(value, bool) and value in (0, 1):
+    if is_number(value) and value in (0, 1):
         return f"; write {str(bool(value)).lower()}"
     return ""
 
@@ -167,7 +168,7 @@ def _number_hint(text: str, whole: bool) -> str:
     """How to write as a number the text ``text`` that reads as one (a whole one if ``whole``);
     '' if it does not."""
     as_yaml = parse_scalar(text)
-    if isinstance(as_yaml, int | float) and not isinstance(as_yaml, bool):
+    if is_number(as_yaml):
         if whole and not float(as_yaml).is_integer():
             return ""
         return f"; write {text.strip()} without quotes"

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import itertools
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +33,7 @@ from .environment import environment
 from .errors import UserError
 from .parts import Part
 from .run_files import LATENCY_TABLE
+from .values import is_finite_number
 
 __all__ = [
     "LatencyTable",
@@ -213,8 +213,7 @@ class LatencyTable:
             raise UserError(f"{at}: not a readable latency table ({reason})") from None
         entries = data.get("entries") if isinstance(data, dict) else None
         if not isinstance(entries, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-            for v in entries.values()
+            is_finite_number(v) and v >= 0 for v in entries.values()
         ):
             raise UserError(
                 f"{at}: not a latency table (it needs an 'entries' mapping of parts to "

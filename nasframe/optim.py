@@ -11,6 +11,7 @@ import torch
 from . import registry
 from .config import OptimizerConfig
 from .errors import UserError
+from .values import is_number
 
 __all__ = ["build_optimizer", "check_optimizer", "build_schedule"]
 
@@ -144,7 +145,7 @@ def _checked_kwargs(cls: Any, kwargs: dict[str, Any], where: str) -> dict[str, A
                 raise UserError(f"{where}.{key}: expected true or false, got {value!r}")
         elif isinstance(default, (int, float)):
             checked[key] = _number(value, f"{where}.{key}", "a number")
-        elif isinstance(default, tuple) and default and all(_is_number(d) for d in default):
+        elif isinstance(default, tuple) and default and all(is_number(d) for d in default):
             what = f"a list of {len(default)} numbers"
             if not isinstance(value, (list, tuple)) or len(value) != len(default):
                 raise UserError(f"{where}.{key}: expected {what}, got {value!r}")
@@ -155,13 +156,9 @@ def _checked_kwargs(cls: Any, kwargs: dict[str, Any], where: str) -> dict[str, A
     return checked
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _number(value: Any, path: str, what: str) -> Any:
     """``value`` as a number (text such as '1e-4' read as one), or a UserError at ``path``."""
-    if _is_number(value) or isinstance(value, torch.Tensor):  # torch takes tensors too
+    if is_number(value) or isinstance(value, torch.Tensor):  # torch takes tensors too
         return value
     if isinstance(value, str):
         try:

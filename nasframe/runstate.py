@@ -28,7 +28,8 @@ from .checkpoint import (
 from .environment import environment, resume_note
 from .errors import UserError, first_line
 from .run_files import CHECKPOINT, RUN_CONFIG
-from .strategy_common import DamagedState, is_finite_number, is_integer
+from .strategy_common import DamagedState
+from .values import is_finite_number, is_integer, is_number
 
 __all__ = ["Meter", "RunState", "RUN_NAMES", "CHECKPOINT", "RUN_CONFIG"]
 
@@ -194,7 +195,7 @@ class RunState:
             _check_positions(ckpt["pos"], pos)
             where = "metrics"
             metrics = dict(ckpt["metrics"])
-            if not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):
+            if not all(isinstance(k, str) and is_number(v) for k, v in metrics.items()):
                 raise DamagedState("metrics are not all names of numbers")
             final = ckpt.get("final", {})  # older checkpoints have none
             if not (isinstance(final, dict) and all(isinstance(k, str) for k in final)):
@@ -374,11 +375,6 @@ def _type_name(value: Any) -> str:
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
-
-
-def _is_number(value: Any) -> bool:
-    """Whether ``value`` is an int or float, finite or not (bools excluded)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_positions(raw: dict[str, Any], pos: dict[str, Any]) -> None:

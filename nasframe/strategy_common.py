@@ -3,17 +3,16 @@ state in the plain types that ``torch.load(weights_only=True)`` takes."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .values import is_finite_number, is_integer
+
 __all__ = [
     "DamagedState",
     "checked_categories",
-    "is_integer",
-    "is_finite_number",
     "numpy_rng_state",
     "set_numpy_rng_state",
 ]
@@ -67,13 +66,3 @@ def set_numpy_rng_state(rng: np.random.RandomState, state: dict[str, Any]) -> No
         raise DamagedState("rng has_gauss is not 0 or 1, or its cached value is not a number")
     keys = np.array(raw, dtype=np.uint32)
     rng.set_state(("MT19937", keys, pos, has_gauss, state["cached"]))
-
-
-def is_integer(value: Any) -> bool:
-    """Whether ``value`` is a Python int (bools excluded)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_finite_number(value: Any) -> bool:
-    """Whether ``value`` is a finite int or float (bools excluded)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
