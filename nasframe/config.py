@@ -549,6 +549,11 @@ class LatencyConfig(Strict):
         return None if device is None else _check_device(device)
 
 
+#: a strategy without converged() given search.stop_when_converged: refused by the config for a
+#: strategy class, by the search for a factory (only what it returns tells)
+NO_CONVERGED = "strategy '{s}' has no converged(); remove stop_when_converged or use asng"
+
+
 class SearchConfig(Strict):
     strategy: Annotated[str, plugin_name("strategy")] = Field(
         "asng", description="strategy plugin that optimises the architecture distribution"
@@ -636,12 +641,7 @@ class SearchConfig(Strict):
         except registry.PluginError:  # reported by the strategy field
             return self
         if isinstance(factory, type) and not hasattr(factory, "converged"):
-            raise error_at(
-                "converged",
-                "strategy '{s}' has no converged(); remove stop_when_converged or use asng",
-                ("stop_when_converged",),
-                s=self.strategy,
-            )
+            raise error_at("converged", NO_CONVERGED, ("stop_when_converged",), s=self.strategy)
         return self
 
     @property

@@ -21,7 +21,7 @@ import torch
 from . import registry
 from .checked_strategy import CheckedStrategy, unchecked
 from .checkpoint import write_json
-from .config import Config, SearchConfig, SelectConfig
+from .config import NO_CONVERGED, Config, SearchConfig, SelectConfig
 from .console import EpochProgress, say
 from .cost import ArchitectureCost
 from .data import (
@@ -237,10 +237,8 @@ class _SearchRun:
             S.strategy, self.space, S.lam, config.seed, S.strategy_options
         )
         if S.stop_when_converged is not None and not hasattr(self.strategy, "converged"):
-            raise UserError(
-                f"search.stop_when_converged: strategy '{S.strategy}' has no converged(); remove "
-                "the option or use asng"
-            )
+            problem = NO_CONVERGED.format(s=S.strategy)  # a factory's strategy: see the config
+            raise UserError(f"search.stop_when_converged: {problem}")
         self.has_mle = hasattr(self.strategy, "mle")
         # a strategy without a most likely architecture (random) ends by selection
         self.select = S.select or (None if self.has_mle else SelectConfig())

@@ -363,3 +363,24 @@ def test_a_search_with_a_selection_gives_no_python_warning(tmp_path, recwarn):
     warnings on (a choice in a union field): every such search printed a UserWarning."""
     _search(tmp_path / "r", "search.epochs=1", "search.select.candidates=4")
     assert not [w for w in recwarn if "serializer" in str(w.message)]
+
+
+def test_a_strategy_factory_without_converged_cannot_stop_at_convergence(tmp_path, capsys, plugin):
+    """The config refuses a strategy class without converged(); a factory function is refused
+    when the search has built what it returns, with the same message at the same key."""
+    from nasframe import RandomSearch
+
+    plugin("strategy", "test_random_factory", lambda *args, **kwargs: RandomSearch(*args, **kwargs))
+    args = ["search", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "r")]
+    sets = [
+        "--set",
+        "search.strategy=test_random_factory",
+        "--set",
+        "search.stop_when_converged=0.9",
+    ]
+    assert main([*args, *sets]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == (
+        "--set search.stop_when_converged=0.9: search.stop_when_converged: strategy "
+        "'test_random_factory' has no converged(); remove stop_when_converged or use asng"
+    )
