@@ -672,6 +672,17 @@ class GrowthConfig(Strict):
     )
 
 
+class TrainOptimizerConfig(OptimizerConfig):
+    """Adam at 1e-3 unless said otherwise, key by key; other keys as in ``search.optimizer``.
+
+    A training section that sets only ``lr`` keeps Adam (it took the search's default, SGD)."""
+
+    name: Annotated[str, plugin_name("optimizer")] = Field(
+        "adam", description="optimizer plugin: adam, adamw, sgd, adam_gc, sgd_gc, ..."
+    )
+    lr: PositiveFloat = Field(1e-3, description="learning rate")
+
+
 class TrainConfig(Strict):
     epochs: PositiveInt = Field(20, description="passes over the whole training data")
     batch_size: PositiveInt = Field(128, description="minibatch size")
@@ -681,9 +692,8 @@ class TrainConfig(Strict):
         description="L2 penalty l2/2·Σ‖W‖² on Linear/conv weights and biases added to the loss "
         "(coupled, unlike AdamW's weight_decay; what Adam-sparsity pruning needs)",
     )
-    optimizer: OptimizerConfig = Field(
-        default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3),
-        description="optimizer of the network's weights",
+    optimizer: TrainOptimizerConfig = Field(
+        default_factory=TrainOptimizerConfig, description="optimizer of the network's weights"
     )
     augment: AugmentConfig | None = Field(
         None, description="augment the training batches of images (null: off)"

@@ -198,3 +198,18 @@ def test_a_boolean_option_given_by_set_names_the_item(tmp_path):
         "--set train.optimizer.amsgrad=yes please: train.optimizer.amsgrad: expected true or "
         "false, got the text 'yes please'"
     )
+
+
+@pytest.mark.parametrize(
+    "override, name, lr",
+    [
+        ("train.optimizer={lr: 0.01}", "adam", 0.01),  # took the search's default, sgd
+        ("train.optimizer={lr_schedule: constant}", "adam", 1e-3),
+        ("train.optimizer={name: sgd, momentum: 0.9}", "sgd", 1e-3),
+    ],
+)
+def test_a_partial_train_optimizer_keeps_the_training_defaults_key_by_key(override, name, lr):
+    config, _ = load_config(SPACES / "mlp.yaml", ["train.optimizer=null", override])
+    assert (config.train.optimizer.name, config.train.optimizer.lr) == (name, lr)
+    search, _ = load_config(SPACES / "mlp.yaml", ["search.optimizer={lr: 0.01}"])
+    assert search.search.optimizer.name == "sgd"  # the search's own default is unchanged
