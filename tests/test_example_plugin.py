@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,8 @@ EXAMPLE = ROOT / "docs" / "examples" / "nasframe-example-plugin"
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [
@@ -26,7 +30,7 @@ def installed(tmp_path_factory):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(source),  # a copy: pip builds in the source tree
         ],
         check=True,
         capture_output=True,
@@ -84,3 +88,29 @@ def test_example_plugin_op_and_dataset_run_a_search(installed, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "t" / "summary.json").read_text())["test_acc"] > 0.1
+
+
+def test_the_example_plugins_own_tests_pass_where_it_is_installed(installed, tmp_path):
+    """docs/plugins.md: the example comes with its own tests, run as its author would."""
+    tests = EXAMPLE / "tests"
+    env = {**os.environ, **installed, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-o",
+            "addopts=",  # not nasframe's own pytest settings
+            "-p",
+            "no:cacheprovider",
+            str(tests),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\n6 passed in " in done.stdout, done.stdout
