@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import registry
 from .errors import Interrupted
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "stop_note",
     "IN_THE_LOOP",
     "WRITING_RESULTS",
+    "resume_hint",
 ]
 
 
@@ -62,9 +64,13 @@ def stopped(
     """The stop that ``stop``'s signal asked for (none: another torchrun process's), ``when``
     (``after epoch 2 of 5``), and how to go on: the error a run's loop raises."""
     by = stop.signal or "on another process"
-    return Interrupted(
-        f"stopped by signal {by} {when}; {then}: nasframe {command} --resume {run_dir}"
-    )
+    return Interrupted(f"stopped by signal {by} {when}; {then}: {resume_hint(command, run_dir)}")
+
+
+def resume_hint(command: str, run_dir: str | Path) -> str:
+    """How to continue the ``command`` (search, train) run in ``run_dir``."""
+    python = f"nasframe.run_{command}(config, '{run_dir}', resume=True)"
+    return registry.how_to_go_on(f"nasframe {command} --resume {run_dir}", python)
 
 
 @contextmanager
@@ -84,13 +90,7 @@ def stop_note(e: BaseException) -> str | None:
     return getattr(e, "nasframe_stop_note", None)
 
 
-#: what a stop left, by where it came (``.format(command=..., run_dir=...)``): a second Ctrl-C in
+#: what a stop left, by where it came (``.format(resume=resume_hint(...))``): a second Ctrl-C in
 #: a run's loop (no checkpoint of its own), a stop while the run wrote its results
-IN_THE_LOOP = (
-    "again: stopped without a checkpoint; continue from the last one with: nasframe {command} "
-    "--resume {run_dir}"
-)
-WRITING_RESULTS = (
-    "while writing the results; the checkpoint is written: finish with nasframe {command} "
-    "--resume {run_dir}"
-)
+IN_THE_LOOP = "again: stopped without a checkpoint; continue from the last one with: {resume}"
+WRITING_RESULTS = "while writing the results; the checkpoint is written: finish with {resume}"

@@ -421,6 +421,20 @@ def plugins() -> list[PluginInfo]:
     return [table[k][n] for k in KINDS for n in sorted(table[k])]
 
 
+def how_to_go_on(command: str, python: str) -> str:
+    """The way to go on that a run prints: the ``nasframe ...`` ``command``, or, in a program
+    that registered plugins in code (which the command line cannot find), the ``python`` call
+    that does the same, with the reason."""
+    mine = [f"{p.kind} '{p.name}'" for p in plugins() if p.entry_point is None]
+    if not mine:
+        return command
+    return (
+        f"{python} (in Python: {', '.join(mine[:3])}{', ...' if len(mine) > 3 else ''} "
+        f"{'is' if len(mine) == 1 else 'are'} registered in code, not installed, so `{command}` "
+        f"would not find {'it' if len(mine) == 1 else 'them'})"
+    )
+
+
 def failure_in_traceback(e: BaseException) -> PluginFailure | None:
     """The :class:`PluginFailure` for ``e`` if a loaded plugin's own code raised it, though
     nasframe did not call that code through :func:`call` (a strategy's method, an optimizer's

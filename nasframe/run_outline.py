@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .interrupt import IN_THE_LOOP, WRITING_RESULTS, StopFlag, stop_on_signals, stopping_means
+from .interrupt import (
+    IN_THE_LOOP,
+    WRITING_RESULTS,
+    StopFlag,
+    resume_hint,
+    stop_on_signals,
+    stopping_means,
+)
 from .run_lock import locked
 
 __all__ = ["Run", "follow_outline"]
@@ -49,7 +56,7 @@ def follow_outline(
             return run.finished
         try:  # a second Ctrl-C stops at once, without the checkpoint of a first
             with (
-                stopping_means(IN_THE_LOOP.format(command=command, run_dir=run_dir)),
+                stopping_means(IN_THE_LOOP.format(resume=resume_hint(command, run_dir))),
                 stop_on_signals() as stop,
             ):
                 while run.epochs_left():
@@ -58,7 +65,7 @@ def follow_outline(
         except BaseException:
             run.close()
             raise
-        with stopping_means(WRITING_RESULTS.format(command=command, run_dir=run_dir)):
+        with stopping_means(WRITING_RESULTS.format(resume=resume_hint(command, run_dir))):
             try:
                 run.log_hparams()
             finally:

@@ -643,7 +643,9 @@ class _SearchRun:
         write_json(summary, run_dir / SUMMARY)
         tell("found architecture:\n" + _indent(space.describe(chosen)))
         tell(f"run directory: {run_dir}   (tensorboard --logdir {run_dir})")
-        tell(f"retrain it with: nasframe train {run_dir / ARCH}")
+        arch = run_dir / ARCH
+        retrain = f"nasframe.run_train(nasframe.load_config('{arch}')[0], RUN_DIR)"
+        tell(f"retrain it with: {registry.how_to_go_on(f'nasframe train {arch}', retrain)}")
         return summary
 
     def _summary(self, mle: Any) -> dict[str, Any]:

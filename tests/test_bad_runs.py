@@ -9,7 +9,6 @@ import pytest
 import torch
 from conftest import SPACES, run_cli
 
-from nasframe import registry
 from nasframe.cli import main
 
 FAST = ["--set", "search.epochs=1", "--quiet"]
@@ -83,8 +82,8 @@ def test_a_broken_torchrun_environment(tmp_path):
     assert done.returncode == 2 and "WORLD_SIZE='abc' should be an integer" in done.stderr
 
 
-def test_an_op_plugin_that_is_not_an_op(tmp_path, capsys):
-    registry.register("op", "not_an_op_test", override=True)("just a string")
+def test_an_op_plugin_that_is_not_an_op(tmp_path, capsys, plugin):
+    plugin("op", "not_an_op_test", "just a string")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         (SPACES / "mlp.yaml").read_text().replace("[linear, identity]", "[not_an_op_test]")

@@ -244,16 +244,15 @@ def test_cell_spaces_need_images():
         make_supernet(_tiny(), (1, 40), 10)
 
 
-def test_a_user_registered_cell_op_is_searchable_and_exported(tmp_path):
-    from nasframe import registry
-
+def test_a_user_registered_cell_op_is_searchable_and_exported(tmp_path, plugin):
     built: list[int] = []
 
-    @registry.register("cell_op", "test_only_gated_conv", override=True)
     def gated(c: int, stride: int, affine: bool, track: bool) -> nn.Module:
         built.append(stride)
         conv = nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False)
         return nn.Sequential(conv, nn.BatchNorm2d(c, affine=affine, track_running_stats=track))
+
+    plugin("cell_op", "test_only_gated_conv", gated)
 
     text = TINY.read_text().replace("max_pool3, sep_conv3", "max_pool3, Test-Only-Gated-Conv")
     assert "test-only-gated-conv" in text.lower()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SPACES
 
-from nasframe import SearchSpace, load_config, registry
+from nasframe import SearchSpace, load_config
 from nasframe.cli import main
 
 ORDINAL = [
@@ -73,9 +73,9 @@ class _CategoricalOnly:
 
 
 def test_a_strategy_without_ordinal_support_is_refused_at_the_first_ordinal_choice(
-    tmp_path, capsys
+    tmp_path, capsys, plugin
 ):
-    registry.register("strategy", "test_only_categorical", override=True)(_CategoricalOnly)
+    plugin("strategy", "test_only_categorical", _CategoricalOnly)
     args = ["search", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "r"), "--quiet"]
     rc = main([*args, *ORDINAL, "--set", "search.strategy=test_only_categorical"])
     err = capsys.readouterr().err

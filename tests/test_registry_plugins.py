@@ -45,14 +45,17 @@ def test_register_decorator_and_duplicates():
     class TestOnlyOp:
         layouts = ("conv1d",)
 
-    assert registry.get("op", "test_only_op") is TestOnlyOp
-    with pytest.raises(PluginError, match="registered twice.*user code"):
-        registry.register("op", "test_only_op")(object)
-    with pytest.raises(PluginError, match="registered twice.*nasframe"):
-        registry.register("op", "conv3")(object)
-    replacement = type("Other", (), {})
-    registry.register("op", "test_only_op", override=True)(replacement)
-    assert registry.get("op", "test_only_op") is replacement
+    try:
+        assert registry.get("op", "test_only_op") is TestOnlyOp
+        with pytest.raises(PluginError, match="registered twice.*user code"):
+            registry.register("op", "test_only_op")(object)
+        with pytest.raises(PluginError, match="registered twice.*nasframe"):
+            registry.register("op", "conv3")(object)
+        replacement = type("Other", (), {})
+        registry.register("op", "test_only_op", override=True)(replacement)
+        assert registry.get("op", "test_only_op") is replacement
+    finally:  # a plugin registered in code changes the hints runs print (how_to_go_on)
+        registry._discover()["op"].pop("test_only_op", None)
 
 
 GOOD_PLUGIN = '''
@@ -168,3 +171,37 @@ def test_a_name_provided_twice_is_listed_for_both_and_refused_at_its_line(tmp_pa
     done = run_cli("validate", str(SPACES / "digits.yaml"), env=env)
     assert done.returncode == 2 and "provided by several distributions" in done.stderr
     assert "digits.yaml:" in done.stderr
+
+
+def test_a_run_with_a_plugin_registered_in_code_says_how_to_go_on_in_python(
+    tmp_path, plugin, capsys
+):
+    """The command line finds installed plugins only: `nasframe train arch.yaml` would refuse
+    the op that a program registered, so the run says what to call instead, and why."""
+    from nasframe import Op, load_config, run_search
+    from nasframe.interrupt import resume_hint
+
+    assert resume_hint("search", "r") == "nasframe search --resume r"  # nothing in code yet
+
+    class TestOnlyDense(Op):
+        layouts = ("linear",)
+
+        @classmethod
+        def build(cls, in_channels, out_channels, stride, layout):
+            return registry.get("op", "linear").build(in_channels, out_channels, stride, layout)
+
+    plugin("op", "test_only_dense", TestOnlyDense)
+    text = (SPACES / "mlp.yaml").read_text().replace("[linear, identity]", "[test_only_dense]")
+    (tmp_path / "c.yaml").write_text(text)
+    config, _ = load_config(tmp_path / "c.yaml", ["search.epochs=1", "log.tensorboard=false"])
+    run_search(config, tmp_path / "r", progress=False)
+    arch = tmp_path / "r" / "arch.yaml"
+    out = capsys.readouterr()
+    assert (
+        f"retrain it with: nasframe.run_train(nasframe.load_config('{arch}')[0], RUN_DIR) (in "
+        f"Python: op 'test_only_dense' is registered in code, not installed, so `nasframe train "
+        f"{arch}` would not find it)"
+    ) in out.out + out.err
+    assert resume_hint("train", "t").startswith(
+        "nasframe.run_train(config, 't', resume=True) (in Python: op 'test_only_dense' is"
+    )
