@@ -37,7 +37,7 @@ from .data import (
 from .datasets import Dataset
 from .device import resolve_device
 from .distributed import Group, join_group
-from .errors import Interrupted, TrainingDiverged, UserError, did_you_mean
+from .errors import Interrupted, TrainingDiverged, UserError, counted, did_you_mean
 from .interrupt import StopFlag, stopped
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
@@ -346,7 +346,7 @@ class _SearchRun:
             f"{tuple(data.sample_shape)}, {self.xtr.shape[0]} train / {self.xva.shape[0]} valid"
         )
         tell(
-            f"space: {len(space.choices)} choices, {space.size:,} architectures   "
+            f"space: {counted(len(space.choices), 'choice')}, {space.size:,} architectures   "
             f"strategy: {S.strategy}   run: {self.run_dir}"
         )
         for note in unused_layers(self.config):
