@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -207,3 +208,30 @@ def build_schedule(
     if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def fit_schedule(schedule: torch.optim.lr_scheduler.LRScheduler, total_steps: int) -> str | None:
+    """Fit a cosine schedule restored from the checkpoint of a run of another length (resumed
+    with more or fewer epochs) to the run's ``total_steps``: from the step it stands at, the
+    learning rate is the one a run of that length has there, annealing to 0 at its end. Left
+    restored, it would reach 0 at the old end and then rise again (cosine is periodic past its
+    length). A note on what changed, or None when nothing did."""
+    total = max(1, total_steps)
+    if not isinstance(schedule, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return None
+    if schedule.T_max == total:
+        return None
+    old, step, low = schedule.T_max, schedule.last_epoch, schedule.eta_min
+    # CosineAnnealingLR steps from the current lr: put it on the new curve, and it stays there
+    lrs = [
+        low + (base - low) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
+        for base in schedule.base_lrs
+    ]
+    for group, lr in zip(schedule.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    schedule.T_max = total
+    schedule._last_lr = lrs
+    return (
+        f"the cosine learning-rate schedule now anneals over {total:,} steps (it was {old:,}): "
+        f"lr {lrs[0]:.4g} at step {step:,}"
+    )

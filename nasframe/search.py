@@ -41,7 +41,7 @@ from .errors import Interrupted, TrainingDiverged, UserError, counted, did_you_m
 from .interrupt import StopFlag, stopped
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
-from .optim import build_optimizer, build_schedule
+from .optim import build_optimizer, build_schedule, fit_schedule
 from .plots import theta_image
 from .precision import autocast
 from .run_files import ARCH, SUMMARY
@@ -301,6 +301,8 @@ class _SearchRun:
             self.tell(f"resuming {self.run_dir} {where}")
             if note:
                 self.tell(note)
+            if fitted := fit_schedule(self.schedule, self.S.epochs * self.steps):
+                self.tell(fitted)  # resumed with another search.epochs
         else:
             self._new_run_notes()
         self.logger = RunLogger(

@@ -28,7 +28,7 @@ from .interrupt import StopFlag, stopped
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
 from .network import build_network, count_parameters, num_classes_of
-from .optim import build_optimizer, build_schedule
+from .optim import build_optimizer, build_schedule, fit_schedule
 from .precision import autocast
 from .regularize import l2_penalty
 from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
@@ -299,6 +299,8 @@ class _TrainRun:
             say(f"resuming {self.run_dir} {where}")
             if note:
                 say(note)
+            if fitted := fit_schedule(self.schedule, self.T.epochs * self.steps):
+                say(fitted)  # resumed with another train.epochs
         else:
             self._new_run_notes()
         self.logger = RunLogger(

@@ -318,6 +318,31 @@ def test_resuming_with_overrides_records_them_in_the_runs_config(search_run, tmp
     assert json.loads((run / "summary.json").read_text())["iterations"] == 3 * (650 // 64)
 
 
+@pytest.mark.parametrize("more", [3, 4])
+def test_resuming_with_more_epochs_anneals_the_cosine_schedule_over_the_new_length(
+    search_run, tmp_path, capsys, more
+):
+    """The restored schedule reached 0 at the old end and rose again (cosine is periodic past
+    its length): at 2x the old length a longer search ended at its full learning rate."""
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(search_run, run)
+    steps = 650 // 64  # digits.yaml's batch of 64
+    before = torch.load(run / "checkpoint.pt", weights_only=True)["schedule"]["T_max"]
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--set", f"search.epochs={more}"]) == 0
+    said = capsys.readouterr()
+    note = f"the cosine learning-rate schedule now anneals over {more * steps} steps (it was 20)"
+    assert note in said.out + said.err
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert before < ckpt["schedule"]["T_max"] == more * steps
+    assert ckpt["schedule"]["_last_lr"][0] == pytest.approx(0.0, abs=1e-9)  # annealed, at its end
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_default_run_directories_are_never_shared(tmp_path, monkeypatch):
     from nasframe.cli import _new_dir
 
