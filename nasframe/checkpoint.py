@@ -27,6 +27,7 @@ __all__ = [
     "load_weights",
     "learned_state",
     "first_non_finite",
+    "first_damaged",
     "write_json",
     "rng_state",
     "set_rng_state",
@@ -135,11 +136,18 @@ def load_weights(
         raise UserError(
             f"{path}: these weights do not fit the architecture of {config_path}: {misfit}{hint}"
         )
-    bad = first_non_finite(learned_state(state, model))
+    bad = first_damaged(state, model)
     if bad is not None:
         what = "NaN" if torch.isnan(state[bad]).any() else "infinite values"
         raise UserError(f"{path}: {bad} holds {what}; the training diverged, nothing to {purpose}")
     model.load_state_dict(state)
+
+
+def first_damaged(state: Any, part: Any) -> str | None:
+    """The place of the first tensor of ``part``'s saved ``state`` that holds what no run
+    saves: NaN anywhere (a BatchNorm's running mean too), infinity in what training computes
+    (:func:`learned_state`; buffers may hold infinity by design). None when there is none."""
+    return first_non_finite(learned_state(state, part)) or first_non_finite(state, nan_only=True)
 
 
 def learned_state(state: Any, part: Any) -> Any:
@@ -154,13 +162,15 @@ def learned_state(state: Any, part: Any) -> Any:
     return state
 
 
-def first_non_finite(state: Any, where: str = "") -> str | None:
+def first_non_finite(state: Any, where: str = "", *, nan_only: bool = False) -> str | None:
     """The place of the first floating-point tensor in ``state`` (nested mappings and sequences)
-    that holds NaN or infinity, or None. A run stops at a non-finite loss before it saves, so
-    such values in a checkpoint mean damage."""
+    that holds NaN or infinity (``nan_only``: NaN), or None. A run stops at a non-finite loss
+    before it saves, so such values in a checkpoint mean damage."""
     if isinstance(state, torch.Tensor):
-        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
-        return None if finite else where or "tensor"
+        if not state.is_floating_point():
+            return None
+        bad = state.isnan().any() if nan_only else ~torch.isfinite(state).all()
+        return where or "tensor" if bool(bad) else None
     items = (
         state.items()
         if isinstance(state, dict)
@@ -169,7 +179,7 @@ def first_non_finite(state: Any, where: str = "") -> str | None:
         else ()
     )
     for key, value in items:
-        bad = first_non_finite(value, f"{where}.{key}" if where else str(key))
+        bad = first_non_finite(value, f"{where}.{key}" if where else str(key), nan_only=nan_only)
         if bad is not None:
             return bad
     return None

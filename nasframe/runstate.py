@@ -18,8 +18,7 @@ import torch
 
 from . import registry
 from .checkpoint import (
-    first_non_finite,
-    learned_state,
+    first_damaged,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -205,7 +204,7 @@ class RunState:
                 raise DamagedState(f"environment is a {type(environment).__name__}, not a mapping")
             for name in ("model", "optimizer"):
                 where = name
-                bad = first_non_finite(learned_state(ckpt[name], self.parts.get(name)))
+                bad = first_damaged(ckpt[name], self.parts.get(name))
                 if bad is not None:
                     raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
             for name, part in self.parts.items():

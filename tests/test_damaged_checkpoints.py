@@ -73,15 +73,15 @@ def _first_row(ckpt: dict, run: Path) -> None:
 NAN = math.nan
 
 
-def _poison(part: str, value: float) -> Callable[[dict, Path], None]:
+def _poison(part: str, value: float, suffix: str = ".weight") -> Callable[[dict, Path], None]:
     """A tamper that puts ``value`` into a floating tensor of the checkpoint's ``part``: for the
-    model a weight (buffers are not checked: they may hold infinity by design)."""
+    model one whose name ends in ``suffix`` (buffers may hold infinity by design, NaN never)."""
 
     def tamper(ckpt: dict, run: Path) -> None:
         tensors = []
         state = ckpt[part]
         if part == "model":
-            state = {k: v for k, v in state.items() if k.endswith(".weight")}
+            state = {k: v for k, v in state.items() if k.endswith(suffix)}
         stack = [state]
         while stack:  # every tensor of the nested state, in no particular order
             item = stack.pop()
@@ -140,6 +140,7 @@ def test_a_damaged_search_checkpoint_is_refused(digits_runs, tmp_path, capsys, t
         (_set("pos", "step", value=1.5), "position step is 1.5, not a count"),
         (_poison("model", -math.inf), "holds NaN or infinity"),
         (_poison("optimizer", NAN), "holds NaN or infinity"),
+        (_poison("model", NAN, ".running_var"), "running_var holds NaN or infinity"),
     ],
 )
 def test_a_damaged_training_checkpoint_is_refused(digits_runs, tmp_path, capsys, tamper, expected):

@@ -176,6 +176,19 @@ def test_export_refuses_weights_that_are_not_finite(digits_runs, tmp_path, capsy
     )
 
 
+def test_export_refuses_nan_in_a_running_statistic(digits_runs, tmp_path, capsys):
+    """NaN in a BatchNorm's running mean (a buffer) exported a network that outputs only NaN,
+    with 'largest difference 0'; buffers may hold infinity by design (a mask), NaN never."""
+    run = _copy(digits_runs, tmp_path, "train")
+    state = torch.load(run / "weights.pt", weights_only=True)
+    (mean, *_) = [k for k in state if k.endswith("running_mean")]
+    state[mean].view(-1)[0] = float("nan")
+    torch.save(state, run / "weights.pt")
+    assert _export_refused(run, capsys) == (
+        f"{run / 'weights.pt'}: {mean} holds NaN; the training diverged, nothing to export"
+    )
+
+
 def test_the_difference_check_sees_nan():
     a = torch.tensor([1.0, 2.0, float("nan"), float("inf")])
     assert largest_difference(a, a.clone()) == 0.0
