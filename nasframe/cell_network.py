@@ -303,7 +303,6 @@ class RetrainSize:
             "retrain_channels": self.channels,
             "retrain_channels_auto": self.auto,
             "param_budget": self.param_budget,
-            "parameters_without_auxiliary": self.parameters,
         }
 
 

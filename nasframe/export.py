@@ -56,6 +56,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
         raise config.locate_error(e) from e.__cause__
     growth = config.train.growth is not None
     load_weights(model, weights, config_path, growth=growth, purpose="export")
+    if getattr(model, "auxiliary", None) is not None:
+        model.auxiliary = None  # a cell network's training-only head: no part of what is exported
     model.eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(2, *shape, generator=gen)

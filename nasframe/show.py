@@ -57,7 +57,7 @@ def show_run(run: Path) -> None:
     print("   ".join(head))
     keys = ("iterations", "epochs_run", "most_likely_parameters", "most_likely_macs")
     keys += ("most_likely_latency_ms", "latency_ms")
-    keys += ("parameters", "macs", "parameters_without_auxiliary", "retrain_cells")
+    keys += ("parameters", "macs", "parameters_auxiliary", "retrain_cells")
     keys += ("retrain_channels",)
     keys += ("param_budget", "test_acc", "train_loss", "threshold", "removed_units")
     keys += ("removed_fraction", "params_before", "params_after", "macs_before", "macs_after")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import registry
+from .cell_network import main_parameters
 from .checkpoint import save_checkpoint, write_json
 from .config import Config, TrainConfig
 from .console import EpochProgress, say
@@ -340,7 +341,7 @@ class _TrainRun:
         leaves a later ``prune:`` little to do)."""
         say(
             f"device: {self.device}   data: {self.data.name}, {self.x.shape[0]} train / "
-            f"{self.xt.shape[0]} test   parameters: {count_parameters(self.model):,}   "
+            f"{self.xt.shape[0]} test   parameters: {_parameters_shown(self.model)}   "
             f"run: {self.run_dir}"
         )
         if self.cell_size is not None:
@@ -515,7 +516,7 @@ class _TrainRun:
             "epochs": self.T.epochs,
             "sample_shape": list(data.sample_shape),
             "num_classes": self.classes,
-            "parameters": count_parameters(model),
+            **parameter_counts(model),
             "macs": count_macs(model, data.sample_shape),  # of one example, as search.cost counts
             "wall_time_s": self.state.wall_s(),
             "environment": self.state.environment,
@@ -588,3 +589,19 @@ class _RunningSums:
         self.loss.zero_()
         self.correct.zero_()
         self.counted = 0
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """``summary.json``'s parameter counts: ``parameters``, those of the network that is tested
+    and exported, and, for a cell network with an auxiliary head (used in training only),
+    ``parameters_auxiliary``, the head's."""
+    main = main_parameters(model)
+    auxiliary = count_parameters(model) - main
+    return {"parameters": main, **({"parameters_auxiliary": auxiliary} if auxiliary else {})}
+
+
+def _parameters_shown(model: torch.nn.Module) -> str:
+    counts = parameter_counts(model)
+    auxiliary = counts.get("parameters_auxiliary")
+    extra = f" (+{auxiliary:,} in the auxiliary head, for training only)" if auxiliary else ""
+    return f"{counts['parameters']:,}{extra}"

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import SPACES, frozen_round_trip
 from torch import nn
 
@@ -270,3 +271,46 @@ def test_a_user_registered_cell_op_is_searchable_and_exported(tmp_path, plugin):
     assert arch.space.normal[0].ops == ["test_only_gated_conv"] * 2
     frozen = CellNetwork(arch.space, SearchSpace(arch).genotype([]), (1, 8, 8), 10)
     assert frozen(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_a_cell_training_counts_and_exports_the_network_without_its_auxiliary_head(tmp_path):
+    """`parameters` (summary, show, export) counted the training-only auxiliary head: 99% of a
+    small network; export carried its weights, though the exported graph never runs it."""
+    import json
+
+    from nasframe.cli import main
+
+    space = SearchSpace(load_config(TINY)[0])
+    raw = space.freeze(space.random_sample(np.random.default_rng(0)))
+    raw["data"] = {
+        "name": "synthetic",
+        "options": {"shape": [3, 32, 32], "n_train": 64, "n_test": 16},
+    }
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "t"
+    sets = ["--set", "space.retrain.auxiliary_weight=0.4", "--set", "train.epochs=1", "--quiet"]
+    assert main(["train", str(arch), "--out", str(out), *sets]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    weights = torch.load(out / "weights.pt", weights_only=True)
+    head = sum(
+        v.numel()
+        for k, v in weights.items()
+        if k.startswith("auxiliary.") and v.is_floating_point() and "running" not in k
+    )
+    assert summary["parameters_auxiliary"] == head > 0
+    config, _ = load_config(out / "config.yaml")
+    net = build_network(config, (3, 32, 32), 10)
+    total = sum(p.numel() for p in net.parameters())
+    assert summary["parameters"] == total - head
+    assert main(["export", str(out)]) == 0
+    program = torch.export.load(out / "model.pt2")
+    assert not [k for k in program.state_dict if k.startswith("auxiliary")]
+    assert (
+        sum(
+            v.numel()
+            for k, v in program.state_dict.items()
+            if "running" not in k and "num_batches" not in k
+        )
+        == summary["parameters"]
+    )
