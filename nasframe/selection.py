@@ -141,6 +141,7 @@ def run_selection(
             select.mutation,
             seed,
             space.network_key,
+            population=first,
         )
     candidates = draw_candidates(strategy, select.candidates, space.network_key)
     tell(
@@ -218,16 +219,18 @@ def evolve_candidates(
     mutation: float,
     seed: int,
     key: Callable[[np.ndarray], Any] = bytes,
+    population: int | None = None,
 ) -> Selection | None:
     """Single Path One-Shot's evolutionary search over the shared weights: score the ``initial``
-    population, then, generation after generation until ``budget`` candidates are scored, breed as
-    many new architectures as the initial population held from the ``parents`` best scored so far,
+    population, then, generation after generation until ``budget`` candidates are scored, breed
+    ``population`` new architectures (default: as many as ``initial`` holds; it can hold fewer,
+    the distinct ones of that many draws) from the ``parents`` best scored so far,
     half by mutation (each choice redrawn uniformly with probability ``mutation``) and half by
     uniform crossover of two parents. Children that build an already scored network are bred
     again. Returns every scored candidate (None if ``score`` was stopped)."""
     rng = np.random.RandomState(seed)
     cats = np.asarray(list(categories), dtype=np.int64)
-    size = len(initial)
+    size = len(initial) if population is None else population
     seen = {key(a) for a in initial}
     first = score(initial)
     if first is None:

@@ -269,6 +269,19 @@ def test_evolution_breeds_towards_better_candidates_within_its_budget():
     assert np.array_equal(again.candidates, sel.candidates)  # seeded
 
 
+def test_evolution_breeds_generations_of_the_population_asked_for():
+    """The first population is the distinct ones of ``population`` draws, so it can be smaller;
+    the generations bred were that small too, not ``search.select.population``."""
+    from nasframe.selection import evolve_candidates
+
+    cats = [5] * 12
+    initial = RandomSearch(cats, seed=0).sample(7)  # 10 drawn, 3 of them repeats
+    calls: list[int] = []
+    score = _distance_scorer(np.arange(12) % 5, calls)
+    evolve_candidates(score, initial, cats, 37, 5, 0.1, seed=0, population=10)
+    assert calls == [7, 10, 10, 10]
+
+
 def test_evolution_stops_when_no_new_network_can_be_bred_or_when_told():
     from nasframe.selection import evolve_candidates
 
