@@ -66,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     run_args(
-        sub.add_parser("search", help="search a space, export the most likely architecture"),
+        sub.add_parser(
+            "search",
+            help="search a space, export the architecture found (most likely, or selected)",
+        ),
         "experiment YAML with a search space",
     )
     run_args(

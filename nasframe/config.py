@@ -560,7 +560,7 @@ class SearchConfig(Strict):
     )
     strategy_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="keyword arguments of the strategy (ASNG: alpha, init_delta, delta_max)",
+        description="keyword arguments of the strategy (ASNG: alpha, init_delta, delta_max; theta, theta_int)",
     )
     epochs: PositiveInt = Field(10, description="passes over the train half")
     batch_size: PositiveInt = Field(128, description="minibatch size (train and valid)")

@@ -21,8 +21,8 @@ HEADER = """# Config reference
 One YAML file is one runnable experiment. Any field marked *choice* takes either a constant
 (`width: 32`) or `{choices: [16, 32, 64]}`; every choice becomes one categorical variable of the
 search, named by its path (e.g. `space.stages.s1.layer0.op`), and the order of `choices` is its
-one-hot index. `{choices: [16, 32, 64], ordinal: true}` declares numbers in increasing order
-ordered: ASNG then searches the choice with a rounded Gaussian over its indices instead (see
+one-hot index. `{choices: [16, 32, 64], ordinal: true}` says the options are
+ordered (numbers, increasing): ASNG then searches the choice with a rounded Gaussian over its indices instead (see
 [ASNG, exactly](asng.md#ordinal-choices)). Unknown keys are errors. `--set key.path=value` overrides any field from the command
 line (stages may be named: `--set space.stages.s1.width=64`).
 
