@@ -17,13 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .chain import executed_slots, slots
+from .chain import executed_slots, op_option_location, slots
 from .chain_widths import ReachingWidth, check_ops, checked_op, reaching_sources, width_values
 from .config import Config, options
 from .errors import UserError, counted
-from .op_checks import build_op
+from .op_checks import build_op, sliced_op
 from .ops import LAYOUTS
-from .slicing import SlicedOp
 from .space import SearchSpace
 
 __all__ = [
@@ -78,17 +77,15 @@ class Supernet(nn.Module):
         for slot, reaching in zip(self.slots, ins, strict=True):
             ops = nn.ModuleDict()
             out = ReachingWidth.out_of(slot)
+            widest = (max(width_values(reaching)), max(out.values))
+            narrowest = (min(width_values(reaching)), min(out.values))
             for name in options(slot.op):
                 cls = checked_op(slot, name, self.layout, reaching, out)  # checked above
-                modules = build_op(
-                    cls,
-                    name,
-                    max(width_values(reaching)),
-                    max(out.values),
-                    slot.stride,
-                    self.layout,
+                modules = build_op(cls, name, *widest, slot.stride, self.layout)
+                where = op_option_location(slot, name)
+                ops[name] = sliced_op(
+                    name, modules, widest, narrowest, slot.stride, self.layout, where
                 )
-                ops[name] = SlicedOp(modules)
             self.candidates.append(ops)
         self.max_width = max(width_values(head))
         self.classifier = nn.Linear(self.max_width, num_classes)

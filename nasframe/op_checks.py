@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from . import registry
-from .errors import UserError, counted
+from .errors import UserError, counted, first_line
 from .ops import LAYOUTS
+from .slicing import SlicedOp
 
-__all__ = ["op_class", "build_op", "trial_output", "check_cell_op"]
+__all__ = ["op_class", "build_op", "sliced_op", "trial_output", "check_cell_op"]
 
 
 def op_class(name: str, layout: str, where: str) -> Any:
@@ -63,6 +64,17 @@ def build_op(
             returns=(_is_module_list, "a list of torch modules"),
         )
     )
+    call = f"build({in_channels}, {out_channels}, {stride}, {layout!r})"
+    odd = sorted(
+        {str(t.dtype).removeprefix("torch.") for m in modules for t in _floats(m)} - {"float32"}
+    )
+    if odd:  # e.g. a .double() conv: float32 batches would meet float64 weights in the forward
+        raise registry.failure(
+            "op",
+            name,
+            f"returned from {call} modules with {' and '.join(odd)} weights; nasframe keeps "
+            "weights in float32 (bf16 runs under autocast)",
+        )
     net = nn.Sequential(*modules)
     problem = _checked_once(  # once per signature: networks repeat the same ops
         _OUTPUT_CHECKED,
@@ -71,9 +83,89 @@ def build_op(
         lambda: _output_problem(net, in_channels, out_channels, stride, layout),
     )
     if problem is not None:
-        call = f"build({in_channels}, {out_channels}, {stride}, {layout!r})"
         raise registry.failure("op", name, f"returned from {call} modules {problem}")
     return modules
+
+
+def _floats(module: nn.Module) -> list[torch.Tensor]:
+    return [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+
+
+def sliced_op(
+    name: str,
+    modules: list[nn.Module],
+    widest: tuple[int, int],
+    narrowest: tuple[int, int],
+    stride: int,
+    layout: str,
+    where: str,
+) -> SlicedOp:
+    """The supernet's candidate of op ``name``: its ``modules``, built at the ``widest`` (input,
+    output) widths, run at any narrower ones by slicing their weights. Refused at ``where`` (the
+    op's config path) when the supernet cannot run them so: a module it cannot slice (a grouped
+    convolution), or one with per-channel weights of its own (GroupNorm, LayerNorm) that fails at
+    the ``narrowest`` widths though it runs at the widest (tried once per signature, as
+    :func:`build_op` tries the full width)."""
+    by = f"op '{name}' ({registry.provider('op', name)})"
+    advice = (
+        "the supernet shares weights across widths by slicing Conv (groups 1 or depth-wise), "
+        "Linear and BatchNorm weights and runs other modules unchanged: fix this op's widths "
+        "(one value), or build it from those"
+    )
+    try:
+        op = SlicedOp(modules)
+    except UserError as e:
+        raise UserError(f"{where}: {by} cannot run at a sampled width: {e}; {advice}") from None
+    if narrowest == widest:
+        return op
+    key = (tuple(type(m) for m in modules), widest, narrowest, stride, layout, name)
+    problem = _checked_once(
+        _SLICED_CHECKED, key, op, lambda: _sliced_problem(op, widest, narrowest, stride, layout)
+    )
+    if problem is not None:
+        (c_in, c_out), (n_in, n_out) = widest, narrowest
+        raise UserError(
+            f"{where}: {by}, built for {c_in} -> {c_out} channels, {problem} at {n_in} -> "
+            f"{n_out}, a width the space can sample; {advice}"
+        )
+    return op
+
+
+#: (module types, widest, narrowest, stride, layout, op name) -> what fails at the narrowest
+_SLICED_CHECKED: dict[tuple[Any, ...], str | None] = {}
+
+
+def _sliced_problem(
+    op: SlicedOp, widest: tuple[int, int], narrowest: tuple[int, int], stride: int, layout: str
+) -> str | None:
+    """What goes wrong when ``op`` runs at the ``narrowest`` widths on zeros that it takes at
+    the ``widest`` ones (a batch of two: BatchNorm uses the batch's statistics); None when
+    nothing does, or when it cannot run at the widest either (left to the full-width check)."""
+    dims = LAYOUTS[layout]
+    modes = [(m, m.training) for m in op.modules()]
+    floats = _floats(op)
+    device = floats[0].device if floats else torch.device("cpu")
+    try:
+        op.eval()
+        with torch.no_grad():
+            for side in (2, 16) if dims else (1,):
+                spatial = (side * stride,) * dims
+                try:
+                    op(torch.zeros(2, widest[0], *spatial, device=device), widest[1])
+                except Exception:
+                    continue  # too small an input for this op: try a larger one
+                try:
+                    y = op(torch.zeros(2, narrowest[0], *spatial, device=device), narrowest[1])
+                except Exception as e:
+                    return f"fails ({type(e).__name__}: {first_line(str(e))})"
+                if not isinstance(y, torch.Tensor) or y.dim() < 2 or y.shape[1] != narrowest[1]:
+                    got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                    return f"gives an output shaped {got}, not {narrowest[1]} channels,"
+                return None
+            return None
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 #: (op class, in_channels, out_channels, stride, layout) -> what is wrong with the output of the

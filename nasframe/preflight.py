@@ -57,11 +57,12 @@ def check_growth_options(config: Config) -> None:
     growth = config.train.growth
     if growth is None:
         return
-    strategy = registry.get("growth", growth.strategy)
+    from .train import growth_blame, growth_plugin
+
+    strategy = growth_plugin(growth.strategy)
     check = getattr(strategy, "checked_options", None)
     if check is None:
         return
-    from .train import growth_blame
 
     registry.call(  # the strategy's refusals are the user's; anything else, the plugin's bug
         "growth",

@@ -120,6 +120,17 @@ def _origin(info: PluginInfo) -> str:
     )
 
 
+def provider(kind: str, name: str) -> str:
+    """Who provides plugin ``name`` of ``kind``, in a few words for a message about the user's
+    use of it (``distribution acme-nas 0.3``, ``nasframe``, ``registered in code``)."""
+    info = _discover().get(kind, {}).get(normalize(name))
+    if info is None or info.entry_point is None:
+        return "registered in code" if info is not None else "origin unknown"
+    return (
+        info.source if info.source == "nasframe" else f"distribution {info.source} {info.version}"
+    )
+
+
 def _advice(info: PluginInfo) -> str:
     if info.entry_point is None:
         return "a bug in that plugin: fix it, or report it to its authors"

@@ -67,9 +67,24 @@ def evaluate(
     return loss_v / n, correct_v / n
 
 
+def growth_plugin(name: str) -> Any:
+    """The growth plugin ``name``, refused as the plugin's bug when it has no ``controller``
+    to call (what nasframe drives a growth with: see docs/growth.md)."""
+    strategy = registry.get("growth", name)
+    if not callable(getattr(strategy, "controller", None)):
+        raise registry.failure(
+            "growth",
+            name,
+            f"is {registry.shown(strategy)}, which has no controller(model, every=..., steps=..., "
+            "...) for nasframe to call (a growth strategy subclasses "
+            "nasframe_growth.GrowthStrategy)",
+        )
+    return strategy
+
+
 def _growth_controller(model: nn.Module, cfg: Any) -> Any:
     """The growth plugin's controller for ``train.growth`` (it shrinks ``model`` to start)."""
-    strategy = registry.get("growth", cfg.strategy)
+    strategy = growth_plugin(cfg.strategy)
     return registry.call(
         "growth",
         cfg.strategy,

@@ -13,10 +13,11 @@ import io
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import SPACES
 from torch import nn
 
-from nasframe import ASNG, Op, RandomSearch, registry
+from nasframe import ASNG, Op, RandomSearch, SearchSpace, load_config, registry
 from nasframe.checkpoint import load_checkpoint
 from nasframe.cli import main
 from nasframe.config import OptimizerConfig
@@ -438,3 +439,122 @@ def test_a_search_with_a_cell_op_that_changes_channels_is_refused_at_its_start(
     assert line.startswith("cell_op plugin 'test_halves_run' (registered in code as ")
     assert "a module that turns an input shaped" in line and ADVICE in line
     assert not out.exists()
+
+
+# ----------------------------------------------------------- ops: what the supernet can slice
+class GroupNormConv(Op):
+    """An everyday block, conv + GroupNorm: GroupNorm's per-channel weights cannot be sliced."""
+
+    layouts = ("conv2d",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        return [conv, nn.GroupNorm(4, out_channels), nn.GELU()]
+
+
+class LayerNormDense(Op):
+    layouts = ("linear",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        return [nn.Linear(in_channels, out_channels), nn.LayerNorm(out_channels)]
+
+
+class GroupedConv(Op):
+    layouts = ("conv2d",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=2)]
+
+
+class DoubleConv(Op):
+    layouts = ("conv2d",)
+
+    @classmethod
+    def build(cls, in_channels, out_channels, stride, layout):
+        return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1).double()]
+
+
+@pytest.mark.parametrize(
+    "op, space, old, said",
+    [
+        (  # was a traceback from nasframe's slicing.py, after `validate --data` said ok
+            GroupNormConv,
+            "digits.yaml",
+            "[conv3, sep_conv3, identity]",
+            "op 'test_gn_conv' (registered in code), built for 32 -> 32 channels, fails "
+            "(RuntimeError: Expected weight to be a vector of size equal to the number of channels "
+            "in input",
+        ),
+        (
+            LayerNormDense,
+            "mlp.yaml",
+            "[linear, identity]",
+            "op 'test_ln_dense' (registered in code), built for 256 -> 256 channels, fails "
+            "(RuntimeError: Given normalized_shape=[256]",
+        ),
+        (  # said "cannot slice Conv2d(...)", naming neither the op nor its line
+            GroupedConv,
+            "digits.yaml",
+            "[conv3, sep_conv3, identity]",
+            "op 'test_grouped' (registered in code) cannot run at a sampled width: cannot slice "
+            "Conv2d(32, 32,",
+        ),
+    ],
+    ids=["groupnorm", "layernorm", "grouped"],
+)
+def test_an_op_the_supernet_cannot_run_at_a_sampled_width_is_refused_at_its_line(
+    tmp_path, capsys, plugin, op, space, old, said
+):
+    name = {GroupNormConv: "test_gn_conv", LayerNormDense: "test_ln_dense"}.get(op, "test_grouped")
+    plugin("op", name, op)
+    cfg = _config(tmp_path, space, old, f"[{name}, identity]")
+    line = _one_line(["validate", "--data", cfg], capsys)
+    where = "space.stages.s2.layer.op.choices.0" if space == "digits.yaml" else None
+    assert line.startswith(f"{cfg}:"), line
+    assert (where is None or f": {where}: " in line) and said in line, line
+    assert line.endswith(
+        "the supernet shares weights across widths by slicing Conv (groups 1 or depth-wise), "
+        "Linear and BatchNorm weights and runs other modules unchanged: fix this op's widths (one "
+        "value), or build it from those"
+    )
+    fixed = _config(tmp_path, space, old, f"[{name}, identity]")  # one width: nothing to slice
+    text = open(fixed).read()
+    text = text.replace("{choices: [16, 32]}", "32").replace("{choices: [32, 64, 128, 256]}", "256")
+    open(fixed, "w").write(text.replace("{choices: [64, 128]}", "64"))
+    if op is not GroupedConv:  # a grouped conv is refused even then: it cannot be sliced
+        assert main(["validate", "--data", fixed]) == 0
+
+
+def test_an_op_with_float64_weights_is_the_plugins_bug(tmp_path, capsys, plugin):
+    """Its build's full-width check ran in float64 and passed; the search's float32 batches then
+    failed in nasframe's own code, with a traceback."""
+    plugin("op", "test_double_conv", DoubleConv)
+    cfg = _config(tmp_path, "digits.yaml", "[conv3, sep_conv3, identity]", "[test_double_conv]")
+    line = _one_line(["search", cfg, "--out", str(tmp_path / "r"), *FAST], capsys)
+    assert line.startswith("op plugin 'test_double_conv' (registered in code as "), line
+    assert line.endswith(
+        ") modules with float64 weights; nasframe keeps weights in float32 (bf16 runs under "
+        f"autocast); {ADVICE}"
+    ), line
+
+
+class NotAGrowthStrategy:
+    """A growth entry point naming a class without controller(): an AttributeError traceback
+    from nasframe's train.py, and `validate` said ok."""
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_a_growth_plugin_without_a_controller_is_the_plugins_bug(tmp_path, capsys, plugin, command):
+    plugin("growth", "test_no_controller", NotAGrowthStrategy)
+    cfg, _ = load_config(SPACES / "digits_prune.yaml")
+    space = SearchSpace(cfg)
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(yaml.safe_dump(space.freeze([0] * len(space.choices))))
+    args = [command, str(arch), "--set", "train.growth.strategy=test_no_controller"]
+    args += ["--out", str(tmp_path / "t"), "--quiet"] if command == "train" else []
+    line = _one_line(args, capsys)
+    assert "growth plugin 'test_no_controller' (registered in code as " in line, line
+    assert "which has no controller(model, every=..., steps=..., ...) for nasframe to call" in line
