@@ -40,7 +40,10 @@ def build_optimizer(
             return f"{at}: optimizer '{cfg.name}': {e}"
         return None
 
-    returns = (lambda o: isinstance(o, torch.optim.Optimizer), "a torch.optim.Optimizer")
+    returns = (
+        lambda o: isinstance(o, torch.optim.Optimizer) and _takes_lr(o, cfg.lr),
+        f"a torch.optim.Optimizer whose param_groups hold the lr given ({cfg.lr:g})",
+    )
     options = {k: v for k, v in kwargs.items() if k != "lr"}  # the user's (lr: every optimizer's)
     if cfg.gc:
 
@@ -199,6 +202,13 @@ def _foreach_on_cpu(cls: type, params: list) -> bool:
         and len(tensors) == len(params)
         and all(p.device.type == "cpu" for p in tensors)
     )
+
+
+def _takes_lr(optimizer: torch.optim.Optimizer, lr: float) -> bool:
+    """Whether every parameter group of ``optimizer`` holds ``lr``: the config's learning rate,
+    which the schedule then moves. An optimizer that drops it would train at a rate of its own,
+    silently."""
+    return all(math.isclose(float(g.get("lr", math.nan)), lr) for g in optimizer.param_groups)
 
 
 def build_schedule(

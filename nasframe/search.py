@@ -51,7 +51,7 @@ from .search_step import ReadBack, search_iteration
 from .selection import Selection, run_selection
 from .space import SearchSpace, unused_layers
 from .strategy import Strategy
-from .tblog import RunLogger, evenly_due, flat_params, log_speed
+from .tblog import RunLogger, evenly_due, flat_params, log_lr, log_speed
 from .train import written_summary
 from .yaml_io import dump_yaml, yaml_text
 
@@ -546,6 +546,7 @@ class _SearchRun:
             for measure in self.measures:
                 logger.scalar(f"arch/{measure}_most_likely", self.cost.count(mle, measure), gstep)
         logger.scalars(metrics, gstep)
+        log_lr(logger, self.optimizer, gstep)
         image = evenly_due(epoch, self.S.epochs, self.config.log.theta_images)
         log_distribution(logger, self.space, self.strategy, gstep, image)
         done, elapsed = self.pos["step"] - first_step, time.perf_counter() - t_epoch

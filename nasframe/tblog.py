@@ -11,7 +11,7 @@ import torch
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["RunLogger", "NamespacedLogger", "evenly_due", "flat_params", "log_speed"]
+__all__ = ["RunLogger", "NamespacedLogger", "evenly_due", "flat_params", "log_lr", "log_speed"]
 
 EVENTS = "events.out.tfevents."  #: how TensorBoard's event files are named
 
@@ -41,6 +41,12 @@ def flat_params(
     for key in sections:
         walk(key, dumped.get(key))
     return out
+
+
+def log_lr(logger: RunLogger, optimizer: torch.optim.Optimizer, step: int) -> None:
+    """``train/lr``: the learning rate the schedule has reached at the end of an epoch (that of
+    the next step), from the optimizer itself: what it trains with, whatever the config said."""
+    logger.scalar("train/lr", float(optimizer.param_groups[0]["lr"]), step)
 
 
 def log_speed(

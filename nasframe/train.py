@@ -37,7 +37,7 @@ from .run_outline import follow_outline
 from .runstate import Meter, RunState
 from .show import read_summary
 from .space import SearchSpace, unused_layers
-from .tblog import RunLogger, flat_params, log_speed
+from .tblog import RunLogger, flat_params, log_lr, log_speed
 
 __all__ = ["run_train", "evaluate", "WEIGHTS"]
 
@@ -441,6 +441,7 @@ class _TrainRun:
             "test/acc": test_acc,
         }
         logger.scalars(metrics, pos["global_step"])
+        log_lr(logger, self.optimizer, pos["global_step"])
         log_speed(logger, self.device, done, elapsed, self.bs, pos["global_step"])
         bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
         self.state.end_epoch(metrics)

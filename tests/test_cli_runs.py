@@ -202,6 +202,22 @@ def test_config_reference_doc_is_up_to_date():
     )
 
 
+def test_tensorboard_shows_the_learning_rate_the_optimizer_holds(search_run):
+    """No tag showed the learning rate: an optimizer that ignored it, or a schedule gone wrong
+    on a resume, could not be seen."""
+    import math
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(search_run))
+    acc.Reload()
+    steps = 650 // 64  # an epoch of digits.yaml's search; 2 epochs (FAST), cosine from 0.05
+    got = [(e.step, e.value) for e in acc.Scalars("train/lr")]
+    want = [(t, 0.05 * (1 + math.cos(math.pi * t / (2 * steps))) / 2) for t in (steps, 2 * steps)]
+    assert [s for s, _ in got] == [s for s, _ in want]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], abs=1e-7)
+
+
 def test_tensorboard_events_hold_the_basic_tags(search_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

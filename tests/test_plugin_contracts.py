@@ -558,3 +558,18 @@ def test_a_growth_plugin_without_a_controller_is_the_plugins_bug(tmp_path, capsy
     line = _one_line(args, capsys)
     assert "growth plugin 'test_no_controller' (registered in code as " in line, line
     assert "which has no controller(model, every=..., steps=..., ...) for nasframe to call" in line
+
+
+def test_an_optimizer_plugin_that_drops_the_configured_lr_is_the_plugins_bug(
+    tmp_path, capsys, plugin
+):
+    """It trained at a rate of its own, silently (and no tag showed the learning rate)."""
+
+    def fixed_lr(params, lr=0.01, **kwargs):
+        return torch.optim.SGD(params, lr=0.5)
+
+    plugin("optimizer", "test_fixed_lr", fixed_lr)
+    args = ["validate", "--data", str(SPACES / "digits.yaml")]
+    line = _one_line([*args, "--set", "search.optimizer={name: test_fixed_lr, lr: 0.01}"], capsys)
+    assert "optimizer plugin 'test_fixed_lr' (registered in code as " in line, line
+    assert "not a torch.optim.Optimizer whose param_groups hold the lr given (0.01)" in line, line
