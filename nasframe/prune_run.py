@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,20 @@ from .yaml_io import load_yaml, yaml_text
 __all__ = ["run_prune", "prune_model"]
 
 
+#: what nasframe reads of a pruner's report (``report.to_dict()``, a ``nasframe_prune.PruneReport``'s)
+_REPORT_KEYS = (
+    "layers",
+    "prunable_units",
+    "removed_units",
+    "removed_fraction",
+    "params_before",
+    "params_after",
+    "macs_before",
+    "macs_after",
+)
+_REPORT = "a nasframe_prune.PruneReport (as prune_units() and AdamSparsityPruner.prune() return)"
+
+
 def prune_model(
     config: Config,
     model: torch.nn.Sequential,
@@ -40,7 +55,11 @@ def prune_model(
     method: str,
     threshold: float,
 ) -> tuple[torch.nn.Sequential, dict[str, Any], dict[str, Any]]:
-    """Prune ``model``; returns the network rebuilt from the reduced arch, the arch and a summary."""
+    """Prune ``model``; returns the network rebuilt from the reduced arch, the arch and a summary
+    (the report's fields, the configured ``method`` and ``threshold``, accuracy before and after).
+
+    The pruner's output is checked before it is used: a report nasframe cannot read, or a network
+    that does not load into the one rebuilt from its widths, is the plugin's failure."""
 
     def told(e: Exception) -> str | None:  # a ValueError is the user's: a threshold that
         return f"prune: {e}" if isinstance(e, ValueError) else None  # would empty a layer
@@ -54,29 +73,107 @@ def prune_model(
         (model, x_test[:2]),
         label="prune",
         blame=told,
-        returns=(lambda r: isinstance(r, tuple) and len(r) == 2, "a (network, report) pair"),
+        returns=(
+            lambda r: (
+                isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], torch.nn.Sequential)
+            ),
+            "a (network, report) pair whose network is a torch.nn.Sequential",
+        ),
     )
-    arch = with_widths(config, pruned, placed)
-    rebuilt = build_network(validate_data(arch), tuple(x_test.shape[1:]), _classes(model))
-    rebuilt = rebuilt.to(x_test.device)
-    try:
-        rebuilt.load_state_dict(pruned.state_dict())
-    except RuntimeError as e:
-        raise UserError(
-            f"prune: the pruned network does not match the architecture rebuilt from its widths "
-            f"({str(e).splitlines()[0]})"
-        ) from None
+    reported = _report_dict(method, report)
+    rebuilt, arch = _rebuilt(config, method, pruned, placed, x_test, _classes(model))
     rebuilt.eval()
     loss_before, acc_before = evaluate(model, x_test, y_test)
     loss_after, acc_after = evaluate(rebuilt, x_test, y_test)
     summary = {
-        **report.to_dict(),
+        **reported,
+        "method": method,  # the configured pruner, not what its report calls it (prune_units()
+        "threshold": threshold,  # reports "units" and no threshold)
         "acc_before": acc_before,
         "acc_after": acc_after,
         "loss_before": loss_before,
         "loss_after": loss_after,
     }
     return rebuilt, arch, summary
+
+
+def _report_dict(method: str, report: Any) -> dict[str, Any]:
+    """``report.to_dict()``, refused as the pruner's failure when the report is not one nasframe
+    can read (a dict, as ``to_dict()`` returns, or a report without the fields it reads)."""
+    if not callable(getattr(report, "to_dict", None)):
+        hint = "; return the report itself, not its to_dict()" if isinstance(report, dict) else ""
+        raise registry.failure(
+            "pruner",
+            method,
+            f"returned {registry.shown(report)} as the report of prune(model, example_input), "
+            f"not {_REPORT}{hint}",
+        )
+    reported = registry.call(
+        "pruner",
+        method,
+        report.to_dict,
+        label="report.to_dict()",
+        returns=(lambda d: isinstance(d, dict), "a dict"),
+    )
+    missing = [key for key in _REPORT_KEYS if key not in reported]
+    if missing:
+        raise registry.failure(
+            "pruner",
+            method,
+            f"returned a report whose to_dict() lacks {', '.join(missing)}: not {_REPORT}",
+        )
+    return reported
+
+
+def _rebuilt(
+    config: Config,
+    method: str,
+    pruned: torch.nn.Sequential,
+    placed: list,
+    x_test: torch.Tensor,
+    classes: int,
+) -> tuple[torch.nn.Sequential, dict[str, Any]]:
+    """The network of the arch with ``pruned``'s widths, holding ``pruned``'s weights, and that
+    arch. A pruned network that does not fit it (layers added, removed or reshaped, not only
+    narrowed) is the pruner's failure, said with the first line of the mismatch."""
+    arch = with_widths(config, pruned, placed)
+    try:
+        rebuilt = build_network(validate_data(arch), tuple(x_test.shape[1:]), classes)
+    except UserError as e:  # widths the config's own arch would not have (0 units)
+        raise registry.failure(
+            "pruner", method, f"returned a network whose widths make no valid architecture ({e})"
+        ) from None
+    rebuilt = rebuilt.to(x_test.device)
+    try:
+        rebuilt.load_state_dict(pruned.state_dict())
+    except RuntimeError as e:
+        raise registry.failure(
+            "pruner",
+            method,
+            "returned a network that does not fit the architecture rebuilt from its widths "
+            f"(only the widths of its layers may change): {_mismatch(e)}",
+        ) from None
+    return rebuilt, arch
+
+
+def _mismatch(e: RuntimeError) -> str:
+    """The first line of torch's ``load_state_dict`` error that says what does not fit (the first
+    one only says where: ``Error(s) in loading state_dict for Sequential:``)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    said = next((line for line in lines if not line.startswith("Error(s) in loading")), "")
+    said = said or (lines[0] if lines else type(e).__name__)
+    said = said.rstrip(".")  # said inside a sentence
+    size = re.fullmatch(  # torch's words for it: pruned "checkpoint", rebuilt "current model"
+        r"size mismatch for (\S+): copying a param with shape (.+) from checkpoint, "
+        r"the shape in current model is (.+)",
+        said,
+    )
+    if size is not None:
+        said = (
+            f"size mismatch for {size[1]}: {size[2]} in the pruned network, {size[3]} in the "
+            "rebuilt one"
+        )
+    return said if len(said) <= 300 else said[:297] + "..."
 
 
 def _classes(model: torch.nn.Sequential) -> int:
