@@ -2,13 +2,17 @@
 
 nasframe's own strategies are trusted; a plugin's are called through
 :func:`nasframe.registry.call`, so that a method that cannot be called as nasframe calls it, or
-that raises, is reported in one line as that plugin's bug, and its samples are checked: an
-integer array of one row per architecture, an option index for every choice.
+that raises, is reported in one line as that plugin's bug, and what it returns is checked: its
+samples (an integer array of one row per architecture, an option index for every choice), its
+``theta`` (numbers, one row per choice padded to the largest number of options, when read),
+``converged(fraction)`` (a bool) and ``convergence()`` (a number in 0..1).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,11 +41,18 @@ class CheckedStrategy:
         object.__setattr__(self, "_plugin", strategy)
         object.__setattr__(self, "_plugin_name", name)
         object.__setattr__(self, "_categories", np.asarray(categories, dtype=np.int64))
+        try:  # θ is refused before a search starts, not after its first epoch
+            theta = strategy.theta
+        except AttributeError:  # a strategy without one fails where nasframe reads it
+            return
+        self._theta(theta)
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):  # the wrapper's own (and copy's, pickle's probes): not forwarded
             raise AttributeError(attr)
         value = getattr(self._plugin, attr)
+        if attr == "theta":
+            return self._theta(value)
         if attr in _CALLS and callable(value):
             return functools.partial(self._call, attr, value)
         return value
@@ -58,7 +69,57 @@ class CheckedStrategy:
             return self._indices(result, (int(args[0]), self._categories.size), label)
         if attr == "mle":
             return self._indices(result, (self._categories.size,), label)
+        if attr == "converged":
+            if not isinstance(result, bool | np.bool_):  # "yes" would end the search unseen
+                raise registry.failure(
+                    "strategy",
+                    self._plugin_name,
+                    f"returned {registry.shown(result)} from converged({args[0]!r}), not True or "
+                    "False",
+                )
+            return bool(result)
+        if attr == "convergence":
+            if not (
+                isinstance(result, numbers.Real)
+                and not isinstance(result, bool | np.bool_)
+                and math.isfinite(result)
+                and 0.0 <= result <= 1.0
+            ):
+                raise registry.failure(
+                    "strategy",
+                    self._plugin_name,
+                    f"returned {registry.shown(result)} from convergence(), not a number in "
+                    "0..1 (the largest fraction at which converged(fraction) holds)",
+                )
+            return float(result)
         return result
+
+    def _theta(self, theta: Any) -> np.ndarray:
+        """The plugin's ``theta`` as an array of numbers, one row per choice and one column per
+        option of the choice with the most (d, max C), as nasframe reads it (logs, plots,
+        summary.json); else the plugin's failure, saying what it holds."""
+        d = self._categories.size
+        shape = (d, int(self._categories.max(initial=0)))
+        if isinstance(theta, torch.Tensor):  # on the GPU, say
+            theta = theta.detach().cpu()
+        try:
+            x = np.asarray(theta)
+        except (TypeError, ValueError, RuntimeError) as e:  # ragged rows, say
+            raise registry.failure(
+                "strategy",
+                self._plugin_name,
+                f"has theta {registry.shown(theta)}, which is no array of numbers of shape "
+                f"{shape} ({e})",
+            ) from None
+        fits = x.shape == shape or (d == 0 and x.size == 0)
+        if not (x.dtype.kind in "iuf" and fits):
+            raise registry.failure(
+                "strategy",
+                self._plugin_name,
+                f"has a theta of shape {x.shape} and type {x.dtype}, not numbers of shape "
+                f"{shape} (one row per choice, padded to the largest number of options)",
+            )
+        return x
 
     def _indices(self, result: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
         """``result`` as an int64 array of ``shape`` (architectures x choices), each an option

@@ -6,6 +6,7 @@ generator seeded by (seed, epoch, stream), so a resumed run sees exactly the sam
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from .augment import augment_batch, check_augment_fits
 from .config import AugmentConfig, DataConfig
 from .datasets import READS_NO_FILES, Dataset
 from .errors import UserError, did_you_mean
+from .option_kinds import checked_options
 
 __all__ = [
     "load_dataset",
@@ -35,21 +37,24 @@ _FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirec
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The dataset named in the config, from the registry.
 
-    The user's problems (an option the dataset does not take, or an error naming one or
-    ``root``, files missing under ``data.root``) are located at ``data.options``, ``data.root``
-    or ``data``; a dataset plugin
+    The user's problems (an option the dataset does not take or of a kind its signature does
+    not declare, or an error naming one or ``root``, files missing under ``data.root``) are
+    located at ``data.options``, ``data.root`` or ``data``; a dataset plugin
     that fails otherwise, does not take the ``root`` nasframe passes or returns no
-    :class:`~nasframe.Dataset` is named as the one at fault (a
-    :class:`~nasframe.registry.PluginFailure`)."""
+    :class:`~nasframe.Dataset` (or one no run can train on: :func:`_checked_tensors`) is named
+    as the one at fault (a :class:`~nasframe.registry.PluginFailure`)."""
     factory = registry.get("dataset", cfg.name)
     check_root(cfg)
     _check_options(cfg.name, factory, cfg.options)
+    options = cfg.options
+    if (getattr(factory, "__module__", None) or "").split(".")[0] != "nasframe":
+        options = checked_options(factory, options, "data.options")  # built-ins check their own
 
     def blame(e: Exception) -> str | None:
         """An error naming one of the user's options, or the ``data.root`` they set, is theirs."""
         if isinstance(e, RuntimeError):
             return None
-        if registry.named_option(str(e), cfg.options):
+        if registry.named_option(str(e), options):
             return f"data.options: {e}"
         if cfg.root is not None and registry.named_option(str(e), {"root": cfg.root}):
             return f"data.root: {e}"
@@ -60,8 +65,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             "dataset",
             cfg.name,
             factory,
-            kwargs={"root": cfg.root, **cfg.options},
-            options=cfg.options,
+            kwargs={"root": cfg.root, **options},
+            options=options,
             where="data.options",
             blame=blame,
             returns=(lambda d: isinstance(d, Dataset), "a nasframe.Dataset"),
@@ -83,21 +88,54 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             )
     for split, x in (("train", data.x_train), ("test", data.x_test)):
         if x.shape[0] == 0:  # caught here, not as a crash after the first epoch
-            raise UserError(f"data.options: dataset '{cfg.name}' gave an empty {split} split")
+            raise _empty_split(cfg, split)
     return _checked_tensors(cfg.name, data)
+
+
+def _empty_split(cfg: DataConfig, split: str) -> UserError:
+    """The error for a dataset that gave no ``split`` samples: the plugin's failure when the user
+    gave it no options (its own defaults gave none); else the user's, at the option whose name
+    says it sizes that split (``n_test``, ``test_size``) or at ``data.options``."""
+    if not cfg.options:
+        return registry.failure(
+            "dataset",
+            cfg.name,
+            f"returned a Dataset with an empty {split} split (x_{split} has no samples), with no "
+            "data.options given",
+        )
+    key = next((k for k in cfg.options if split in str(k).lower()), None)
+    if key is not None:
+        return UserError(
+            f"data.options.{key}: dataset '{cfg.name}' gave an empty {split} split with "
+            f"{key}={registry.shown(cfg.options[key], 20)}; ask it for at least 1 {split} sample"
+        )
+    return UserError(f"data.options: dataset '{cfg.name}' gave an empty {split} split")
 
 
 def _checked_tensors(name: str, data: Dataset) -> Dataset:
     """``data`` with float32 inputs and int64 labels (other float and integer types converted:
-    numpy's float64, say), or the plugin's failure for what no run could train on: inputs that
-    are not floats, labels that are not integers, one per sample, in ``0 .. num_classes - 1``,
-    test samples of another shape than the training samples."""
+    numpy's float64, say), or the plugin's failure for what no run could train on: a
+    ``num_classes`` that is no integer of at least 1, tensors that require gradients, inputs that
+    are not floats or hold NaN or infinity, labels that are not integers, one per sample, in
+    ``0 .. num_classes - 1``, test samples of another shape than the training samples."""
 
     def wrong(what: str) -> registry.PluginFailure:
         return registry.failure("dataset", name, f"returned a Dataset whose {what}")
 
+    classes = data.num_classes
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral):
+        raise wrong(f"num_classes is {registry.shown(classes)}, not an integer")
+    if classes < 1:
+        raise wrong(f"num_classes is {classes}; it must be at least 1 (the number of classes)")
+    data.num_classes = int(classes)
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        for part, t in ((f"x_{split}", x), (f"y_{split}", y)):
+            if t.requires_grad:  # each step's backward would run through the data's graph
+                raise wrong(
+                    f"{part} requires gradients (each training step would backpropagate into "
+                    "it); detach it (x.detach()) or make it under torch.no_grad()"
+                )
         if not x.is_floating_point():
             raise wrong(f"x_{split} holds {x.dtype}, not floats (convert, e.g. x.float() / 255)")
         if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
@@ -114,7 +152,14 @@ def _checked_tensors(name: str, data: Dataset) -> Dataset:
                 f"y_{split} holds the label {bad}, outside 0..{data.num_classes - 1} "
                 f"(num_classes {data.num_classes})"
             )
-        setattr(data, f"x_{split}", x.float())
+        x = x.float()
+        bad = _first_non_finite(x)
+        if bad is not None:
+            raise wrong(
+                f"x_{split} holds NaN or infinity (first in sample {bad} of {x.shape[0]}); a run "
+                "would only diverge: replace or drop such samples"
+            )
+        setattr(data, f"x_{split}", x)
         setattr(data, f"y_{split}", y.long())
     if data.x_test.shape[1:] != data.x_train.shape[1:]:
         raise wrong(
@@ -122,6 +167,18 @@ def _checked_tensors(name: str, data: Dataset) -> Dataset:
             f"{tuple(data.x_train.shape[1:])}"
         )
     return data
+
+
+def _first_non_finite(x: torch.Tensor) -> int | None:
+    """The index of the first sample of ``x`` holding NaN or infinity, or None (checked a few
+    million values at a time, so as not to double a large dataset's memory)."""
+    step = max(1, 2**24 // max(1, x[:1].numel()))
+    for start in range(0, x.shape[0], step):
+        chunk = x[start : start + step]
+        rows = torch.isfinite(chunk.reshape(chunk.shape[0], -1)).all(dim=1)
+        if not bool(rows.all()):
+            return start + int((~rows).nonzero()[0, 0])
+    return None
 
 
 def check_root(cfg: DataConfig) -> None:

@@ -1,7 +1,9 @@
 """Built-in datasets, all offline: ``mnist1d`` (generated), ``digits`` (scikit-learn), ``synthetic``.
 
 A dataset plugin is a callable ``(root=None, **options) -> Dataset``. Inputs are float32 tensors with
-a channel dimension ((N, C, L) for signals, (N, C, H, W) for images, (N, F) for vectors), labels int64.
+a channel dimension ((N, C, L) for signals, (N, C, H, W) for images, (N, F) for vectors), finite and
+not requiring gradients; labels int64 in ``0 .. num_classes - 1``, ``num_classes`` an int of at least 1
+(:func:`nasframe.data.load_dataset` refuses anything else as the plugin's bug).
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ class RunState:
                     raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
             for name, part in self.parts.items():
                 where, plugin = name, _plugin_class(part)
-                part.load_state_dict(ckpt[name])
+                self._load_part(name, part, ckpt[name])
             where, plugin = "random number generators' state", ""
             set_rng_state(ckpt["rng"])
             where = "running metrics"
@@ -237,6 +237,38 @@ class RunState:
         self.pos.update(pos)
         self.metrics, self.final, self.saved_environment = metrics, final, environment
         self._t0, self._wall0 = time.perf_counter(), float(self.pos["wall_s"])
+
+    def _load_part(self, name: str, part: Any, state: Any) -> None:
+        """``part.load_state_dict(state)``. A registered plugin's part that raises (other than
+        :class:`~nasframe.strategy_common.DamagedState` or another nasframe error) is that
+        plugin's :class:`~nasframe.registry.PluginFailure`: the state is the one its own
+        ``state_dict()`` returned (checked when saved, read back whole), so most likely the
+        plugin's bug, though the message names a damaged file too. nasframe's and PyTorch's
+        parts, a plugin's that inherits its ``load_state_dict`` from them (an ASNG subclass),
+        and a plugin class no registered name stands for, raise as they are (for
+        :meth:`resume`'s message)."""
+        kind, plugin = _plugin_of(name, part) if _plugin_class(part) else ("", None)
+        owner = next((k for k in type(part).__mro__ if "load_state_dict" in vars(k)), object)
+        if plugin is None or owner.__module__.split(".")[0] in ("nasframe", "torch"):
+            part.load_state_dict(state)
+            return
+        try:
+            part.load_state_dict(state)
+        except Exception as e:
+            module = type(e).__module__ or ""
+            if isinstance(e, UserError) or module.split(".")[0] == "nasframe":  # DamagedState
+                raise
+            text = first_line(str(e))
+            text = text if len(text) <= 300 else text[:297] + "..."
+            raise registry.failure(
+                kind,
+                plugin,
+                f"failed in {type(part).__qualname__}.load_state_dict(state) restoring its "
+                f"{name} from {self.path}: {type(e).__name__}: {text} (the state its own "
+                "state_dict() returned, which it must load; if that file was edited or damaged, "
+                "restore it from a copy)",
+                e,
+            ) from e
 
     def _check_identity(self, ckpt: Any) -> None:
         """Refuse what is not a checkpoint of this kind of run and this space (UserError)."""

@@ -42,6 +42,7 @@ from .interrupt import StopFlag, stopped
 from .latency import LatencyTable, open_latency_table
 from .network import make_supernet, num_classes_of
 from .optim import build_optimizer, build_schedule, fit_schedule
+from .option_kinds import checked_options
 from .plots import theta_image
 from .precision import autocast
 from .run_files import ARCH, SUMMARY
@@ -772,6 +773,8 @@ def make_strategy(
                 f"(it takes {', '.join(sorted(accepted)) or 'none'}){did_you_mean(key, accepted)}"
             )
     own = (getattr(factory, "__module__", None) or "").split(".")[0] == "nasframe"
+    if not own:  # nasframe's own strategies check their options themselves
+        options = checked_options(factory, options, "search.strategy_options")
 
     def blame(e: Exception) -> str | None:
         """nasframe's own strategies refuse bad options with TypeError or ValueError (numpy's
