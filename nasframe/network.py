@@ -47,16 +47,15 @@ def _input_channels(layout: str, sample_shape: Sequence[int]) -> int:
         return n
     if len(sample_shape) != dims + 1:
         kind = {1: "(channels, length)", 2: "(channels, height, width)"}[dims]
+        fits = {2: "'conv1d'", 3: "'conv2d'"}.get(len(sample_shape), "'linear'")
+        missing = ""
+        if len(sample_shape) == dims:  # one short: e.g. (8, 8) images without their channel
+            what = "images" if dims == 2 else "signals"
+            shape = ", ".join(str(int(s)) for s in sample_shape)
+            missing = f", or, if these are {what} of one channel, a dataset that gives (1, {shape})"
         raise UserError(
             f"space.layout: '{layout}' needs inputs shaped {kind}, but the data's samples are "
-            f"shaped {tuple(sample_shape)}; use layout "
-            + (
-                "'conv1d'"
-                if len(sample_shape) == 2
-                else "'conv2d'"
-                if len(sample_shape) == 3
-                else "'linear'"
-            )
+            f"shaped {tuple(sample_shape)}; use layout {fits}{missing}"
         )
     return int(sample_shape[0])
 

@@ -379,8 +379,8 @@ def _info(kind: str, name: str) -> PluginInfo:
     if info.conflicts:
         sources = ", ".join(f"{i.source} ({i.value})" for i in [info, *info.conflicts])
         raise PluginError(
-            f"{kind} '{key}' is provided by several distributions: {sources}; uninstall one, or "
-            f"register the one you want with register('{kind}', '{key}', override=True)"
+            f"{kind} '{key}' is provided by several distributions: {sources}; uninstall one (in "
+            f"a Python program, register('{kind}', '{key}', override=True) picks one for it)"
         )
     return info
 

@@ -182,8 +182,13 @@ def test_an_op_the_layout_does_not_take_is_refused_at_its_line(
     text = ARCH.replace(old, new, 1)
     assert text != ARCH
     path = _write(tmp_path, text)
-    line = _one_line(["validate", str(path)], capsys)  # no data needed
-    assert line.startswith(f"{path}:{_line(text, needle)}: {where}: {expected}")
+    assert main(["validate", str(path)]) == 2  # no data needed
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"{path}:{_line(text, needle)}: {where}: {expected}")
+    # every op the layout refuses, one line each: conv3 is the stem, transition and layer op
+    assert len(lines) == (3 if new == "layout: linear" else 1), err
 
 
 def test_a_layout_set_on_the_command_line_points_at_the_op(tmp_path, capsys):
