@@ -549,6 +549,12 @@ class LatencyConfig(Strict):
         return None if device is None else _check_device(device)
 
 
+#: what the search's and the training's ``precision`` mean
+PRECISION = (
+    "fp32, or bf16: forward passes under bfloat16 autocast (faster on recent GPUs; on a CPU it "
+    "runs, usually slower; weights, gradients and losses stay float32; not bit-identical to fp32)"
+)
+
 #: a strategy without converged() given search.stop_when_converged: refused by the config for a
 #: strategy class, by the search for a factory (only what it returns tells)
 NO_CONVERGED = "strategy '{s}' has no converged(); remove stop_when_converged or use asng"
@@ -612,11 +618,7 @@ class SearchConfig(Strict):
     augment: AugmentConfig | None = Field(
         None, description="augment the train and valid batches of images (null: off)"
     )
-    precision: Precision = Field(
-        "fp32",
-        description="fp32, or bf16: forward passes under bfloat16 autocast (faster on recent GPUs; "
-        "weights, gradients and losses stay float32; not bit-identical to fp32)",
-    )
+    precision: Precision = Field("fp32", description=PRECISION)
 
     @model_validator(mode="after")
     def _latency(self) -> SearchConfig:
@@ -698,11 +700,7 @@ class TrainConfig(Strict):
     augment: AugmentConfig | None = Field(
         None, description="augment the training batches of images (null: off)"
     )
-    precision: Precision = Field(
-        "fp32",
-        description="fp32, or bf16: forward passes under bfloat16 autocast (faster on recent GPUs; "
-        "weights, gradients and losses stay float32; not bit-identical to fp32)",
-    )
+    precision: Precision = Field("fp32", description=PRECISION)
     growth: GrowthConfig | None = Field(None, description="grow the widths while training")
 
 
