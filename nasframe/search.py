@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import registry
+from .asng import ASNG
 from .checked_strategy import CheckedStrategy, unchecked
 from .checkpoint import write_json
 from .config import NO_CONVERGED, Config, SearchConfig, SelectConfig
@@ -373,9 +374,12 @@ class _SearchRun:
             )
 
     def converged(self) -> bool:
-        """Whether ``search.stop_when_converged`` (if set) ends the search now."""
+        """Whether ``search.stop_when_converged`` (if set) ends the search now: never before its
+        first epoch (a strategy that starts converged would export an untrained pick)."""
         S = self.S
-        return S.stop_when_converged is not None and self.strategy.converged(S.stop_when_converged)
+        if S.stop_when_converged is None or self.pos["epoch"] == 0:
+            return False
+        return self.strategy.converged(S.stop_when_converged)
 
     def _higher_threshold(self) -> str:
         """', or above X' for the thresholds at which a converged search goes on: above how far
@@ -564,9 +568,13 @@ class _SearchRun:
         any; None without one); a signal during it raises :class:`Interrupted`."""
         S, pos = self.S, self.pos
         if self.converged() and pos["epoch"] < S.epochs:
+            meaning = (  # ASNG's meaning; a plugin strategy's converged() says its own
+                f"every choice's most likely option holds {S.stop_when_converged} of its cap"
+                if isinstance(unchecked(self.strategy), ASNG)
+                else f"strategy '{S.strategy}' says it converged at {S.stop_when_converged}"
+            )
             self.tell(
-                f"converged after epoch {pos['epoch']} of {S.epochs}: every choice's most "
-                f"likely option holds {S.stop_when_converged} of its cap "
+                f"converged after epoch {pos['epoch']} of {S.epochs}: {meaning} "
                 "(search.stop_when_converged)"
             )
         if self.select is None:

@@ -310,6 +310,26 @@ def test_search_stops_when_converged_and_a_resume_adds_nothing(tmp_path):
     assert json.loads((out / "summary.json").read_text())["iterations"] == summary["iterations"]
 
 
+def test_a_plugin_strategys_convergence_is_told_in_its_own_terms(tmp_path, capsys, plugin):
+    """The message gave ASNG's meaning (every most likely option at that fraction of its cap)
+    for any strategy's converged()."""
+    from nasframe import RandomSearch
+
+    class Settles(RandomSearch):
+        def converged(self, fraction):
+            return True
+
+    plugin("strategy", "test_settles", Settles)
+    args = ["search", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "s")]
+    sets = ["search.strategy=test_settles", "search.stop_when_converged=0.5", "log.progress=false"]
+    assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "converged after epoch 1 of 15: strategy 'test_settles' says it converged at 0.5 "
+        "(search.stop_when_converged)"
+    ) in err, err
+
+
 def test_a_run_resumed_after_an_epochs_checkpoint_keeps_every_epoch_in_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
