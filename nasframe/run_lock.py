@@ -20,7 +20,7 @@ from pathlib import Path
 from .console import say
 from .errors import UserError
 
-__all__ = ["LOCK", "RunLock", "locked", "refuse_while_running"]
+__all__ = ["LOCK", "RunLock", "locked", "refuse_while_running", "running"]
 
 LOCK = ".lock"  #: the lock file in a run directory (removed when the run ends)
 _HELD: set[str] = set()  # the run directories this process holds, resolved
@@ -130,24 +130,30 @@ def _same_file(fd: int, path: Path) -> bool:
 def refuse_while_running(run_dir: str | Path, what: str) -> None:
     """Refuse to ``what`` (``export``, ``prune``) a run while a process runs in it: it would read
     weights that the run is about to replace."""
+    pid = running(run_dir)
+    if pid is not None:
+        raise UserError(
+            f"{run_dir}: a nasframe process{pid} is running in this directory; {what} it once "
+            "that run has ended"
+        )
+
+
+def running(run_dir: str | Path) -> str | None:
+    """Whether a process holds ``run_dir``'s lock (a run going on there): its holder for a
+    message (`` (pid 123)``, or '' when unknown), or None when none does or it cannot be told."""
     path = Path(run_dir) / LOCK
     if fcntl is None or not path.is_file():
-        return
+        return None
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as e:
-            if e.errno in _LOCKED_ELSEWHERE:
-                pid = _holder(fd)
-                raise UserError(
-                    f"{run_dir}: a nasframe process{pid} is running in this directory; {what} "
-                    "it once that run has ended"
-                ) from None
-            return
+            return _holder(fd) if e.errno in _LOCKED_ELSEWHERE else None
         fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
     finally:
         os.close(fd)

@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import UserError, counted
 from .run_files import ARCH, CHECKPOINT, RUN_CONFIG, SUMMARY
+from .run_lock import running
 from .yaml_io import load_yaml
 
 __all__ = ["read_summary", "show_run", "show_table"]
@@ -48,6 +49,12 @@ def show_run(run: Path) -> None:
         _show_architecture(run, None)
         return
     summary = _renamed_keys(read_summary(run))
+    pid = running(run)
+    if pid is not None:  # a finished run resumed to go on: its files are those of its earlier end
+        print(
+            f"note: a nasframe process{pid} is running in {run} (a resumed run); below is what "
+            "it wrote when it ended before"
+        )
     head = [f"run: {run}"]
     for key in ("kind", "name", "device"):
         if summary.get(key) is not None:

@@ -173,3 +173,23 @@ def test_runs_started_from_python_hold_the_lock_too(tmp_path, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_show_says_when_a_finished_run_is_going_on_again(tmp_path, capsys):
+    """A finished search resumed to search longer: `show` printed its old summary and
+    architecture as the run's result, with nothing to say a run was going on."""
+    run = tmp_path / "run"
+    assert main(["search", str(SPACES / "digits.yaml"), "--out", str(run), *QUICK]) == 0
+    capsys.readouterr()
+    held = RunLock.acquire(run)  # as `nasframe search --resume run --set search.epochs=40`
+    try:
+        assert main(["show", str(run)]) == 0
+    finally:
+        held.release()
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        f"note: a nasframe process (pid {os.getpid()}) is running in {run} (a resumed run); "
+        "below is what it wrote when it ended before"
+    )
+    assert main(["show", str(run)]) == 0
+    assert not capsys.readouterr().out.startswith("note:")
