@@ -6,16 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import signal
 import sys
-import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
-
-from pydantic import BaseModel
 
 from . import __version__, registry
 from .config import PruneConfig, json_schema
@@ -23,18 +17,16 @@ from .config_load import load_config
 from .distributed import world_size
 from .errors import (
     ConfigError,
-    Problem,
     UserError,
     cause_traceback,
-    make_dir,
     out_of_memory,
     traceback_wanted,
 )
 from .interrupt import stop_note
-from .run_files import ARCH, CHECKPOINT, LATENCY_TABLE, RUN_CONFIG, SUMMARY, WEIGHTS
-from .run_lock import LOCK, RunLock, refuse_while_running
-from .runstate import RUN_NAMES
-from .yaml_io import dump_yaml, is_a_directory
+from .resume_config import load_for_run
+from .run_dirs import RunDir, prepare_run_dir
+from .run_files import LATENCY_TABLE
+from .run_lock import refuse_while_running
 
 __all__ = ["main"]
 
@@ -145,246 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_dir(args: argparse.Namespace, name: str) -> Path:
-    if args.resume:
-        if args.out and Path(args.out) != Path(args.resume):
-            raise UserError(
-                f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
-                "directory; drop --out"
-            )
-        return Path(args.resume)
-    if args.out is not None:
-        out = Path(_path_arg("--out", args.out))
-        if (out / CHECKPOINT).exists():
-            raise UserError(
-                f"--out {out}: already holds a run; continue it with --resume {out} or choose "
-                "another directory"
-            )
-        held = [n for n in (RUN_CONFIG, SUMMARY, WEIGHTS, ARCH) if (out / n).exists()]
-        if held:  # a run's results, or the user's own files of those names: never overwritten
-            raise UserError(
-                f"--out {out}: holds {', '.join(held)}, which a run there would overwrite; choose "
-                f"another directory (or continue a run stopped there with --resume {out})"
-            )
-        return out
-    kind = "" if args.command == "search" else f"-{args.command}"
-    return _new_dir(Path("runs") / f"{name}{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def _path_arg(option: str, value: str) -> str:
-    """A path given on the command line, refused when empty or not UTF-8 (run files record it)."""
-    if not value.strip():
-        raise UserError(f"{option}: empty; give a directory")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = value.encode("unicode_escape").decode("ascii")
-        raise UserError(f"{option} {shown}: not valid UTF-8; choose a UTF-8 path") from None
-    return value
-
-
-def _new_dir(path: Path) -> Path:
-    """``path``, or ``path-2``, ``path-3``... : the first that did not exist, now created (runs
-    started in the same second, e.g. seeds launched in parallel, never share a directory)."""
-    make_dir(path.parent, "run directory")
-    for k in range(1, 10_000):
-        candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-        except (OSError, ValueError) as e:  # e.g. a NUL byte in the config's name
-            raise UserError(
-                f"name: cannot make the run directory {str(candidate)!r}: {e}"
-            ) from None
-    raise UserError(f"{path}: could not find a free run directory name")
-
-
-def _why_not_a_run(path: Path, args: argparse.Namespace) -> str:
-    """Why ``path``, without a config.yaml, cannot be resumed: not there, a run stopped while it
-    set up (empty, or only its lock, temporary files and latency table), or not a run
-    directory."""
-    if not path.is_dir():
-        return "no such directory" if not path.exists() else "not a directory"
-    try:
-        names = [p.name for p in path.iterdir()]
-    except OSError:
-        names = ["?"]
-    set_up = (LOCK, LATENCY_TABLE)  # a search measures its latency table as it sets up
-    if all(n in set_up or (n.startswith(".") and n.endswith(".tmp")) for n in names):
-        return (
-            f"no {RUN_CONFIG} here, so nothing to resume (a run stopped while it set up leaves "
-            f"its directory so); start the run again with: nasframe {args.command} CONFIG "
-            f"--out {path}"
-        )
-    return f"no {RUN_CONFIG} here; is it a run directory?"
-
-
-def _load_for_run(args: argparse.Namespace):
-    if args.config is not None and args.command == "search":
-        _refuse_run_directory(Path(args.config))
-    if not args.resume:
-        if args.config is None:
-            raise UserError(f"nasframe {args.command}: give a CONFIG file (or --resume DIR)")
-        return load_config(args.config, args.set)
-    saved = Path(args.resume) / RUN_CONFIG
-    if not saved.exists():
-        raise UserError(f"--resume {args.resume}: {_why_not_a_run(Path(args.resume), args)}")
-    config, raw = load_config(saved, args.set)
-    ran = _as_saved(saved, config, bool(args.set))
-    _refuse_other_kind(args, _config_kind(ran))
-    if args.set and ran is not None and (Path(args.resume) / CHECKPOINT).exists():
-        _refuse_changed_state(args, config, ran)
-    if args.config is not None:
-        _check_same_config(args, config, saved)
-        args.config = None  # from here on, as if only --resume had been given
-    return config, raw
-
-
-def _refuse_run_directory(path: Path) -> None:
-    """A directory given to ``nasframe search`` as its config: a run's ``config.yaml`` is the
-    search's config (``nasframe train`` takes its ``arch.yaml``, as :func:`load_yaml` says)."""
-    if not (path.is_dir() and (path / RUN_CONFIG).is_file()):
-        return
-    try:
-        config, _ = load_config(path / RUN_CONFIG)
-    except UserError:  # a damaged run: say what a directory is, as for any other
-        config = None
-    if config is not None and _config_kind(config) == "train":
-        what = (
-            f"is a training run's directory, not a search space; continue it with nasframe "
-            f"train --resume {path}, or search with a config that has choices"
-        )
-    else:
-        what = is_a_directory(path, (RUN_CONFIG,))
-        what += f" (a new search with that run's config), or nasframe search --resume {path}"
-    raise ConfigError([Problem(str(path), None, "", what)])
-
-
-def _as_saved(saved: Path, config, changed: bool):
-    """A run directory's config as ``saved`` has it (``config`` itself unless ``--set``
-    ``changed`` it), or None when it does not load: the run itself then says why."""
-    if not changed:
-        return config
-    try:
-        return load_config(saved)[0]
-    except UserError:
-        return None
-
-
-def _config_kind(config) -> str | None:
-    """The kind of run a run directory's config makes (None: no config, or one that does not
-    make a space), told before either command refuses the other's config: a search has choices
-    open (``nasframe search`` refuses a config without), a training none (``nasframe train``
-    refuses one with). A checkpoint of another kind is for the resumed run to refuse, as such."""
-    from .space import SearchSpace
-
-    if config is None:
-        return None
-    try:
-        return "search" if SearchSpace(config).open_paths else "train"
-    except UserError:  # the run itself says what is wrong with its config
-        return None
-
-
-def _refuse_other_kind(args: argparse.Namespace, kind: str | None) -> None:
-    """Refuse to resume a run of another kind, naming the command that resumes it."""
-    if kind is not None and kind != args.command:
-        raise UserError(
-            f"{args.resume}: this is a {RUN_NAMES[kind]} run; resume it with "
-            f"nasframe {kind} --resume {args.resume}"
-        )
-
-
-#: settings whose state a run's checkpoint holds (a strategy's distribution, an optimizer's
-#: buffers): another value cannot continue from it
-_KEPT_ON_RESUME = {
-    "search": ("search.strategy", "search.optimizer.name"),
-    "train": ("train.optimizer.name",),
-}
-
-
-def _refuse_changed_state(args: argparse.Namespace, config, ran) -> None:
-    """Refuse a ``--set`` on resume that changes a setting whose state the checkpoint holds
-    (``ran``: the config the run ran with, ``config``: with the ``--set``)."""
-    for where in _KEPT_ON_RESUME[args.command]:
-        before, after = ran, config
-        for name in where.split("."):
-            before, after = getattr(before, name), getattr(after, name)
-        if before != after:
-            given = next(
-                (item for item in args.set if where.startswith(item.split("=", 1)[0].strip())),
-                f"{where}={after}",
-            )
-            raise UserError(
-                f"--set {given}: the run {args.resume} has {where} {before}, and its checkpoint "
-                f"holds {before}'s state, which {after} cannot continue from; start a new run "
-                f"for {after} (without --resume)"
-            )
-
-
-def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> None:
-    """A CONFIG given with --resume must say what the run's own config.yaml says: the run goes on
-    with the settings it started with (changed only through --set, which config.yaml records)."""
-    given, _ = load_config(args.config, args.set)
-    differences = [d for d in _differences(run_config, given) if d[0] not in ("name", "space_hash")]
-    if not differences:
-        return
-    where, ran, asked = differences[0]
-    more = f" (and {len(differences) - 1} more differences)" if len(differences) > 1 else ""
-    resume = f"nasframe {args.command} --resume {args.resume}"
-    resume += "".join(f" --set {shlex.quote(item)}" for item in args.set)
-    if len(differences) == 1 and not where.startswith("space"):
-        change = f"; to change it too, add --set {shlex.quote(f'{where}={asked}')}"
-    else:
-        change = f", or start {args.config} as a new run (without --resume)"
-    raise UserError(
-        given.locate(
-            f"{where}: {_short(asked)} here, but the run {args.resume} has {_short(ran)}{more}; "
-            f"--resume continues with its own {saved.name}. Resume with `{resume}`{change}"
-        )
-    )
-
-
-def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
-    """(dotted path, a's value, b's value) for each field where two validated configs differ."""
-    if isinstance(a, BaseModel) and type(a) is type(b):
-        return [
-            d
-            for name in type(a).model_fields
-            for d in _differences(getattr(a, name), getattr(b, name), (*path, name))
-        ]
-    if isinstance(a, dict) and isinstance(b, dict) and a != b:
-        return [
-            d
-            for key in sorted(set(a) | set(b), key=str)
-            for d in _differences(a.get(key), b.get(key), (*path, str(key)))
-        ]
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [
-            d
-            for i, (x, y) in enumerate(zip(a, b, strict=True))
-            for d in _differences(x, y, (*path, _name(x, i)))
-        ]
-    return [] if a == b else [(".".join(path), a, b)]
-
-
-def _name(item: Any, index: int) -> str:
-    """A list item's place in a dotted path: stages go by their names (as in messages), others by index."""
-    name = getattr(item, "name", None)
-    return name if isinstance(name, str) else str(index)
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    config, raw = _load_for_run(args)
+    config, raw = load_for_run(args)
     try:
-        return _run(args, config, raw)
+        if args.command == "search":
+            return _cmd_search(args, config, raw)
+        return _cmd_train(args, config, raw)
     except ConfigError:
         raise
     except UserError as e:  # a problem found at run time: point at its line of the config
@@ -394,9 +152,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
 
 
-def _run(args: argparse.Namespace, config, raw: dict) -> int:
-    if args.command == "search":
-        return _cmd_search(args, config, raw)
+def _cmd_train(args: argparse.Namespace, config, raw: dict) -> int:
+    """A training, on one process."""
     if world_size() > 1:
         raise UserError(
             "torchrun: only `nasframe search` runs on several processes; run `nasframe train` "
@@ -407,7 +164,7 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
     from .train import run_train
 
     refuse_open_choices(SearchSpace(config))  # before a run directory is made for nothing
-    prepared = _prepare_run_dir(args, config, raw)
+    prepared = prepare_run_dir(args, config, raw)
     try:
         run_train(
             config,
@@ -421,114 +178,18 @@ def _run(args: argparse.Namespace, config, raw: dict) -> int:
     return 0
 
 
-class _RunDir(NamedTuple):
-    """A run's directory, made and locked by :func:`_prepare_run_dir`."""
-
-    path: Path
-    resume: bool  # whether the run resumes from its checkpoint
-    record: Callable[[], None] | None  # writes its config.yaml (a new run, or --set on resume)
-    made: list[Path]  # the directories made for it, deepest first
-    lock: RunLock
-
-    def release(self) -> None:
-        """Unlock the directory, and remove what was made for the run if it stayed empty (a
-        run refused or stopped while it set up leaves nothing behind)."""
-        self.lock.release()
-        _remove_if_empty(self.made)
-
-
-def _prepare_run_dir(args: argparse.Namespace, config, raw: dict) -> _RunDir:
-    """The run's directory, created and locked (one process at a time); whether the run resumes
-    from its checkpoint; what writes its ``config.yaml`` (for a new run, and for a run resumed
-    with ``--set``); and the directories this made, deepest first. The run calls the writer once
-    it is set up (and resumed), before it writes anything else: a run refused while it sets up
-    leaves what was made empty, to be removed, and a change a resumed run refuses leaves the
-    config it can resume with.
-
-    ``--resume`` of a run stopped before its first checkpoint (its ``config.yaml`` only) starts
-    it from the beginning in its directory: nothing was saved, so this is exact."""
-    if args.resume:
-        run_dir = _run_dir(args, config.name)
-        make_dir(run_dir, "--resume")
-        lock = RunLock.acquire(run_dir)
-        try:
-            resume = (run_dir / CHECKPOINT).exists()
-            if not resume:
-                _restart_note(run_dir)
-        except BaseException:
-            lock.release()
-            raise
-        record = (lambda: _write_config(raw, run_dir)) if args.set else None
-        return _RunDir(run_dir, resume, record, [], lock)
-    if args.out is None:
-        made = _missing(Path("runs"))
-        run_dir = _run_dir(args, config.name)  # made there, to reserve the name
-        made.insert(0, run_dir)
-    else:
-        run_dir = _run_dir(args, config.name)
-        made = _missing(run_dir)
-        make_dir(run_dir, "--out")
-    try:
-        lock = RunLock.acquire(run_dir)
-    except UserError:
-        _remove_if_empty(made)
-        raise
-    return _RunDir(run_dir, False, lambda: _write_config(raw, run_dir), made, lock)
-
-
-def _restart_note(run_dir: Path) -> None:
-    """Say that a run without a checkpoint starts from its beginning; refused when the run has
-    results (they would be overwritten) though its checkpoint is gone."""
-    results = [name for name in (SUMMARY, WEIGHTS, ARCH) if (run_dir / name).exists()]
-    if results:
-        raise UserError(
-            f"--resume {run_dir}: no {CHECKPOINT} here, but the run's results are "
-            f"({', '.join(results)}); nothing to resume"
-        )
-    from .console import say
-
-    say(
-        f"{run_dir}: no checkpoint yet (the run stopped before its first); starting it from "
-        "the beginning"
-    )
-
-
-def _missing(path: Path) -> list[Path]:
-    """``path`` and its ancestors that do not exist yet, deepest first: what making it makes."""
-    out = []
-    for p in (path, *path.parents):
-        if p.exists():
-            break
-        out.append(p)
-    return out
-
-
-def _remove_if_empty(made: list[Path]) -> None:
-    """Remove the directories a command made (deepest first) as long as they are empty: a run
-    refused or stopped while it set up leaves nothing behind, and anything written stays."""
-    for path in made:
-        try:
-            path.rmdir()  # only ever removes an empty directory
-        except OSError:
-            return
-
-
-def _write_config(raw: dict, run_dir: Path) -> None:
-    dump_yaml(raw, run_dir / RUN_CONFIG)  # a failure names the file and why
-
-
 def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
     """A search, on one process or on each of torchrun's (rank 0 prepares the run directory)."""
     from .distributed import join_group
     from .search import run_search
 
     group, device = join_group(config.device)
-    prepared: _RunDir | None = None  # rank 0's: it writes the config, the others follow
+    prepared: RunDir | None = None  # rank 0's: it writes the config, the others follow
     try:
         outcome: tuple[str, str, bool] = ("", "", False)
         if group.main:
             try:
-                prepared = _prepare_run_dir(args, config, raw)
+                prepared = prepare_run_dir(args, config, raw)
                 outcome = ("ok", str(prepared.path), prepared.resume)
             except UserError as e:
                 outcome = ("error", str(e), False)

@@ -380,10 +380,10 @@ def test_resuming_with_more_epochs_anneals_the_cosine_schedule_over_the_new_leng
 
 
 def test_default_run_directories_are_never_shared(tmp_path, monkeypatch):
-    from nasframe.cli import _new_dir
+    from nasframe.run_dirs import new_run_dir
 
-    first = _new_dir(tmp_path / "runs" / "x-20261130-120000")
-    second = _new_dir(tmp_path / "runs" / "x-20261130-120000")  # the same second
+    first = new_run_dir(tmp_path / "runs" / "x-20261130-120000")
+    second = new_run_dir(tmp_path / "runs" / "x-20261130-120000")  # the same second
     assert first.is_dir() and second == first.with_name("x-20261130-120000-2")
     monkeypatch.chdir(tmp_path)
     assert main(["search", str(SPACES / "digits_prune.yaml"), "--set", "search.epochs=1"]) == 0
