@@ -16,33 +16,39 @@ __all__ = ["Slot", "slots", "op_option_location", "executed_slots"]
 
 @dataclass
 class Slot:
-    """One place of the chain: which op(s), from which width to which width, and when it runs."""
+    """One place of the chain: which op(s), from which width to which width, and when it runs.
 
-    where: str  # "stem", "<stage>.transition", "<stage>.layer<i>"
-    op: Any  # constant op name or Choice of names
-    op_path: str | None  # the op choice's path in the space (θ's row), None for a constant
-    out: Any  # constant width or Choice
-    out_path: str  # the width's choice path (or its config path, for a constant)
+    Three kinds of name: ``where`` is the slot's own (for messages and the frozen network's
+    parts), the ``*_path`` fields are choice paths (θ's rows, ``arch.yaml``'s keys), and the
+    ``*_location`` fields are config paths where the user wrote the value (for a message's line).
+    """
+
+    where: str  #: the slot's name: "stem", "<stage>.transition", "<stage>.layer<i>"
+    op: Any  #: a constant op name, or a Choice of names
+    op_path: str | None  #: the op choice's path (θ's row); None for a constant op
+    out: Any  #: a constant width, or a Choice
+    out_path: str  #: the width choice's path (a constant's config path)
     stride: int
-    stage: str | None = None
-    layer: int | None = None  # index within the stage (None: not depth-controlled)
-    depth_field: Any = None
-    depth_path: str | None = None
-    op_location: str = ""  # where the op is written: space.stem.op, space.stages.s1.layer.op, ...
-    out_location: str = ""  # where the width is written, where not at out_path: ...layers.0.width
+    stage: str | None = None  #: the stage's name (None: the stem)
+    layer: int | None = None  #: index within the stage (None: not depth-controlled)
+    depth_field: Any = None  #: the stage's depth (constant or Choice), for a layer
+    depth_path: str | None = None  #: the depth choice's path, for a layer
+    op_location: str = ""  #: where the op is written: space.stem.op, space.stages.s1.layer.op
+    out_location: str = ""  #: where the width is written, when not at out_path: layers.0.width
 
 
 def slots(config: Config) -> list[Slot]:
-    """The chain's slots in execution order."""
+    """The chain's slots in execution order: the stem, then per stage its transition and its
+    layers (a ``layer:`` template gives one per possible depth)."""
     sp = config.space
     out = [
         Slot(
-            "stem",
-            sp.stem.op,
-            None,
-            sp.stem.channels,
-            STEM_CHANNELS,
-            1,
+            where="stem",
+            op=sp.stem.op,
+            op_path=None,
+            out=sp.stem.channels,
+            out_path=STEM_CHANNELS,
+            stride=1,
             op_location="space.stem.op",
         )
     ]
@@ -51,38 +57,34 @@ def slots(config: Config) -> list[Slot]:
         base = paths.base
         out.append(
             Slot(
-                f"{st.name}.transition",
-                st.transition,
-                None,
-                st.width,
-                paths.width,
-                st.stride,
-                st.name,
+                where=f"{st.name}.transition",
+                op=st.transition,
+                op_path=None,
+                out=st.width,
+                out_path=paths.width,
+                stride=st.stride,
+                stage=st.name,
                 op_location=f"{base}.transition",
             )
         )
         for i, layer in enumerate(st.layer_configs()):
-            op_location = f"{base}.layer.op" if st.layers is None else f"{base}.layers.{i}.op"
-            out_location = f"{base}.layers.{i}.width" if st.layers is not None else ""
-            width, width_path = (
-                (layer.width, paths.layer_width(i))
-                if layer.width is not None
-                else (st.width, paths.width)
-            )
+            own_width = layer.width is not None
             out.append(
                 Slot(
-                    f"{st.name}.layer{i}",
-                    layer.op,
-                    paths.op(i),
-                    width,
-                    width_path,
-                    1,
-                    st.name,
-                    i,
-                    st.depth,
-                    paths.depth,
-                    op_location,
-                    out_location if layer.width is not None else "",
+                    where=f"{st.name}.layer{i}",
+                    op=layer.op,
+                    op_path=paths.op(i),
+                    out=layer.width if own_width else st.width,
+                    out_path=paths.layer_width(i) if own_width else paths.width,
+                    stride=1,
+                    stage=st.name,
+                    layer=i,
+                    depth_field=st.depth,
+                    depth_path=paths.depth,
+                    op_location=f"{base}.layer.op"
+                    if st.layers is None
+                    else f"{base}.layers.{i}.op",
+                    out_location=f"{base}.layers.{i}.width" if st.layers and own_width else "",
                 )
             )
     return out
