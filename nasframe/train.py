@@ -325,6 +325,8 @@ class _TrainRun:
             purge_step=self.pos["global_step"] + 1 if self.resume else None,
         )
         self.sums = _RunningSums(self.device)
+        if self.resume:  # stopped within an epoch: its steps' sums go on where they were
+            self.sums.take_back(self.state.meter, self.bs)
 
     def _finished(self) -> dict[str, Any] | None:
         """For a resumed training with no epoch left: its summary, if it wrote its results (its
@@ -586,6 +588,19 @@ class _RunningSums:
         )
         self.correct += (out.argmax(1) == yb).sum()
         self.counted += 1
+
+    def take_back(self, meter: Meter, batch_size: int) -> None:
+        """Move the sums a stop within an epoch put into ``meter`` back onto the device: the
+        epoch's train loss is then one float32 running sum over all its steps, bit for bit as
+        in an epoch that was not stopped (the float32 sum, written as a mean times its count in
+        float64, rounds back to itself)."""
+        counted = int(meter.counts.pop("train/loss", 0))
+        loss, correct = meter.sums.pop("train/loss", 0.0), meter.sums.pop("train/acc", 0.0)
+        meter.counts.pop("train/acc", None)
+        if counted:
+            self.loss.fill_(loss)
+            self.correct.fill_(round(correct * batch_size))
+            self.counted = counted
 
     def check_and_move_to(self, meter: Meter, batch_size: int, epoch: int) -> None:
         """Read the sums (one host synchronisation) and raise :class:`TrainingDiverged` if the

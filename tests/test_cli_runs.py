@@ -488,6 +488,45 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("stop_after", [100, 135])  # steps; the second epoch's (81 an epoch)
+def test_a_training_stopped_within_its_last_epoch_reports_the_same_train_loss(tmp_path, stop_after):
+    """The stop moved the epoch's float32 running sums into the float64 meter and the resumed
+    steps summed apart: the epoch's train_loss differed in its last bits (0.6158166226 against
+    0.6158166108); the weights were the same."""
+    import os
+
+    import torch
+    import torch.optim.optimizer as optimizers
+
+    from nasframe import run_train, validate_data
+    from nasframe.errors import Interrupted
+
+    sets = ["train.epochs=2", "train.batch_size=16", "log.tensorboard=false"]
+    cfg, _ = load_config(SPACES / "digits.yaml", sets)
+    space = SearchSpace(cfg)
+    arch = validate_data(space.freeze([1] * len(space.paths)))
+    ref = run_train(arch, tmp_path / "ref", progress=False)
+    steps = [0]
+
+    def stop(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == stop_after:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    hook = optimizers.register_optimizer_step_post_hook(stop)
+    try:
+        with pytest.raises(Interrupted, match=f"after step {stop_after}"):
+            run_train(arch, tmp_path / "run", progress=False)
+    finally:
+        hook.remove()
+    resumed = run_train(arch, tmp_path / "run", resume=True, progress=False)
+    assert resumed["train_loss"] == ref["train_loss"]
+    assert resumed["train_acc"] == ref["train_acc"]
+    a = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_output_cut_short_by_its_reader_is_not_an_error():
     import subprocess
     import sys
