@@ -52,11 +52,13 @@ class EpochProgress:
     def samples_per_s(self) -> float:
         return self.samples / max(time.perf_counter() - self.t0, 1e-9)
 
-    def close(self, **metrics: float) -> None:
+    def close(self, *, seconds: float | None = None, **metrics: float) -> None:
+        """End the bar and print the epoch's line: ``metrics`` and the samples per second of its
+        steps, over ``seconds`` (the steps' time, as TensorBoard's ``sys/samples_per_s`` has it;
+        default: since the bar started)."""
         if self.bar is not None:
             self.bar.close()
         if self.enabled:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            say(
-                f"epoch {self.epoch + 1}/{self.epochs}  {shown}  {self.samples_per_s:.0f} samples/s"
-            )
+            rate = self.samples / max(seconds, 1e-9) if seconds is not None else self.samples_per_s
+            say(f"epoch {self.epoch + 1}/{self.epochs}  {shown}  {rate:.0f} samples/s")

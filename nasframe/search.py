@@ -518,9 +518,10 @@ class _SearchRun:
 
     def _end_epoch(self, epoch: int, bar: EpochProgress, first_step: int, t_epoch: float) -> None:
         """The epoch's metrics and logs, the ranks' agreement check, the checkpoint."""
+        steps_s = time.perf_counter() - t_epoch  # the steps' time (the last one read back)
         metrics, mle = self._epoch_metrics()
-        self._log_epoch(epoch, metrics, mle, first_step, t_epoch)
-        bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
+        self._log_epoch(epoch, metrics, mle, self.pos["step"] - first_step, steps_s)
+        bar.close(seconds=steps_s, **{k.replace("/", "_"): v for k, v in metrics.items()})
         if self.group.distributed:
             self.group.same_everywhere(_fingerprint(self.strategy, self.params), "the search state")
         self.state.end_epoch(metrics)
@@ -542,10 +543,11 @@ class _SearchRun:
         return metrics, mle
 
     def _log_epoch(
-        self, epoch: int, metrics: dict[str, float], mle: Any, first_step: int, t_epoch: float
+        self, epoch: int, metrics: dict[str, float], mle: Any, steps: int, steps_s: float
     ) -> None:
         """TensorBoard at the epoch's end: the most likely architecture's costs, the metrics, the
-        distribution, the speed, the most likely architecture."""
+        distribution, the speed of its ``steps`` (``steps_s`` seconds, the epoch's test not
+        included), the most likely architecture."""
         logger, gstep = self.logger, self.pos["global_step"]
         if mle is not None:
             for measure in self.measures:
@@ -554,8 +556,7 @@ class _SearchRun:
         log_lr(logger, self.optimizer, gstep)
         image = evenly_due(epoch, self.S.epochs, self.config.log.theta_images)
         log_distribution(logger, self.space, self.strategy, gstep, image)
-        done, elapsed = self.pos["step"] - first_step, time.perf_counter() - t_epoch
-        log_speed(logger, self.device, done, elapsed, self.bs * self.S.lam, gstep)
+        log_speed(logger, self.device, steps, steps_s, self.bs * self.S.lam, gstep)
         if mle is not None:
             logger.text("arch/most_likely", _as_code_block(self.space.describe(mle)), gstep)
 

@@ -445,7 +445,7 @@ class _TrainRun:
         logger.scalars(metrics, pos["global_step"])
         log_lr(logger, self.optimizer, pos["global_step"])
         log_speed(logger, self.device, done, elapsed, self.bs, pos["global_step"])
-        bar.close(**{k.replace("/", "_"): v for k, v in metrics.items()})
+        bar.close(seconds=elapsed, **{k.replace("/", "_"): v for k, v in metrics.items()})
         self.state.end_epoch(metrics)
         self.state.save()
         logger.flush()

@@ -218,6 +218,29 @@ def test_tensorboard_shows_the_learning_rate_the_optimizer_holds(search_run):
     assert [v for _, v in got] == pytest.approx([v for _, v in want], abs=1e-7)
 
 
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_the_console_and_tensorboard_give_an_epochs_speed_alike(tmp_path, capsys, command):
+    """The console's samples/s counted the epoch's test pass (and, in a search, TensorBoard's
+    did too): two figures under one name."""
+    import re
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, _ = load_config(SPACES / "digits.yaml")
+    space = SearchSpace(cfg)
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(yaml.safe_dump(space.freeze([0] * len(space.choices))))
+    source = str(SPACES / "digits.yaml") if command == "search" else str(arch)
+    sets = ["--set", "search.epochs=2", "--set", "train.epochs=2"]
+    assert main([command, source, "--out", str(tmp_path / "r"), *sets]) == 0
+    console = [int(m) for m in re.findall(r"  (\d+) samples/s", capsys.readouterr().err)]
+    acc = EventAccumulator(str(tmp_path / "r"))
+    acc.Reload()
+    logged = [e.value for e in acc.Scalars("sys/samples_per_s")]  # float32 there
+    assert len(console) == len(logged) == 2
+    assert all(abs(c - v) <= 1 for c, v in zip(console, logged, strict=True)), (console, logged)
+
+
 def test_tensorboard_events_hold_the_basic_tags(search_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
