@@ -223,7 +223,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for f in args.files:
         try:
-            config, _ = load_config(f, args.set)
+            config = _load_to_validate(f, args.set)
         except ConfigError as e:
             problems.extend(str(p) for p in e.problems)
             continue
@@ -243,6 +243,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         raise UserError("\n".join(problems))
     return 0
+
+
+def _load_to_validate(path: str, overrides: list[str]):
+    """A config read as the command it is for reads it: a training's (no open choices) leaves
+    its ``search`` section's plugins unlooked-up, as ``nasframe train`` does; a search's not."""
+    from .space import SearchSpace
+
+    config, _ = load_config(path, overrides, unused=("search",))
+    try:
+        training = not SearchSpace(config).open_paths
+    except UserError:  # preflight says what is wrong with the space
+        training = False
+    return config if training else load_config(path, overrides)[0]
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:

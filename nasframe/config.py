@@ -24,6 +24,7 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,6 +40,7 @@ from .config_base import (
     error_at,
     is_utf8,
     plugin_name,
+    plugins_unchecked,
     refuse_non_number,
     value_kind,
 )
@@ -631,6 +633,16 @@ class SearchConfig(Strict):
                 c=self.cost,
             )
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unused(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:
+        """A command that runs no search (train, export, prune) leaves this section's plugins
+        unchecked: an ``arch.yaml`` trains where the strategy that found it is not installed."""
+        if "search" in ((info.context or {}).get("unused") or ()):
+            with plugins_unchecked():
+                return handler(data)
+        return handler(data)
 
     @model_validator(mode="after")
     def _converges(self) -> SearchConfig:

@@ -6,9 +6,11 @@ without importing the whole experiment schema.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
@@ -39,6 +41,7 @@ __all__ = [
     "bool_hint",
     "is_utf8",
     "value_kind",
+    "plugins_unchecked",
 ]
 
 
@@ -226,10 +229,30 @@ def error_at(kind: str, message: str, where: tuple[Any, ...], **ctx: Any) -> Pyd
     return PydanticCustomError(kind, message, {**ctx, "at": tuple(where)})
 
 
+#: whether the section being validated is one whose plugins the command at hand does not use
+_UNUSED_SECTION: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "nasframe_unused_section", default=False
+)
+
+
+@contextlib.contextmanager
+def plugins_unchecked() -> Iterator[None]:
+    """Within: the plugin names validated are not looked up (a training's ``search`` section
+    may name a strategy or optimizer that only the machine that searched has installed)."""
+    token = _UNUSED_SECTION.set(True)
+    try:
+        yield
+    finally:
+        _UNUSED_SECTION.reset(token)
+
+
 def plugin_name(kind: str) -> AfterValidator:
-    """Validator of a field naming a registered plugin of ``kind``; stores the normalised name."""
+    """Validator of a field naming a registered plugin of ``kind``; stores the normalised name
+    (under :func:`plugins_unchecked`, without looking the plugin up)."""
 
     def check(name: str) -> str:
+        if _UNUSED_SECTION.get():
+            return registry.normalize(name)
         if not registry.exists(kind, name):
             raise PydanticCustomError("unknown_plugin", registry.unknown_message(kind, name))
         try:  # a plugin provided twice, or one that fails to import, is reported at its line

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +276,18 @@ def validate_data(
     lines: LineMap | None = None,
     file: str = "<config>",
     overridden: dict[tuple[Any, ...], str] | None = None,
+    unused: Collection[str] = (),
 ) -> Config:
     """Validate already-loaded YAML data; problems raise :class:`ConfigError` (those in values
-    that ``overridden`` says came from ``--set`` items name the item instead of a line)."""
+    that ``overridden`` says came from ``--set`` items name the item instead of a line).
+    ``unused``: sections whose plugins the command does not use, left unlooked-up (``search``
+    for a training: its strategy may be installed only where the search ran)."""
     lines = lines or LineMap()
     if not isinstance(raw, dict):
         what = f"expected a mapping of sections (version, space, search, ...), got {type(raw).__name__}"
         raise ConfigError([Problem(file, lines.line(()), "", what)])
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"unused": tuple(unused)})
     except ValidationError as e:
         raise ConfigError(_problems(e, raw, lines, file, overridden)) from None
     except UserError as e:  # a broken plugin met during validation
@@ -296,10 +299,12 @@ def load_config(
     overrides: list[str] | None = None,
     *,
     adjust: Callable[[dict], dict] | None = None,
+    unused: Collection[str] = (),
 ) -> tuple[Config, dict]:
     """Read, override and validate a config file; returns the config and the raw mapping.
     ``adjust`` changes the raw mapping after the overrides (a setting a command fixes, which no
-    error message then attributes to a ``--set`` item)."""
+    error message then attributes to a ``--set`` item); ``unused``: as for
+    :func:`validate_data`."""
     raw, lines = load_yaml(path)
     landed: dict[tuple[Any, ...], str] = {}
     if overrides:
@@ -308,6 +313,6 @@ def load_config(
         raw, landed = _apply_overrides(raw, overrides)
     if adjust is not None and isinstance(raw, dict):
         raw = adjust(raw)
-    config = validate_data(raw, lines, str(path), landed)
+    config = validate_data(raw, lines, str(path), landed, unused)
     config._source = ConfigSource(str(path), raw, lines, landed, frozenset(Config.model_fields))
     return config, raw

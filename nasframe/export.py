@@ -48,7 +48,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, 
             f"{run}: no {' and '.join(missing)} here; export a finished `nasframe train` run "
             f"(or its pruned/ directory){hint if search else ''}"
         )
-    config, _ = load_config(config_path)
+    config, _ = load_config(config_path, unused=("search",))
     shape, classes = _input_of(run, config)
     try:
         model = build_network(config, shape, classes)

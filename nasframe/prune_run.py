@@ -331,7 +331,7 @@ def run_prune(
     out = Path(out) if given else run_dir / "pruned"
     if config is None:
         _refuse_pruned(run_dir)
-        config, _ = load_config(run_dir / RUN_CONFIG)
+        config, _ = load_config(run_dir / RUN_CONFIG, unused=("search",))
     settings = config.prune or PruneConfig()  # a run trained without a prune section: defaults
     method = settings.method
     xi = threshold if threshold is not None else settings.threshold

@@ -31,12 +31,12 @@ def load_for_run(args: argparse.Namespace) -> tuple[Any, dict]:
     if not args.resume:
         if args.config is None:
             raise UserError(f"nasframe {args.command}: give a CONFIG file (or --resume DIR)")
-        return load_config(args.config, args.set)
+        return load_config(args.config, args.set, unused=_unused(args))
     saved = Path(args.resume) / RUN_CONFIG
     if not saved.exists():
         raise UserError(f"--resume {args.resume}: {why_not_a_run(Path(args.resume), args)}")
-    config, raw = load_config(saved, args.set)
-    ran = _as_saved(saved, config, bool(args.set))
+    config, raw = load_config(saved, args.set, unused=_unused(args))
+    ran = _as_saved(saved, config, args)
     _refuse_other_kind(args, _config_kind(ran))
     if args.set and ran is not None and (Path(args.resume) / CHECKPOINT).exists():
         _refuse_changed_state(args, config, ran)
@@ -44,6 +44,11 @@ def load_for_run(args: argparse.Namespace) -> tuple[Any, dict]:
         _check_same_config(args, config, saved)
         args.config = None  # from here on, as if only --resume had been given
     return config, raw
+
+
+def _unused(args: argparse.Namespace) -> tuple[str, ...]:
+    """The config sections whose plugins the command does not use: a training's ``search``."""
+    return ("search",) if args.command == "train" else ()
 
 
 def _refuse_run_directory(path: Path) -> None:
@@ -66,13 +71,13 @@ def _refuse_run_directory(path: Path) -> None:
     raise ConfigError([Problem(str(path), None, "", what)])
 
 
-def _as_saved(saved: Path, config, changed: bool):
+def _as_saved(saved: Path, config, args: argparse.Namespace):
     """A run directory's config as ``saved`` has it (``config`` itself unless ``--set``
-    ``changed`` it), or None when it does not load: the run itself then says why."""
-    if not changed:
+    changed it), or None when it does not load: the run itself then says why."""
+    if not args.set:
         return config
     try:
-        return load_config(saved)[0]
+        return load_config(saved, unused=_unused(args))[0]
     except UserError:
         return None
 
@@ -131,7 +136,7 @@ def _refuse_changed_state(args: argparse.Namespace, config, ran) -> None:
 def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> None:
     """A CONFIG given with --resume must say what the run's own config.yaml says: the run goes on
     with the settings it started with (changed only through --set, which config.yaml records)."""
-    given, _ = load_config(args.config, args.set)
+    given, _ = load_config(args.config, args.set, unused=_unused(args))
     differences = [d for d in _differences(run_config, given) if d[0] not in ("name", "space_hash")]
     if not differences:
         return

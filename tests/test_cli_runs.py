@@ -402,6 +402,32 @@ def test_resuming_with_more_epochs_anneals_the_cosine_schedule_over_the_new_leng
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_a_training_does_not_need_the_plugins_of_the_search_that_found_it(
+    search_run, tmp_path, capsys
+):
+    """An arch.yaml keeps the search section of the search that found it: trained, exported or
+    validated where that search's strategy and optimizer plugins are not installed, it was
+    refused ('unknown strategy'), though a training uses neither."""
+    text = (search_run / "arch.yaml").read_text()
+    assert "strategy: asng" in text and "name: sgd" in text
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(
+        text.replace("strategy: asng", "strategy: acme_pbil").replace("name: sgd", "name: acme_sgd")
+    )
+    out = tmp_path / "t"
+    assert main(["validate", str(arch)]) == 0
+    assert main(["train", str(arch), "--out", str(out), *FAST]) == 0
+    assert main(["train", "--resume", str(out), "--set", "train.epochs=3", "--quiet"]) == 0
+    assert main(["export", str(out)]) == 0
+    capsys.readouterr()
+    search = tmp_path / "space.yaml"  # a search uses them: refused there, at their lines
+    search.write_text(
+        (SPACES / "digits.yaml").read_text().replace("strategy: asng", "strategy: acme_pbil")
+    )
+    assert main(["validate", str(search)]) == 2
+    assert "search.strategy: unknown strategy 'acme_pbil'" in capsys.readouterr().err
+
+
 def test_default_run_directories_are_never_shared(tmp_path, monkeypatch):
     from nasframe.run_dirs import new_run_dir
 
