@@ -100,17 +100,7 @@ class CheckedStrategy:
         summary.json); else the plugin's failure, saying what it holds."""
         d = self._categories.size
         shape = (d, int(self._categories.max(initial=0)))
-        if isinstance(theta, torch.Tensor):  # on the GPU, say
-            theta = theta.detach().cpu()
-        try:
-            x = np.asarray(theta)
-        except (TypeError, ValueError, RuntimeError) as e:  # ragged rows, say
-            raise registry.failure(
-                "strategy",
-                self._plugin_name,
-                f"has theta {registry.shown(theta)}, which is no array of numbers of shape "
-                f"{shape} ({e})",
-            ) from None
+        x = self._array(theta, f"has theta {{}}, which is no array of numbers of shape {shape}")
         fits = x.shape == shape or (d == 0 and x.size == 0)
         if not (x.dtype.kind in "iuf" and fits):
             raise registry.failure(
@@ -121,20 +111,21 @@ class CheckedStrategy:
             )
         return x
 
+    def _array(self, value: Any, what: str) -> np.ndarray:
+        """``value`` (a tensor, on the GPU say, nested lists or an array) as a NumPy array; else
+        the plugin's failure, ``what`` it did with ``{}`` standing for the value."""
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+        try:
+            return np.asarray(value)
+        except (TypeError, ValueError, RuntimeError) as e:  # ragged rows, say
+            what = what.format(registry.shown(value))
+            raise registry.failure("strategy", self._plugin_name, f"{what} ({e})") from None
+
     def _indices(self, result: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
         """``result`` as an int64 array of ``shape`` (architectures x choices), each an option
         index of its choice; else the plugin's failure, saying what it returned."""
-        if isinstance(result, torch.Tensor):  # on the GPU, say: indices all the same
-            result = result.detach().cpu()
-        try:
-            x = np.asarray(result)
-        except (TypeError, ValueError, RuntimeError) as e:  # ragged rows, say
-            raise registry.failure(
-                "strategy",
-                self._plugin_name,
-                f"returned {registry.shown(result)} from {label}, which is no array of option "
-                f"indices ({e})",
-            ) from None
+        x = self._array(result, f"returned {{}} from {label}, which is no array of option indices")
         if not (np.issubdtype(x.dtype, np.integer) and x.shape == shape):
             raise registry.failure(
                 "strategy",
