@@ -207,6 +207,7 @@ class RunState:
                 bad = first_damaged(ckpt[name], self.parts.get(name))
                 if bad is not None:
                     raise DamagedState(f"{name} {bad} holds NaN or infinity, which no run saves")
+            self._refuse_other_optimizer(ckpt["optimizer"], self.parts.get("optimizer"))
             for name, part in self.parts.items():
                 where, plugin = name, _plugin_class(part)
                 self._load_part(name, part, ckpt[name])
@@ -237,6 +238,28 @@ class RunState:
         self.pos.update(pos)
         self.metrics, self.final, self.saved_environment = metrics, final, environment
         self._t0, self._wall0 = time.perf_counter(), float(self.pos["wall_s"])
+
+    def _refuse_other_optimizer(self, saved: Any, optimizer: Any) -> None:
+        """Refuse an optimizer state that another kind of optimizer saved (SGD's in an Adam):
+        torch would load it and fail at the first step (``KeyError: 'betas'``). Told by the
+        settings of its parameter groups, which differ both ways between kinds (one torch
+        version to the next only adds or drops a flag)."""
+        groups = saved.get("param_groups") if isinstance(saved, dict) else None
+        if not (isinstance(optimizer, torch.optim.Optimizer) and groups):
+            return
+        if not (isinstance(groups, list) and isinstance(groups[0], dict)):
+            return  # damaged: torch's load says so
+        have, want = set(groups[0]) - {"params", "param_names"}, set(optimizer.defaults)
+        if not (have - want and want - have):
+            return
+        where = f"{self.kind}.optimizer"
+        raise UserError(
+            f"{self.path}: its optimizer state is not a {type(optimizer).__name__}'s (it has "
+            f"{', '.join(sorted(have - want))} and lacks {', '.join(sorted(want - have))}): the "
+            f"run trained with another optimizer than {where} names now; write the one it "
+            f"trained with in {where}.name of its config.yaml (a train.optimizer written without "
+            "a name was sgd before nasframe of 2026-12-01, adam since)"
+        )
 
     def _load_part(self, name: str, part: Any, state: Any) -> None:
         """``part.load_state_dict(state)``. A registered plugin's part that raises (other than

@@ -283,3 +283,29 @@ def test_a_model_that_does_not_fit_says_which_tensor_and_shapes(tmp_path):
         "does not fit this training: its model (RuntimeError: Error(s) in loading state_dict for Linear: size mismatch for weight:"
         in str(e.value)
     )
+
+
+def test_a_run_resumed_with_another_kind_of_optimizer_is_refused_in_one_line(
+    digits_runs, tmp_path, capsys
+):
+    """A run from before train.optimizer's own defaults (adam) whose config.yaml says
+    `optimizer: {lr: 0.01}` trained with sgd; read now as adam, its SGD state loaded into Adam
+    and the first step failed with a traceback (KeyError: 'betas'). Here the other way round:
+    an Adam run whose config.yaml was edited to sgd."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_runs["train"], run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["train"]["optimizer"]["name"] == "adam"
+    config["train"]["optimizer"] = {"name": "sgd", "lr": 0.01}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"{run / 'checkpoint.pt'}: its optimizer state is not a SGD's (it has "
+    ), err
+    assert "write the one it trained with in train.optimizer.name of its config.yaml" in err
