@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import typing
 from collections.abc import Callable, Mapping
 from types import NoneType, UnionType
 from typing import Any, Union
+
+import numpy as np
 
 from .config_base import bool_hint, value_kind
 from .errors import UserError
@@ -34,9 +37,9 @@ def checked_options(
     floats (``1e4``) made ints for an ``int`` option.
 
     An option annotated ``bool``, ``int``, ``float``, ``str`` (``int | float``: a number;
-    ``| None`` or a default of None: null too) must be of that kind; an unannotated one is judged
-    by its default's type, leniently (a default ``0`` does not say that 0.5 is wrong: any number;
-    a default text does not say that a number is wrong: not checked). Any other annotation, an
+    ``| None`` or a default of None: null too) must be of that kind (NumPy scalars count); an
+    unannotated one whose default is a number refuses only a number written as text (None, a
+    list or a word may be what the plugin takes there). Any other annotation, an
     option the signature does not name (``**kwargs``), or a callable without a readable
     signature is left for the plugin to judge."""
     checked = dict(options)
@@ -95,30 +98,28 @@ def _checked(where: str, value: Any, param: inspect.Parameter, hint: Any) -> Any
     """``value`` for ``param`` (its resolved annotation ``hint``), or a UserError at ``where``."""
     default = param.default
     declared = _kind(hint if hint is not None else param.annotation)
-    if declared is not None:
-        kind, takes_none = declared
-        strict = True
-    else:  # no annotation: the default's type says what is meant, leniently
-        kind = type(default) if type(default) in (bool, int, float) else None
-        kind = float if kind is int else kind  # a default 0 may stand for a number
-        takes_none, strict = False, False
+    if declared is None:  # no annotation: a default says little (None, a list, 'auto' may do)
+        return _unannotated(where, value, default)
+    kind, takes_none = declared
     if kind is None or (value is None and (takes_none or default is None)):
         return value
     if kind is bool:
-        if isinstance(value, bool):
+        if isinstance(value, bool | np.bool_):  # NumPy's from a config built in Python
             return value
         raise _refused(where, "true or false", value, bool_hint(value))
     if kind is str:
         if isinstance(value, str):
             return value
         raise _refused(where, "text", value)
-    whole = kind is int and strict
+    whole = kind is int
     what = "a whole number" if whole else "a number"
-    if is_number(value):
-        is_whole = isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        is_whole = isinstance(value, numbers.Integral) or (
+            math.isfinite(value) and float(value).is_integer()
+        )
         if whole and not is_whole:
             raise _refused(where, what, value)
-        if isinstance(value, float) and is_whole and (whole or type(default) is int):
+        if whole and not isinstance(value, numbers.Integral):
             return int(value)  # 1e4, as YAML 1.2 reads it
         return value
     hint = ""
@@ -127,6 +128,18 @@ def _checked(where: str, value: Any, param: inspect.Parameter, hint: Any) -> Any
         if is_number(number) and (not whole or float(number).is_integer()):
             hint = f"; write {value.strip()} without quotes"
     raise _refused(where, what, value, hint)
+
+
+def _unannotated(where: str, value: Any, default: Any) -> Any:
+    """An option without an annotation whose default is a number: only a number written as
+    text (``"0.5"``, quoted by mistake) is refused; anything else is the plugin's to judge,
+    as research code takes None, lists or words where its default is a number."""
+    if not (is_number(default) and isinstance(value, str)):
+        return value
+    number = parse_scalar(value)
+    if is_number(number):
+        raise _refused(where, "a number", value, f"; write {value.strip()} without quotes")
+    return value
 
 
 def _refused(where: str, what: str, value: Any, hint: str = "") -> UserError:

@@ -344,7 +344,7 @@ def waves(root=None, n_train: int = 800, level: float = 0.5, noisy: bool = False
         ("level", "abc", "expected a number, got the text 'abc'"),
         ("level", [1], "expected a number, got a list"),
         ("noisy", 1, "expected true or false, got the number 1; write true"),
-        ("scale", "abc", "expected a number, got the text 'abc'"),
+        ("scale", "0.5", "expected a number, got the text '0.5'; write 0.5 without quotes"),
     ],
 )
 def test_a_wrong_dataset_option_value_is_the_users_at_its_key(plugin, key, value, said):
@@ -376,6 +376,23 @@ def test_right_dataset_option_values_reach_the_plugin(plugin):
     _load(plugin, "test_records", records, n_train=1e3, level=1, scale=0.25, mode=4)
     assert seen == {"n_train": 1000, "level": 1, "scale": 0.25, "mode": 4}
     assert type(seen["n_train"]) is int  # 1e3 as YAML 1.2 reads it: a whole number
+
+
+def test_unannotated_options_take_what_research_code_passes_and_numpy_scalars_fit(plugin):
+    """An option without an annotation is the plugin's to judge (None for off, a list, a word
+    where its default is a number); only a number quoted by mistake is refused. NumPy scalars
+    (a config built in Python) fit annotated options."""
+    seen = {}
+
+    def loose(root=None, n: int = 20, frac: float = 0.5, flag: bool = False, sigma=0.1):
+        seen.update(n=n, frac=frac, flag=flag, sigma=sigma)
+        return waves()
+
+    for sigma in (None, [0.1, 0.2], "auto", True):
+        _load(plugin, "test_loose", loose, sigma=sigma)
+        assert seen["sigma"] == sigma
+    _load(plugin, "test_loose", loose, n=np.int64(20), frac=np.float32(0.25), flag=np.True_)
+    assert (seen["n"], seen["frac"], seen["flag"]) == (20, 0.25, True)
 
 
 def test_strategy_option_kinds_follow_the_constructors_signature():
