@@ -42,7 +42,7 @@ def build_optimizer(
 
     returns = (
         lambda o: isinstance(o, torch.optim.Optimizer) and _takes_lr(o, cfg.lr),
-        f"a torch.optim.Optimizer whose param_groups hold the lr given ({cfg.lr:g})",
+        f"a torch.optim.Optimizer with the lr given ({cfg.lr:g}) in its param_groups",
     )
     options = {k: v for k, v in kwargs.items() if k != "lr"}  # the user's (lr: every optimizer's)
     if cfg.gc:
@@ -205,10 +205,13 @@ def _foreach_on_cpu(cls: type, params: list) -> bool:
 
 
 def _takes_lr(optimizer: torch.optim.Optimizer, lr: float) -> bool:
-    """Whether every parameter group of ``optimizer`` holds ``lr``: the config's learning rate,
-    which the schedule then moves. An optimizer that drops it would train at a rate of its own,
-    silently."""
-    return all(math.isclose(float(g.get("lr", math.nan)), lr) for g in optimizer.param_groups)
+    """Whether a parameter group of ``optimizer`` holds ``lr`` (as float32 has it, for an lr
+    held as a tensor): the config's learning rate, which the schedule then moves. One that
+    drops it would train at a rate of its own, silently; groups at a multiple of it (layer-wise
+    rates) beside one that holds it are the plugin's design."""
+    return any(
+        math.isclose(float(g.get("lr", math.nan)), lr, rel_tol=1e-6) for g in optimizer.param_groups
+    )
 
 
 def build_schedule(

@@ -571,7 +571,7 @@ class _SearchRun:
         if self.converged() and pos["epoch"] < S.epochs:
             meaning = (  # ASNG's meaning; a plugin strategy's converged() says its own
                 f"every choice's most likely option holds {S.stop_when_converged} of its cap"
-                if isinstance(unchecked(self.strategy), ASNG)
+                if type(unchecked(self.strategy)).converged is ASNG.converged
                 else f"strategy '{S.strategy}' says it converged at {S.stop_when_converged}"
             )
             self.tell(

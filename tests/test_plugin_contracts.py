@@ -572,4 +572,26 @@ def test_an_optimizer_plugin_that_drops_the_configured_lr_is_the_plugins_bug(
     args = ["validate", "--data", str(SPACES / "digits.yaml")]
     line = _one_line([*args, "--set", "search.optimizer={name: test_fixed_lr, lr: 0.01}"], capsys)
     assert "optimizer plugin 'test_fixed_lr' (registered in code as " in line, line
-    assert "not a torch.optim.Optimizer whose param_groups hold the lr given (0.01)" in line, line
+    assert "not a torch.optim.Optimizer with the lr given (0.01) in its param_groups" in line, line
+
+
+def test_an_optimizer_holding_its_lr_as_a_float32_tensor_or_scaling_other_groups_is_accepted(
+    plugin,
+):
+    """torch takes an lr tensor (float32: 0.0010000000475 for 0.001), and a plugin may give
+    some groups a multiple of the rate (layer-wise rates) beside one that holds it."""
+
+    def tensor_lr(params, lr=0.01, **kwargs):
+        return torch.optim.Adam(params, lr=torch.tensor(lr), **kwargs)
+
+    def layerwise(params, lr=0.01, **kwargs):
+        params = list(params)
+        groups = [{"params": params[:1]}, {"params": params[1:], "lr": lr * 0.1}]
+        return torch.optim.SGD(groups, lr=lr)
+
+    plugin("optimizer", "test_tensor_lr", tensor_lr)
+    plugin("optimizer", "test_layerwise", layerwise)
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    for name in ("test_tensor_lr", "test_layerwise"):
+        optimizer = build_optimizer(params, OptimizerConfig(name=name, lr=1e-3))
+        assert isinstance(optimizer, torch.optim.Optimizer)
