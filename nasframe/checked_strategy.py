@@ -103,11 +103,16 @@ class CheckedStrategy:
         x = self._array(theta, f"has theta {{}}, which is no array of numbers of shape {shape}")
         fits = x.shape == shape or (d == 0 and x.size == 0)
         if not (x.dtype.kind in "iuf" and fits):
+            what = (
+                f"theta {registry.shown(theta)}"  # None, say: set only at its first sample
+                if x.dtype.kind == "O"
+                else f"a theta of shape {x.shape} and type {x.dtype}"
+            )
             raise registry.failure(
                 "strategy",
                 self._plugin_name,
-                f"has a theta of shape {x.shape} and type {x.dtype}, not numbers of shape "
-                f"{shape} (one row per choice, padded to the largest number of options)",
+                f"has {what}, not numbers of shape {shape} (one row per choice, padded to the "
+                "largest number of options; read from the start of the search)",
             )
         return x
 

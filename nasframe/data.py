@@ -171,7 +171,10 @@ def _checked_tensors(name: str, data: Dataset) -> Dataset:
 
 def _first_non_finite(x: torch.Tensor) -> int | None:
     """The index of the first sample of ``x`` holding NaN or infinity, or None (checked a few
-    million values at a time, so as not to double a large dataset's memory)."""
+    million values at a time, so as not to double a large dataset's memory). A finite sum says
+    there is none, twenty times faster than looking (a sum too large for its type looks)."""
+    if x.is_floating_point() and bool(torch.isfinite(x.sum())):
+        return None
     step = max(1, 2**24 // max(1, x[:1].numel()))
     for start in range(0, x.shape[0], step):
         chunk = x[start : start + step]

@@ -122,7 +122,7 @@ def test_a_strategy_whose_theta_has_the_wrong_shape_is_named_before_the_search(
     assert line.startswith(
         f"strategy plugin 'test_theta_shape' ({IN_CODE}ThetaWrongShape) has a theta of shape "
         "(5, 1) and type float64, not numbers of shape (5, 4) (one row per choice, padded to the "
-        "largest number of options); "
+        "largest number of options; read from the start of the search); "
     ), line
     assert ADVICE in line
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # refused before any epoch
@@ -132,6 +132,10 @@ def test_a_strategys_theta_must_be_numbers_and_may_be_a_tensor_or_lists(plugin):
     plugin("strategy", "test_theta_text", ThetaText)
     with pytest.raises(PluginFailure, match=r"has a theta of shape \(2, 4\) and type <U1, not"):
         CheckedStrategy(ThetaText([3, 4]), "test_theta_text", [3, 4])
+    lazy = Uniform([3, 4])
+    lazy._theta = None  # set only at its first sample: said as what it is
+    with pytest.raises(PluginFailure, match=r"has theta None, not numbers of shape \(2, 4\)"):
+        CheckedStrategy(lazy, "test_theta_tensor", [3, 4])
     wrapped = CheckedStrategy(ThetaTensor([3, 4]), "test_theta_tensor", [3, 4])
     assert isinstance(wrapped.theta, np.ndarray) and wrapped.theta.shape == (2, 4)
 
