@@ -92,6 +92,7 @@ class PluginInfo:
     entry_point: metadata.EntryPoint | None = None
     obj: Any = None
     loaded: bool = False
+    asked: bool = False  #: looked up by name in this process (a config naming it, say)
     conflicts: list[PluginInfo] = field(default_factory=list)
 
     def load(self) -> Any:
@@ -397,6 +398,7 @@ def get(kind: str, name: str) -> Any:
     """The plugin object registered as ``name`` for ``kind`` (imported on first use)."""
     info = _info(kind, name)
     obj = info.load()
+    info.asked = True
     if not callable(obj):  # every kind is a class or a function
         raise failure(kind, info.name, f"is {shown(obj)}, not {WHAT[kind]}")
     return obj
@@ -434,9 +436,9 @@ def plugins() -> list[PluginInfo]:
 
 def how_to_go_on(command: str, python: str) -> str:
     """The way to go on that a run prints: the ``nasframe ...`` ``command``, or, in a program
-    that registered plugins in code (which the command line cannot find), the ``python`` call
-    that does the same, with the reason."""
-    mine = [f"{p.kind} '{p.name}'" for p in plugins() if p.entry_point is None]
+    whose runs use plugins registered in code (which the command line cannot find: those looked
+    up by name, as a config's are), the ``python`` call that does the same, with the reason."""
+    mine = [f"{p.kind} '{p.name}'" for p in plugins() if p.entry_point is None and p.asked]
     if not mine:
         return command
     return (

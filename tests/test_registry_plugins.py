@@ -191,6 +191,7 @@ def test_a_run_with_a_plugin_registered_in_code_says_how_to_go_on_in_python(
             return registry.get("op", "linear").build(in_channels, out_channels, stride, layout)
 
     plugin("op", "test_only_dense", TestOnlyDense)
+    plugin("op", "test_only_unused", TestOnlyDense)  # registered, not used: not named
     text = (SPACES / "mlp.yaml").read_text().replace("[linear, identity]", "[test_only_dense]")
     (tmp_path / "c.yaml").write_text(text)
     config, _ = load_config(tmp_path / "c.yaml", ["search.epochs=1", "log.tensorboard=false"])
@@ -202,6 +203,7 @@ def test_a_run_with_a_plugin_registered_in_code_says_how_to_go_on_in_python(
         f"Python: op 'test_only_dense' is registered in code, not installed, so `nasframe train "
         f"{arch}` would not find it)"
     ) in out.out + out.err
+    assert "test_only_unused" not in out.out + out.err
     assert resume_hint("train", "t").startswith(
         "nasframe.run_train(config, 't', resume=True) (in Python: op 'test_only_dense' is"
     )
