@@ -18,7 +18,7 @@ from torch import nn
 
 from . import registry
 from .cell_network import main_parameters
-from .checkpoint import save_checkpoint, write_json
+from .checkpoint import first_non_finite, save_checkpoint, write_json
 from .config import Config, TrainConfig
 from .console import EpochProgress, say
 from .data import TRAINING, augment_at, batch_at, check_augment, epoch_order, load_dataset
@@ -419,11 +419,24 @@ class _TrainRun:
                 optimizer,
             )
             if info is not None:
+                self._refuse_non_finite_growth()
                 self.logger.scalars(info["scalars"], pos["global_step"])
         if stop and pos["step"] < self.steps:  # at the last step: after the epoch's end
             self._add_sums()
             self.state.save()
             raise stopped(stop, f"after step {pos['global_step']}", "train", self.run_dir)
+
+    def _refuse_non_finite_growth(self) -> None:
+        """After a growth event: weights holding NaN or infinity are the growth plugin's (the
+        next step's loss would blame the learning rate); one host synchronisation per event."""
+        bad = first_non_finite(dict(self.model.named_parameters()))
+        if bad is not None:
+            name = self.T.growth.strategy
+            raise registry.failure(
+                "growth",
+                name,
+                f"grew weights that hold NaN or infinity ({bad}) at step {self.pos['global_step']}",
+            )
 
     def _add_sums(self) -> None:
         """Check the running sums for divergence and move them into the epoch's meter (one host

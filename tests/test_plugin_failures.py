@@ -824,3 +824,30 @@ def test_tensor_samples_are_taken_and_float_ones_refused(tmp_path, capsys, plugi
     (tmp_path / "g").mkdir()
     line = _last_line(_search(tmp_path / "g", text), capsys)
     assert "returned an array of shape (2, 5) and type float32 from sample" in line, line
+
+
+def test_a_growth_plugin_that_grows_nan_weights_is_named_not_the_learning_rate(
+    tmp_path, capsys, plugin
+):
+    """The next step's loss was NaN and the message said to try a smaller train.optimizer.lr."""
+    from nasframe_growth import RandomGrowth
+
+    class NaNGrowth(RandomGrowth):
+        name = "test_nan_growth"
+
+        def outgoing(self, ctx):
+            return torch.full_like(ctx.random_outgoing(), float("nan"))
+
+    plugin("growth", "test_nan_growth", NaNGrowth)
+    text = ARCH.replace("OP", "linear").replace(
+        "  batch_size: 64\n",
+        "  batch_size: 64\n  growth: {strategy: test_nan_growth, every: 2, steps: 1}\n",
+    )
+    cfg = tmp_path / "arch.yaml"
+    cfg.write_text(text)
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "smaller" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("growth plugin 'test_nan_growth' (registered in code as "), line
+    assert "grew weights that hold NaN or infinity (" in line and ") at step 2; " in line, line
