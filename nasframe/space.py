@@ -221,8 +221,9 @@ class SearchSpace:
         return json.dumps(arch, sort_keys=True)
 
     def describe(self, sample: Sequence[int]) -> str:
-        """A readable one-architecture summary: one stage (or cell kind) per line; a layer with
-        a width of its own shows it, ``conv3(24)``."""
+        """A readable one-architecture summary: one stage (or cell kind) per line, a stage as
+        its transition, width, stride (above 1), depth and layers (``s2: conv3 -> 32, stride 2,
+        depth 2: conv3 > conv3(24)``: a layer with a width of its own shows it)."""
         cfg = self.config
         if self.is_cells:
             sp = cfg.space
@@ -244,10 +245,9 @@ class SearchSpace:
                 if layer.width is not None:
                     op += f"({self.value(paths.layer_width(i), layer.width, sample)})"
                 ops.append(op)
-            lines.append(
-                f"{st.name}: stride {st.stride}, width {width}, depth {depth}: "
-                + (" > ".join(ops) if ops else "(transition only)")
-            )
+            stride = f", stride {st.stride}" if st.stride > 1 else ""
+            layers = f": {' > '.join(ops)}" if ops else ""
+            lines.append(f"{st.name}: {st.transition} -> {width}{stride}, depth {depth}{layers}")
         return "\n".join(lines)
 
 

@@ -480,7 +480,7 @@ def test_show_prints_summary_and_architecture(search_run, capsys):
     summary = json.loads((search_run / "summary.json").read_text())
     assert f"iterations: {summary['iterations']}" in out
     width = summary["most_likely"]["space.stages.s1.width"]
-    assert f"s1: stride 1, width {width}" in out
+    assert f"s1: conv3 -> {width}, depth " in out
     assert main(["show", str(search_run.parent)]) == 2
 
 

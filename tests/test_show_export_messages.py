@@ -76,7 +76,7 @@ def test_show_of_a_stopped_search_gives_what_it_would_export_now(digits_runs, tm
     for line in _architecture_lines(space, expected):
         assert line in lines, out
     width = space.decode(expected)["space.stages.s1.width"]
-    assert f"s1: stride 1, width {width}," in out
+    assert f"s1: conv3 -> {width}, depth " in out
     assert "architecture (config.yaml)" not in out and not err
 
 

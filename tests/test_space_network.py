@@ -202,8 +202,10 @@ def test_a_layer_s_own_width_is_shown_in_the_architecture(tmp_path):
     sample[space.index("space.stages.s1.layer0.width")] = 1
     sample[space.index("space.stages.s2.layer0.width")] = 1
     lines = space.describe(sample).splitlines()
-    assert lines[1] == "s1: stride 1, width 8, depth 2: conv3(64) > conv3(4)"
-    assert lines[2] == "s2: stride 2, width 12, depth 1: conv3(48)"
+    assert lines[1] == "s1: conv3 -> 8, depth 2: conv3(64) > conv3(4)"
+    assert lines[2] == "s2: conv3 -> 12, stride 2, depth 1: conv3(48)"
+    mlp = SearchSpace(load_config(SPACES / "mlp.yaml")[0])  # its own transition, no stride
+    assert mlp.describe([0] * len(mlp.choices)).splitlines()[1] == "hidden: linear -> 32, depth 0"
 
 
 def _every(space):
