@@ -255,13 +255,13 @@ class ChainSpace(Strict):
                 )
             if st.name in seen:
                 j = seen[st.name]
-                clash = "stages {j} and {i} are both named '{n}'; rename one"
+                clash = "stages.{j} and stages.{i} are both named '{n}'; rename one"
                 if i in unnamed or j in unnamed:
                     d, o = (i, j) if i in unnamed else (j, i)
                     clash = (
-                        f"stage {d} has the default name '{{n}}' (a stage without a name is "
-                        f"s1, s2, ... by its position), which stage {o} is given; name stage "
-                        f"{d} or rename stage {o}"
+                        f"stages.{d} has the default name '{{n}}' (a stage without a name is "
+                        f"s1, s2, ... by its position), which stages.{o} is given; name "
+                        f"stages.{d} or rename stages.{o}"
                     )
                 raise error_at(
                     "stage_name",

@@ -303,8 +303,9 @@ class _SearchRun:
             self.tell(f"resuming {self.run_dir} {where}")
             if note:
                 self.tell(note)
-            if fitted := fit_schedule(self.schedule, self.S.epochs * self.steps):
-                self.tell(fitted)  # resumed with another search.epochs
+            fitted = fit_schedule(self.schedule, self.S.epochs * self.steps)
+            if fitted and self.epochs_left():  # resumed with another search.epochs
+                self.tell(fitted)
         else:
             self._new_run_notes()
         self.logger = RunLogger(

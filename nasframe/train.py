@@ -315,8 +315,9 @@ class _TrainRun:
             say(f"resuming {self.run_dir} {where}")
             if note:
                 say(note)
-            if fitted := fit_schedule(self.schedule, self.T.epochs * self.steps):
-                say(fitted)  # resumed with another train.epochs
+            fitted = fit_schedule(self.schedule, self.T.epochs * self.steps)
+            if fitted and self.epochs_left():  # resumed with another train.epochs
+                say(fitted)
         else:
             self._new_run_notes()
         self.logger = RunLogger(

@@ -196,17 +196,17 @@ STAGES = "data: {{name: digits}}\nspace:\n  stages:\n{stages}"
     [
         (
             "    - {name: s2, width: 8}\n    - {width: 8}\n",
-            "stage 1 has the default name 's2' (a stage without a name is s1, s2, ... by its "
-            "position), which stage 0 is given; name stage 1 or rename stage 0",
+            "stages.1 has the default name 's2' (a stage without a name is s1, s2, ... by its "
+            "position), which stages.0 is given; name stages.1 or rename stages.0",
         ),
         (
             "    - {width: 8}\n    - {name: s1, width: 8}\n",
-            "stage 0 has the default name 's1' (a stage without a name is s1, s2, ... by its "
-            "position), which stage 1 is given; name stage 0 or rename stage 1",
+            "stages.0 has the default name 's1' (a stage without a name is s1, s2, ... by its "
+            "position), which stages.1 is given; name stages.0 or rename stages.1",
         ),
         (
             "    - {name: a, width: 8}\n    - {name: a, width: 8}\n",
-            "stages 0 and 1 are both named 'a'; rename one",
+            "stages.0 and stages.1 are both named 'a'; rename one",
         ),
     ],
     ids=["given-then-default", "default-then-given", "both-given"],
