@@ -160,12 +160,20 @@ class CellSpace(Strict):
                     r=r,
                 )
             if r >= min(counts):
+                retraining = (self.retrain.cells or self.cells) < self.cells
                 raise error_at(
                     "reductions",
-                    "cell {r} does not exist: cells are numbered 0..{m}",
+                    "cell {r} does not exist{net}: cells are numbered 0..{m}{hint}",
                     ("reductions", k),
                     r=r,
                     m=min(counts) - 1,
+                    net=f" in the {min(counts)}-cell retraining network (space.retrain.cells)"
+                    if retraining
+                    else "",
+                    hint="; explicit reductions place those of both networks: remove them for "
+                    "each size's default (n//3, 2n//3)"
+                    if retraining
+                    else "",
                 )
         for kind in CELL_KINDS:
             fixed = getattr(self, kind)

@@ -42,6 +42,7 @@ __all__ = [
     "count_cell_macs",
     "fit_channels",
     "retrain_size",
+    "check_retraining",
     "build_cell_network",
 ]
 
@@ -135,20 +136,13 @@ class CellNetwork(nn.Module):
         n = cells or sp.cells
         plan = cell_plan(sp, n, channels or sp.channels)
         check_sizes(plan, sample_shape)
-        reductions = [i for i, p in enumerate(plan) if p.reduction]
         self.stem = make_stem(image_channels(sample_shape), plan[0].c_p, track=True)
         self.cells = nn.ModuleList(FixedCell(genotype[p.kind], p) for p in plan)
-        self.aux_at = reductions[-1] if reductions else 2 * n // 3
+        self.aux_at = _auxiliary_at(plan)
         self.auxiliary_weight = float(auxiliary_weight)
         self.auxiliary = None
         if auxiliary_weight > 0:
-            size = size_after(plan, self.aux_at, sample_shape)
-            if min(size) < 8:
-                raise UserError(
-                    f"space.retrain.auxiliary_weight: the auxiliary head needs feature maps of at "
-                    f"least 8x8 after cell {self.aux_at}, these images give {size[0]}x{size[1]}; "
-                    "set it to 0"
-                )
+            _check_auxiliary(plan, sample_shape)
             self.auxiliary = AuxiliaryHead(plan[self.aux_at].c, num_classes)
         self.drop_path_max = float(drop_path)
         self.drop_path_prob = 0.0
@@ -358,6 +352,33 @@ def retrain_size(
             + advice
         )
     return RetrainSize(n, channels, False, budget)
+
+
+def _auxiliary_at(plan: list[CellPlan]) -> int:
+    """The cell the auxiliary head reads: the last reduction (the reference's), else 2n//3."""
+    reductions = [i for i, p in enumerate(plan) if p.reduction]
+    return reductions[-1] if reductions else 2 * len(plan) // 3
+
+
+def _check_auxiliary(plan: list[CellPlan], sample_shape: Sequence[int]) -> None:
+    at = _auxiliary_at(plan)
+    size = size_after(plan, at, sample_shape)
+    if min(size) < 8:
+        raise UserError(
+            f"space.retrain.auxiliary_weight: the auxiliary head needs feature maps of at least "
+            f"8x8 after cell {at}, these images give {size[0]}x{size[1]}; set it to 0"
+        )
+
+
+def check_retraining(sp: CellSpace, sample_shape: Sequence[int]) -> None:
+    """Refuse, before a search, the retraining network that ``nasframe train`` would refuse
+    whatever the search finds: reductions that leave the images too small at its size, an
+    auxiliary head without 8x8 feature maps (they depend on the data and the layout, not on
+    the cells found)."""
+    plan = cell_plan(sp, sp.retrain.cells or sp.cells, sp.channels)
+    check_sizes(plan, sample_shape)
+    if sp.retrain.auxiliary_weight > 0:
+        _check_auxiliary(plan, sample_shape)
 
 
 def build_cell_network(

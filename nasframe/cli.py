@@ -218,7 +218,7 @@ def _cmd_search(args: argparse.Namespace, config, raw: dict) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .preflight import preflight
-    from .space import unused_layers
+    from .space import config_warnings
 
     problems: list[str] = []
     for f in args.files:
@@ -238,7 +238,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             problems.append(located if located != str(e) else f"{f}: {e}")
         else:
             print(f"{f}: ok ({checked})")
-            for note in unused_layers(config):
+            for note in config_warnings(config):
                 print(config.located_warning(note), file=sys.stderr)
     if problems:
         raise UserError("\n".join(problems))

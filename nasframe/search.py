@@ -20,6 +20,7 @@ import torch
 
 from . import registry
 from .asng import ASNG
+from .cell_network import check_retraining
 from .checked_strategy import CheckedStrategy, unchecked
 from .checkpoint import write_json
 from .config import NO_CONVERGED, Config, SearchConfig, SelectConfig
@@ -51,7 +52,7 @@ from .run_outline import follow_outline
 from .runstate import RunState
 from .search_step import ReadBack, search_iteration
 from .selection import Selection, run_selection
-from .space import SearchSpace, unused_layers
+from .space import SearchSpace, config_warnings
 from .strategy import Strategy
 from .tblog import RunLogger, evenly_due, flat_params, log_lr, log_speed
 from .train import written_summary
@@ -210,6 +211,8 @@ class _SearchRun:
                 "space: nothing to search (every field is a constant); use `nasframe train`"
             )
         check_augment(self.S.augment, self.data.sample_shape, "search.augment")
+        if self.space.is_cells:  # what `nasframe train` would refuse, whatever is found
+            check_retraining(config.space, self.data.sample_shape)
         torch.manual_seed(config.seed)
         self.classes = num_classes_of(config, self.data.num_classes)
         self.net = make_supernet(self.space, self.data.sample_shape, self.classes).to(self.device)
@@ -354,7 +357,7 @@ class _SearchRun:
             f"space: {counted(len(space.choices), 'choice')}, {space.size:,} architectures   "
             f"strategy: {S.strategy}   run: {self.run_dir}"
         )
-        for note in unused_layers(self.config):
+        for note in config_warnings(self.config):
             tell(self.config.located_warning(note))
         if self.select is not None and S.select is None:
             tell(

@@ -251,12 +251,13 @@ class SearchSpace:
         return "\n".join(lines)
 
 
-def unused_layers(config: Config) -> list[str]:
-    """Warnings, each starting with a config path, for ``layers:`` entries beyond a stage's
-    largest depth: valid, but never built nor searched (a depth written too small, most
-    likely)."""
-    if config.space.type != "chain":
-        return []
+def config_warnings(config: Config) -> list[str]:
+    """Warnings, each starting with a config path, about what is valid but most likely not
+    meant: ``layers:`` entries beyond a stage's largest depth (never built nor searched), and
+    a cell space's explicit ``reductions`` placing those of a retraining network of another
+    size too."""
+    if config.space.type == "cells":
+        return _reductions_for_both(config.space)
     notes = []
     for st in config.space.stages:
         most = max(options(st.depth))
@@ -269,6 +270,20 @@ def unused_layers(config: Config) -> list[str]:
             f"{most}); remove {'it' if extra == 1 else 'them'}, or allow a larger depth"
         )
     return notes
+
+
+def _reductions_for_both(sp: Any) -> list[str]:
+    """The warning for explicit ``reductions`` when the retraining network has another number
+    of cells: they place its reductions as written, not where its size's default would."""
+    retrain = sp.retrain.cells
+    if sp.reductions is None or retrain is None or retrain == sp.cells:
+        return []
+    default = sorted({retrain // 3, 2 * retrain // 3})
+    return [
+        f"space.reductions: {sorted(sp.reductions)} also place the reductions of the "
+        f"{retrain}-cell retraining network (space.retrain.cells), where its size's default "
+        f"would be {default}; remove reductions for each size's default"
+    ]
 
 
 def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:

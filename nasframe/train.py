@@ -36,7 +36,7 @@ from .run_files import CHECKPOINT, SUMMARY, WEIGHTS
 from .run_outline import follow_outline
 from .runstate import Meter, RunState
 from .show import read_summary
-from .space import SearchSpace, unused_layers
+from .space import SearchSpace, config_warnings
 from .tblog import RunLogger, flat_params, log_lr, log_speed
 
 __all__ = ["run_train", "evaluate", "WEIGHTS"]
@@ -364,7 +364,7 @@ class _TrainRun:
         )
         if self.cell_size is not None:
             say(self.cell_size.describe())
-        for note in unused_layers(self.config):
+        for note in config_warnings(self.config):
             say(self.config.located_warning(note))
         if self.config.prune is not None:
             _warn_prune_setup(self.config, self.model, self.optimizer)

@@ -146,3 +146,34 @@ def test_cifar10_search_of_the_reference_space_runs_end_to_end(tmp_path):
     result = json.loads((out / "summary.json").read_text())
     assert 0.0 <= result["test_acc"] <= 1.0
     assert (out / "weights.pt").exists()
+
+
+def test_validate_data_refuses_a_retraining_auxiliary_head_the_images_cannot_feed(capsys):
+    """It depends on the data and the layout alone: the search ran to its end and only
+    `nasframe train` of what it found refused it."""
+    args = ["validate", "--data", str(TINY), "--set", "space.retrain.auxiliary_weight=0.4"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--set space.retrain.auxiliary_weight=0.4: space.retrain.auxiliary_weight: the auxiliary "
+        "head needs feature maps of at least 8x8 after cell 2, these images give 2x2; set it to 0"
+    )
+
+
+def test_explicit_reductions_say_they_place_the_retraining_networks_too(capsys):
+    """Written for the 8-cell search, [2, 5] placed the 20-cell retraining network's reductions
+    as written (its default would be [6, 13]), silently."""
+    cifar = SPACES / "asng_nas_cifar10.yaml"
+    assert main(["validate", str(cifar), "--set", "space.reductions=[2, 5]"]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "--set space.reductions=[2, 5]: warning: space.reductions: [2, 5] also place the "
+        "reductions of the 20-cell retraining network (space.retrain.cells), where its size's "
+        "default would be [6, 13]; remove reductions for each size's default"
+    )
+    sets = ["--set", "space.cells=6", "--set", "space.reductions=[1, 2, 3, 4]"]
+    assert main(["validate", str(TINY), *sets]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "space.reductions.2: cell 3 does not exist in the 3-cell retraining network "
+        "(space.retrain.cells): cells are numbered 0..2; explicit reductions place those of "
+        "both networks: remove them for each size's default (n//3, 2n//3)"
+    )
