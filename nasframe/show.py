@@ -98,7 +98,8 @@ def show_run(run: Path) -> None:
         indent = "  "
     for key, value in final.items():
         print(f"{indent}{key}: {shown(value)}")
-    _show_architecture(run, summary.get("kind"))
+    trained = summary.get("retrain_cells"), summary.get("retrain_channels")
+    _show_architecture(run, summary.get("kind"), trained if all(trained) else None)
 
 
 #: summary keys that older versions wrote under another name: a pruned run's MAC counts
@@ -114,10 +115,11 @@ def _renamed_keys(summary: dict[str, Any]) -> dict[str, Any]:
     return renamed
 
 
-def _show_architecture(run: Path, kind: str | None) -> None:
+def _show_architecture(run: Path, kind: str | None, size: tuple[int, int] | None = None) -> None:
     """Print the run's architecture: its arch.yaml when that belongs to its config.yaml (else a
-    warning, and the file is not shown), a config.yaml without open choices, or what a search's
-    checkpoint would export now; or say why there is none."""
+    warning, and the file is not shown), a config.yaml without open choices (a cell network at
+    the ``size`` it trained at), or what a search's checkpoint would export now; or say why
+    there is none."""
     from .config_load import load_config
     from .space import SearchSpace
 
@@ -125,7 +127,8 @@ def _show_architecture(run: Path, kind: str | None) -> None:
     config = None
     if config_path.exists():
         try:
-            config, _ = load_config(config_path)
+            unused = ("search",) if kind == "train" else ()  # as `nasframe train` reads it
+            config, _ = load_config(config_path, unused=unused)
         except UserError as e:  # shown as far as arch.yaml goes, unchecked
             _warn(f"{str(e).splitlines()[0]} ({RUN_CONFIG} cannot be read)")
     if arch_path.exists():
@@ -143,7 +146,7 @@ def _show_architecture(run: Path, kind: str | None) -> None:
     space = SearchSpace(config)
     n_open = len(space.open_paths)
     if not n_open:
-        _print_architecture(f"architecture ({RUN_CONFIG})", space, None)
+        _print_architecture(f"architecture ({RUN_CONFIG})", space, None, size)
         return
     ckpt = _read_checkpoint(run / CHECKPOINT)
     ckpt_kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
@@ -213,11 +216,14 @@ def _print_most_likely(run: Path, ckpt: dict[str, Any], config: Any, space: Any)
     return True
 
 
-def _print_architecture(label: str, space: Any, sample: Any) -> None:
-    """``label:`` and the architecture ``sample`` of ``space`` (None: its only one), indented."""
+def _print_architecture(
+    label: str, space: Any, sample: Any, size: tuple[int, int] | None = None
+) -> None:
+    """``label:`` and the architecture ``sample`` of ``space`` (None: its only one), indented;
+    a cell network at ``size`` (a training's cells and channels) when given."""
     print(f"{label}:")
     chosen = [0] * len(space.choices) if sample is None else sample
-    for line in space.describe(chosen).splitlines():
+    for line in space.describe(chosen, size).splitlines():
         print(f"  {line}")
 
 

@@ -220,16 +220,18 @@ class SearchSpace:
                 stage["depth"] = len(stage["layers"])
         return json.dumps(arch, sort_keys=True)
 
-    def describe(self, sample: Sequence[int]) -> str:
+    def describe(self, sample: Sequence[int], size: tuple[int, int] | None = None) -> str:
         """A readable one-architecture summary: one stage (or cell kind) per line, a stage as
         its transition, width, stride (above 1), depth and layers (``s2: conv3 -> 32, stride 2,
-        depth 2: conv3 > conv3(24)``: a layer with a width of its own shows it)."""
+        depth 2: conv3 > conv3(24)``: a layer with a width of its own shows it). A cell space's
+        network at the search's size, or at ``size`` (cells, channels: a retraining's)."""
         cfg = self.config
         if self.is_cells:
             sp = cfg.space
             geno = self.genotype(sample)
-            reductions = sp.reduction_cells()
-            head = f"cells: {sp.cells} ({sp.nodes} nodes), channels {sp.channels}, " + (
+            cells, channels = size or (sp.cells, sp.channels)
+            reductions = sp.reduction_cells(cells)
+            head = f"cells: {cells} ({sp.nodes} nodes), channels {channels}, " + (
                 f"reductions at {reductions}" if reductions else "no reduction cell"
             )
             return "\n".join([head] + [f"{k}: {describe_cell(nodes)}" for k, nodes in geno.items()])

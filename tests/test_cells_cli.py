@@ -177,3 +177,20 @@ def test_explicit_reductions_say_they_place_the_retraining_networks_too(capsys):
         "(space.retrain.cells): cells are numbered 0..2; explicit reductions place those of "
         "both networks: remove them for each size's default (n//3, 2n//3)"
     )
+
+
+def test_show_of_a_cell_training_describes_the_network_it_trained(tmp_path, capsys):
+    """It printed the search's size (cells, channels) over the retraining network's genotype."""
+    space = SearchSpace(load_config(TINY)[0])
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(yaml.safe_dump(space.freeze([0] * len(space.choices))))
+    sets = ["--set", "space.retrain.cells=4", "--set", "space.retrain.channels=6"]
+    out = tmp_path / "t"
+    assert (
+        main(["train", str(arch), "--out", str(out), "--quiet", "--set", "train.epochs=1", *sets])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "  cells: 4 (3 nodes), channels 6, reductions at [1, 2]\n" in shown, shown
