@@ -108,6 +108,14 @@ class CellRetrain(Strict):
 class CellSpace(Strict):
     """Cells of nodes with chosen inputs and ops (the ENAS micro space of ASNG-NAS)."""
 
+    misplaced = {
+        "stages": "stages belong to a chain space (no type: cells); a cell space has cells, "
+        "nodes and ops",
+        "layout": "a cell space takes images (N, C, H, W) only",
+        "stem": "a cell space's stem is a fixed 3x3 convolution: set stem_multiplier",
+        "head": "a cell space's head is fixed (global average pooling, a linear classifier)",
+    }
+
     type: Literal["cells"] = Field(description="kind of space: `cells`")
     nodes: PositiveInt = Field(5, le=32, description="nodes per cell (at most 32)")
     node_inputs: PositiveInt = Field(
@@ -175,6 +183,18 @@ class CellSpace(Strict):
                     if retraining
                     else "",
                 )
+        reduced = self.reduction_cells(self.cells)
+        if self.normal is None and len(reduced) == self.cells:  # its choices open, unused
+            where = "reductions" if self.reductions is not None else "cells"
+            raise error_at(
+                "no_normal_cell",
+                "every cell of the {n}-cell search network is a reduction cell (at {r}): the "
+                "normal cell's choices would be searched with no network using them; use more "
+                "cells or fewer reductions, or fix the normal cell (normal: ...)",
+                (where,),
+                n=self.cells,
+                r=reduced,
+            )
         for kind in CELL_KINDS:
             fixed = getattr(self, kind)
             if fixed is not None:

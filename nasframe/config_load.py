@@ -82,8 +82,13 @@ def _problems(
             loc = (*loc, ctx["key"])
         elif isinstance(ctx.get("at"), tuple):  # a model validator pointing below its model
             loc = (*loc, *ctx["at"])
+        kind = None
+        if e["type"] == "space_type" and isinstance(e.get("input"), dict) and "type" in e["input"]:
+            loc, kind = (*loc, "type"), e["input"]["type"]  # the key that is wrong, at its line
         given = override_of(loc, overridden or {}, lines.known_prefix(loc) == loc)
         msg = _message(e, loc) + _hint(e, loc, lines, given)
+        if isinstance(kind, str):
+            msg += did_you_mean(kind, ("chain", "cells"))
         if e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":

@@ -22,6 +22,7 @@ from . import registry
 from .cell_arch import Genotype, cell_fields, describe_cell, genotype
 from .config import Choice, Config, options
 from .config_load import load_config
+from .errors import counted
 
 __all__ = ["ChoicePoint", "SearchSpace", "load_space", "STEM_CHANNELS", "StagePaths"]
 
@@ -231,7 +232,7 @@ class SearchSpace:
             geno = self.genotype(sample)
             cells, channels = size or (sp.cells, sp.channels)
             reductions = sp.reduction_cells(cells)
-            head = f"cells: {cells} ({sp.nodes} nodes), channels {channels}, " + (
+            head = f"cells: {cells} ({counted(sp.nodes, 'node')}), channels {channels}, " + (
                 f"reductions at {reductions}" if reductions else "no reduction cell"
             )
             return "\n".join([head] + [f"{k}: {describe_cell(nodes)}" for k, nodes in geno.items()])

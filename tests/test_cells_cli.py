@@ -108,7 +108,7 @@ def test_input_out_of_range_in_an_arch_gets_its_line(cell_search, write_yaml):
     "old,new,where,what",
     [
         ("channels: 8", "channels: 0", "space.channels", "greater than 0"),
-        ("type: cells", "type: cell", "space", "'type' must be 'chain' (the default) or 'cells'"),
+        ("type: cells", "type: cell", "space.type", "'type' must be 'chain' (the default) or 'cells'"),
         ("cells: 3 ", "cells: 3\n  reductions: [1, 3]\n ", "space.reductions.1", "does not exist"),
         ("node_inputs: 2", "node_input: 2", "space.node_input", "did you mean 'node_inputs'?"),
     ],
@@ -194,3 +194,38 @@ def test_show_of_a_cell_training_describes_the_network_it_trained(tmp_path, caps
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "  cells: 4 (3 nodes), channels 6, reductions at [1, 2]\n" in shown, shown
+
+
+@pytest.mark.parametrize(
+    "sets, said",
+    [
+        (  # nothing used the normal cell's choices, yet they were searched and exported
+            ["space.cells=2"],
+            "--set space.cells=2: space.cells: every cell of the 2-cell search network is a "
+            "reduction cell (at [0, 1]): the normal cell's choices would be searched with no "
+            "network using them; use more cells or fewer reductions, or fix the normal cell "
+            "(normal: ...)",
+        ),
+        (
+            ["space.stages=[{width: 8}]"],  # README's --set example, on a cell space
+            "--set space.stages=[{width: 8}]: space.stages: unknown key 'stages'; stages belong "
+            "to a chain space (no type: cells); a cell space has cells, nodes and ops",
+        ),
+    ],
+)
+def test_cell_space_mistakes_are_told_in_cell_space_terms(capsys, sets, said):
+    args = [x for s in sets for x in ("--set", s)]
+    assert main(["validate", str(TINY), *args]) == 2
+    assert capsys.readouterr().err.strip() == said
+
+
+def test_an_unknown_kind_of_space_is_refused_at_its_type_line(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {name: digits}\nspace:\n  type: cell\n  nodes: 2\n")
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{path}:3: space.type: unknown kind of space: 'type' must be 'chain' (the default) or "
+        "'cells'; did you mean 'cells'?"
+    )
+    space = SearchSpace(load_config(TINY, ["space.nodes=1"])[0])
+    assert space.describe([0] * len(space.choices)).startswith("cells: 3 (1 node), ")

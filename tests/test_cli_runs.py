@@ -274,7 +274,7 @@ def test_tensorboard_events_hold_the_basic_tags(search_run):
     assert images[-1].width > 200 and images[-1].height > 100
     assert "arch/most_likely/text_summary" in acc.Tags()["tensors"]
     text = acc.Tensors("arch/most_likely/text_summary")[-1].tensor_proto.string_val[0].decode()
-    assert "s1: stride 1" in text
+    assert "s1: conv3 -> " in text
     hparams = acc.PluginTagToContent("hparams")  # KeyError if none were written here
     assert "_hparams_/session_start_info" in hparams
 

@@ -89,8 +89,8 @@ def test_two_stages_of_one_name_are_refused_at_the_second_name(tmp_path, capsys)
     text = DIGITS.replace("    - name: s2", "    - name: s1")
     path = _write(tmp_path, text)
     assert _refused(path, capsys) == (
-        f"{path}:{_line_of(text, 'name: s1', 2)}: space.stages.1.name: stages 0 and 1 are both "
-        "named 's1'; rename one (names key choice paths such as space.stages.s1.width)"
+        f"{path}:{_line_of(text, 'name: s1', 2)}: space.stages.1.name: stages.0 and stages.1 are "
+        "both named 's1'; rename one (names key choice paths such as space.stages.s1.width)"
     )
 
 
