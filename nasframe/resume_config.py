@@ -107,29 +107,45 @@ def _refuse_other_kind(args: argparse.Namespace, kind: str | None) -> None:
 
 
 #: settings whose state a run's checkpoint holds (a strategy's distribution, an optimizer's
-#: buffers): another value cannot continue from it
+#: buffers, a growth plan and the widths it reached): another value cannot continue from it
 _KEPT_ON_RESUME = {
     "search": ("search.strategy", "search.optimizer.name"),
-    "train": ("train.optimizer.name",),
+    "train": (
+        "train.optimizer.name",
+        "train.growth",
+        "train.growth.strategy",
+        "train.growth.start_fraction",
+        "train.growth.layers",
+    ),
 }
+
+
+def _kept(config: Any, where: str) -> Any:
+    """The value of kept setting ``where`` in ``config`` (None below an absent section);
+    ``train.growth`` itself: whether the run grows (``on``/``off``)."""
+    if where == "train.growth":
+        return "on" if config.train.growth is not None else "off"
+    value = config
+    for name in where.split("."):
+        value = getattr(value, name) if value is not None else None
+    return value
 
 
 def _refuse_changed_state(args: argparse.Namespace, config, ran) -> None:
     """Refuse a ``--set`` on resume that changes a setting whose state the checkpoint holds
     (``ran``: the config the run ran with, ``config``: with the ``--set``)."""
     for where in _KEPT_ON_RESUME[args.command]:
-        before, after = ran, config
-        for name in where.split("."):
-            before, after = getattr(before, name), getattr(after, name)
+        before, after = _kept(ran, where), _kept(config, where)
         if before != after:
             given = next(
                 (item for item in args.set if where.startswith(item.split("=", 1)[0].strip())),
                 f"{where}={after}",
             )
+            was, now = ("null" if v is None else v for v in (before, after))
             raise UserError(
-                f"--set {given}: the run {args.resume} has {where} {before}, and its checkpoint "
-                f"holds {before}'s state, which {after} cannot continue from; start a new run "
-                f"for {after} (without --resume)"
+                f"--set {given}: the run {args.resume} was made with {where} {was}, and its "
+                f"checkpoint holds the state that made, which {now} cannot continue from; start "
+                f"a new run for {now} (without --resume)"
             )
 
 
@@ -144,7 +160,8 @@ def _check_same_config(args: argparse.Namespace, run_config, saved: Path) -> Non
     more = f" (and {len(differences) - 1} more differences)" if len(differences) > 1 else ""
     resume = f"nasframe {args.command} --resume {args.resume}"
     resume += "".join(f" --set {shlex.quote(item)}" for item in args.set)
-    if len(differences) == 1 and not where.startswith("space"):
+    kept = where in _KEPT_ON_RESUME[args.command]
+    if len(differences) == 1 and not where.startswith("space") and not kept:
         change = f"; to change it too, add --set {shlex.quote(f'{where}={asked}')}"
     else:
         change = f", or start {args.config} as a new run (without --resume)"

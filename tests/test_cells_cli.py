@@ -108,7 +108,12 @@ def test_input_out_of_range_in_an_arch_gets_its_line(cell_search, write_yaml):
     "old,new,where,what",
     [
         ("channels: 8", "channels: 0", "space.channels", "greater than 0"),
-        ("type: cells", "type: cell", "space.type", "'type' must be 'chain' (the default) or 'cells'"),
+        (
+            "type: cells",
+            "type: cell",
+            "space.type",
+            "'type' must be 'chain' (the default) or 'cells'",
+        ),
         ("cells: 3 ", "cells: 3\n  reductions: [1, 3]\n ", "space.reductions.1", "does not exist"),
         ("node_inputs: 2", "node_input: 2", "space.node_input", "did you mean 'node_inputs'?"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from conftest import SPACES
 
@@ -67,3 +68,30 @@ def test_growth_events_that_do_not_fit_in_training_are_refused(tmp_path, capsys)
     assert "train.growth: the last of 3 growth events comes after optimizer step 3000" in err
     assert "set train.growth.every to at most" in err
     assert not (tmp_path / "g" / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "change, where, was, now",
+    [
+        (  # ended below its target widths, exit 0; export and prune then refused its weights
+            "train.growth.start_fraction=0.5",
+            "train.growth.start_fraction",
+            "0.25",
+            "0.5",
+        ),
+        ("train.growth.strategy=random", "train.growth.strategy", "gradmax", "random"),
+        ("train.growth.layers=[0->3]", "train.growth.layers", "null", "['0->3']"),
+        ("train.growth=null", "train.growth", "on", "off"),  # was 'checkpoint damaged'
+    ],
+)
+def test_a_resume_cannot_change_what_the_growth_made(tmp_path, capsys, change, where, was, now):
+    out = tmp_path / "run"
+    arch = _arch(tmp_path)
+    assert main(["train", str(arch), "--out", str(out), "--quiet", "--set", "train.epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--set", change, "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"--set {change}: the run {out} was made with {where} {was}, and its checkpoint holds "
+        f"the state that made, which {now} cannot continue from; start a new run for {now} "
+        "(without --resume)"
+    )

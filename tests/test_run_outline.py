@@ -375,9 +375,9 @@ def test_a_resume_that_changes_a_setting_the_checkpoint_holds_is_refused_by_name
     more = "search.epochs=2" if kind == "search" else "train.epochs=2"
     assert main([kind, "--resume", str(run), "--set", more, "--set", change]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"--set {change}: the run {run} has {where} {ran}, and its checkpoint holds {ran}'s "
-        f"state, which {asked} cannot continue from; start a new run for {asked} (without "
-        "--resume)"
+        f"--set {change}: the run {run} was made with {where} {ran}, and its checkpoint holds "
+        f"the state that made, which {asked} cannot continue from; start a new run for {asked} "
+        "(without --resume)"
     )
     assert _files(run) == before
 
