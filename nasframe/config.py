@@ -685,6 +685,15 @@ class GrowthConfig(Strict):
         False, description="also train the full-width network from the start and report both"
     )
 
+    @field_validator("layers")
+    @classmethod
+    def _some_layers(cls, layers: list[str] | None) -> list[str] | None:
+        if layers == []:  # it grew nothing and reported its events all the same
+            raise PydanticCustomError(
+                "no_layers", "no pair to grow; omit layers for every growable pair"
+            )
+        return layers
+
 
 class TrainOptimizerConfig(OptimizerConfig):
     """Adam at 1e-3 unless said otherwise, key by key; other keys as in ``search.optimizer``.

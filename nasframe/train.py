@@ -24,7 +24,7 @@ from .console import EpochProgress, say
 from .data import TRAINING, augment_at, batch_at, check_augment, epoch_order, load_dataset
 from .datasets import Dataset
 from .device import resolve_device
-from .errors import Interrupted, TrainingDiverged, UserError
+from .errors import Interrupted, TrainingDiverged, UserError, counted
 from .interrupt import StopFlag, stopped
 from .latency import latency_device, network_latency_ms
 from .macs import count_macs
@@ -134,10 +134,20 @@ def _check_growth_fits(growth: Any, total: int, epochs: int, steps: int) -> None
     if planned and planned[-1] > total:
         raise UserError(
             f"train.growth: the last of {len(planned)} growth events comes after optimizer step "
-            f"{planned[-1]}, but training takes {total} steps ({epochs} epochs of {steps}); the "
-            f"network would end below its width: set train.growth.every to at most "
-            f"{max(total // len(planned), 1)} or train longer"
+            f"{planned[-1]}, but training takes {total} steps ({counted(epochs, 'epoch')} of {steps}); the "
+            f"network would end below its width: {_fewer_events(growth, total, len(planned))} "
+            "or train longer"
         )
+
+
+def _fewer_events(growth: Any, total: int, events: int) -> str:
+    """How to fit ``events`` growth events into ``total`` steps: fewer steps between them while
+    that helps, else fewer events."""
+    every = getattr(getattr(growth, "schedule", None), "every", None)
+    fits = total // events
+    if every is not None and 1 <= fits < every:
+        return f"set train.growth.every to at most {fits}"
+    return f"set train.growth.steps to at most {max(total // max(every or 1, 1), 1)}"
 
 
 def _training_loss(

@@ -95,3 +95,16 @@ def test_a_resume_cannot_change_what_the_growth_made(tmp_path, capsys, change, w
         f"the state that made, which {now} cannot continue from; start a new run for {now} "
         "(without --resume)"
     )
+
+
+def test_a_schedule_already_one_step_apart_is_told_to_have_fewer_events(tmp_path, capsys):
+    """It said 'set train.growth.every to at most 1' with every already 1."""
+    arch = _arch(tmp_path, every=1, steps=1000)
+    assert main(["validate", "--data", str(arch)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the network would end below its width: set train.growth.steps to at most " in err, err
+    assert main(["validate", str(arch), "--set", "train.growth.layers=[]"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--set train.growth.layers=[]: train.growth.layers: no pair to grow; omit layers for "
+        "every growable pair"
+    )
