@@ -47,7 +47,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     check_root(cfg)
     _check_options(cfg.name, factory, cfg.options)
     options = cfg.options
-    if (getattr(factory, "__module__", None) or "").split(".")[0] != "nasframe":
+    if registry.package(factory) != "nasframe":
         options = checked_options(factory, options, "data.options")  # built-ins check their own
 
     def blame(e: Exception) -> str | None:

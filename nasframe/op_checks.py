@@ -5,14 +5,15 @@ named in a :class:`~nasframe.registry.PluginFailure`, before a run relies on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import registry
-from .errors import UserError, counted, first_line
+from .errors import UserError, counted
 from .ops import LAYOUTS
 from .slicing import SlicedOp
 
@@ -142,27 +143,35 @@ def _sliced_problem(
     the ``widest`` ones (a batch of two: BatchNorm uses the batch's statistics); None when
     nothing does, or when it cannot run at the widest either (left to the full-width check)."""
     dims = LAYOUTS[layout]
-    modes = [(m, m.training) for m in op.modules()]
     floats = _floats(op)
     device = floats[0].device if floats else torch.device("cpu")
-    try:
-        op.eval()
-        with torch.no_grad():
-            for side in (2, 16) if dims else (1,):
-                spatial = (side * stride,) * dims
-                try:
-                    op(torch.zeros(2, widest[0], *spatial, device=device), widest[1])
-                except Exception:
-                    continue  # too small an input for this op: try a larger one
-                try:
-                    y = op(torch.zeros(2, narrowest[0], *spatial, device=device), narrowest[1])
-                except Exception as e:
-                    return f"fails ({type(e).__name__}: {first_line(str(e))})"
-                if not isinstance(y, torch.Tensor) or y.dim() < 2 or y.shape[1] != narrowest[1]:
-                    got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-                    return f"gives an output shaped {got}, not {narrowest[1]} channels,"
-                return None
+    with _at_rest(op):
+        for side in (2, 16) if dims else (1,):
+            spatial = (side * stride,) * dims
+            try:
+                op(torch.zeros(2, widest[0], *spatial, device=device), widest[1])
+            except Exception:
+                continue  # too small an input for this op: try a larger one
+            try:
+                y = op(torch.zeros(2, narrowest[0], *spatial, device=device), narrowest[1])
+            except Exception as e:
+                return f"fails ({registry.error_line(e)})"
+            if not isinstance(y, torch.Tensor) or y.dim() < 2 or y.shape[1] != narrowest[1]:
+                got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                return f"gives an output shaped {got}, not {narrowest[1]} channels,"
             return None
+    return None
+
+
+@contextlib.contextmanager
+def _at_rest(module: nn.Module) -> Iterator[None]:
+    """``module`` in eval mode and without gradients, each submodule's mode restored after:
+    a trial run on it changes nothing of it."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        with torch.no_grad():
+            yield
     finally:
         for m, training in modes:
             m.training = training
@@ -219,16 +228,11 @@ def trial_output(module: nn.Module, shape: Sequence[int]) -> Any:
     floats = [t.dtype for t in tensors if t.is_floating_point()]
     device = tensors[0].device if tensors else torch.device("cpu")
     x = torch.zeros(tuple(shape), device=device, dtype=floats[0] if floats else None)
-    modes = [(m, m.training) for m in module.modules()]
-    try:
-        module.eval()
-        with torch.no_grad():
+    with _at_rest(module):
+        try:
             return module(x)
-    except Exception:  # a module that cannot take this input: not checked here
-        return None
-    finally:
-        for m, training in modes:
-            m.training = training
+        except Exception:  # a module that cannot take this input: not checked here
+            return None
 
 
 def _output_problem(

@@ -155,8 +155,9 @@ def failure(kind: str, name: str, what: str, error: BaseException | None = None)
     return PluginFailure(message)
 
 
-def _first_line(e: BaseException) -> str:
-    """``TypeError: what it says`` (its first line, at most 300 characters)."""
+def error_line(e: BaseException) -> str:
+    """``TypeError: what it says`` (its first line, at most 300 characters): a plugin's
+    exception, as a message quotes it."""
     text = first_line(str(e))
     text = text if len(text) <= 300 else text[:297] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -285,7 +286,7 @@ def call(
     except Exception as e:
         if _ours(e) or isinstance(e, passing):
             raise
-        said = f"{_call_text(label, args, kwargs)}: {_first_line(e)}"
+        said = f"{_call_text(label, args, kwargs)}: {error_line(e)}"
         if isinstance(e, TypeError) and not _binds(fn, args, kwargs):
             own = {k: v for k, v in kwargs.items() if k not in options}
             if _binds(fn, args, own):  # the plugin cannot take the user's options
@@ -461,12 +462,12 @@ def failure_in_traceback(e: BaseException) -> PluginFailure | None:
         info
         for table in _discover().values()
         for info in table.values()
-        if info.loaded and _package(info.obj) not in ("", "nasframe", "torch", "builtins")
+        if info.loaded and package(info.obj) not in ("", "nasframe", "torch", "builtins")
     ]
     codes = {code: info for info in loaded for code in _own_code(info.obj)}
     by_package: dict[str, list[PluginInfo]] = {}
     for info in loaded:
-        by_package.setdefault(_package(info.obj), []).append(info)
+        by_package.setdefault(package(info.obj), []).append(info)
     frames = []
     tb = e.__traceback__
     while tb is not None:
@@ -474,20 +475,20 @@ def failure_in_traceback(e: BaseException) -> PluginFailure | None:
         tb = tb.tb_next
     found = next((codes[f.f_code] for f in reversed(frames) if f.f_code in codes), None)
     if found is not None:
-        mine = [f for f in frames if _package_of(f) == _package(found.obj)] or frames
-        what = f"failed in {mine[-1].f_code.co_name}: {_first_line(e)}"
+        mine = [f for f in frames if _package_of(f) == package(found.obj)] or frames
+        what = f"failed in {mine[-1].f_code.co_name}: {error_line(e)}"
         return failure(found.kind, found.name, what, e)
     for frame in reversed(frames):  # raised in a helper of a plugin package, not a plugin's own
         owners = by_package.get(_package_of(frame))
         if owners is None:
             continue
         if len(owners) == 1:
-            what = f"failed in {frame.f_code.co_name}: {_first_line(e)}"
+            what = f"failed in {frame.f_code.co_name}: {error_line(e)}"
             return failure(owners[0].kind, owners[0].name, what, e)
         names = ", ".join(f"{o.kind} '{o.name}'" for o in owners)
         message = (
             f"code of package {_package_of(frame)} (which provides the plugins {names}) failed "
-            f"in {frame.f_code.co_name}: {_first_line(e)}; this is {_advice(owners[0])}"
+            f"in {frame.f_code.co_name}: {error_line(e)}; this is {_advice(owners[0])}"
         )
         if not traceback_wanted():
             message += " (NASFRAME_TRACEBACK=1 shows its traceback)"
@@ -495,8 +496,9 @@ def failure_in_traceback(e: BaseException) -> PluginFailure | None:
     return None
 
 
-def _package(obj: Any) -> str:
-    """The top-level package an object (a plugin's class or function) is defined in."""
+def package(obj: Any) -> str:
+    """The top-level package an object (a plugin's class or function) is defined in:
+    ``nasframe`` for the built-ins, as told apart from a plugin's."""
     return (getattr(obj, "__module__", None) or "").split(".")[0]
 
 
@@ -513,7 +515,7 @@ def _own_code(obj: Any) -> list[Any]:
         return [code] if code is not None else []
     codes = []
     for klass in obj.__mro__:
-        if _package(klass) in ("nasframe", "torch", "builtins", "typing"):
+        if package(klass) in ("nasframe", "torch", "builtins", "typing"):
             continue
         for value in vars(klass).values():
             function = getattr(value, "__func__", value)  # classmethod, staticmethod

@@ -272,22 +272,19 @@ class RunState:
         :meth:`resume`'s message)."""
         kind, plugin = _plugin_of(name, part) if _plugin_class(part) else ("", None)
         owner = next((k for k in type(part).__mro__ if "load_state_dict" in vars(k)), object)
-        if plugin is None or owner.__module__.split(".")[0] in ("nasframe", "torch"):
+        if plugin is None or registry.package(owner) in ("nasframe", "torch"):
             part.load_state_dict(state)
             return
         try:
             part.load_state_dict(state)
         except Exception as e:
-            module = type(e).__module__ or ""
-            if isinstance(e, UserError) or module.split(".")[0] == "nasframe":  # DamagedState
+            if isinstance(e, UserError) or registry.package(type(e)) == "nasframe":  # DamagedState
                 raise
-            text = first_line(str(e))
-            text = text if len(text) <= 300 else text[:297] + "..."
             raise registry.failure(
                 kind,
                 plugin,
                 f"failed in {type(part).__qualname__}.load_state_dict(state) restoring its "
-                f"{name} from {self.path}: {type(e).__name__}: {text} (the state its own "
+                f"{name} from {self.path}: {registry.error_line(e)} (the state its own "
                 "state_dict() returned, which it must load; if that file was edited or damaged, "
                 "restore it from a copy)",
                 e,
@@ -332,7 +329,7 @@ def _plugin_class(part: Any) -> str:
     """The class and module of a part that a plugin made (whose own code may be at fault when it
     cannot load its state); '' for nasframe's and PyTorch's own."""
     cls = type(part)
-    if cls.__module__.split(".")[0] in ("nasframe", "torch"):
+    if registry.package(cls) in ("nasframe", "torch"):
         return ""
     return f"{cls.__qualname__} (from {cls.__module__})"
 

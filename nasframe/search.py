@@ -785,7 +785,7 @@ def make_strategy(
                 f"search.strategy_options.{key}: strategy '{name}' takes no option '{key}' "
                 f"(it takes {', '.join(sorted(accepted)) or 'none'}){did_you_mean(key, accepted)}"
             )
-    own = (getattr(factory, "__module__", None) or "").split(".")[0] == "nasframe"
+    own = registry.package(factory) == "nasframe"
     if not own:  # nasframe's own strategies check their options themselves
         options = checked_options(factory, options, "search.strategy_options")
 

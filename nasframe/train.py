@@ -147,7 +147,7 @@ def _fewer_events(growth: Any, total: int, events: int) -> str:
     fits = total // events
     if every is not None and 1 <= fits < every:
         return f"set train.growth.every to at most {fits}"
-    return f"set train.growth.steps to at most {max(total // max(every or 1, 1), 1)}"
+    return f"set train.growth.steps to at most {max(total // (every or 1), 1)}"
 
 
 def _training_loss(
