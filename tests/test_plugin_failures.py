@@ -517,18 +517,24 @@ class _GrowthPlugin:
         raise ValueError(f"steps must be at most 2 here, got {steps}")
 
 
+def _growing_arch(tmp_path, growth: str):
+    """A linear arch.yaml whose training grows as ``growth`` (a YAML mapping) says."""
+    cfg = tmp_path / "arch.yaml"
+    cfg.write_text(
+        ARCH.replace("OP", "linear").replace(
+            "  batch_size: 64\n", f"  batch_size: 64\n  growth: {growth}\n"
+        )
+    )
+    return cfg
+
+
 @pytest.mark.parametrize("crash", [False, True], ids=["refusal", "crash"])
 def test_a_growth_plugin_s_refusal_is_the_user_s_and_its_crash_its_own(
     tmp_path, capsys, plugin, monkeypatch, crash
 ):
     monkeypatch.setattr(_GrowthPlugin, "crash", crash)
     plugin("growth", "test_growth", _GrowthPlugin)
-    text = ARCH.replace("OP", "linear").replace(
-        "  batch_size: 64\n",
-        "  batch_size: 64\n  growth: {strategy: test_growth, every: 1, steps: 3}\n",
-    )
-    cfg = tmp_path / "arch.yaml"
-    cfg.write_text(text)
+    cfg = _growing_arch(tmp_path, "{strategy: test_growth, every: 1, steps: 3}")
     line = _one_line(["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"], capsys)
     if crash:
         assert line.startswith("growth plugin 'test_growth' (registered in code as ")
@@ -839,12 +845,7 @@ def test_a_growth_plugin_that_grows_nan_weights_is_named_not_the_learning_rate(
             return torch.full_like(ctx.random_outgoing(), float("nan"))
 
     plugin("growth", "test_nan_growth", NaNGrowth)
-    text = ARCH.replace("OP", "linear").replace(
-        "  batch_size: 64\n",
-        "  batch_size: 64\n  growth: {strategy: test_nan_growth, every: 2, steps: 1}\n",
-    )
-    cfg = tmp_path / "arch.yaml"
-    cfg.write_text(text)
+    cfg = _growing_arch(tmp_path, "{strategy: test_nan_growth, every: 2, steps: 1}")
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "smaller" not in err, err
